@@ -1,0 +1,30 @@
+"""MobileViT v2 0.5 (the study's 'XS'/XXS width): ``mobilevitv2_050`` (1,370,593 parameters, 1000 classes), on ImageNet-1k.
+
+Command (one host, all its accelerators)::
+
+    EDGEJAX_IMAGENET=/data/imagenet python -m edgejax.train \
+        --config configs/mobilevitv2_050.py:baseline --workdir runs/mobilevitv2_050_baseline
+    # the study's best stack: --config configs/mobilevitv2_050.py:optimized
+    # the authors' recipe:    --config configs/mobilevitv2_050.py:reference
+    # override anything:      --config.global_batch_size=256 --config.optimizer.lr=0.05
+
+Data: ImageNet-1k train / val (1,281,167 / 50,000 images): an ImageFolder tree
+(``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``), a directory prepared as ArrayRecord by
+``edgejax.data`` (recommended: re-encoded to short side 256), or ``tfds:imagenet2012``; given by
+``--config.data.dataset=...`` or ``$EDGEJAX_IMAGENET``. Without one the run stops at once and
+says how to point it at ImageNet.
+
+Recipes (``edgejax.train.recipes``): ``baseline`` = the study's (SGD 0.9, lr 0.1 per 512 scaled
+linearly, cosine, 5 warmup epochs, crop + flip only, 300 epochs, batch 512, 224 px);
+``optimized`` = RandAugment + Mixup + CutMix + label smoothing + EMA with
+AdamW; ``reference`` =
+the authors' recipe (porting-spec.md §4).
+
+Expected top-1 (ImageNet-1k val, timm reference weights): mobilevitv2_050 70.156 @256; paper 70.18. The study reports higher
+numbers on its own 90k-image subset; those are not comparable (porting-spec.md §5).
+"""
+from edgejax.train.recipes import paper_config
+
+
+def get_config(arg=None):
+    return paper_config("mobilevitv2_050", arg)

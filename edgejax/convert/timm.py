@@ -1,0 +1,190 @@
+"""timm state dict <-> edgejax model, by module path.
+
+edgejax modules carry timm's module names as attribute names (``stages[0].blocks[1].conv_dw``), so
+the mapping is mechanical: each leaf layer type knows how its timm tensors map onto its
+parameters (conv OIHW -> HWIO, linear [out, in] -> [in, out], BatchNorm weight/bias/running_*),
+and any other ``nnx.Param`` attribute (``gamma``, ``attention_biases``) maps one to one.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+import jax.numpy as jnp
+from flax import nnx
+
+from ..layers import BatchNorm2d, Conv2d, GroupNorm1, LayerNorm, Linear
+
+__all__ = ["timm_key_map", "from_timm", "to_timm", "load_state_dict", "StateDictMismatchError"]
+
+
+class StateDictMismatchError(ValueError):
+    """A state dict does not fit the model: lists every missing, unexpected, mis-shaped key."""
+
+
+def _conv_to_flax(w):
+    return np.transpose(w, (2, 3, 1, 0))
+
+
+def _conv_to_timm(k):
+    return np.transpose(k, (3, 2, 0, 1))
+
+
+def _linear_to_flax(w):
+    if w.ndim == 4:  # a 1x1 conv used as a dense layer
+        w = w[:, :, 0, 0]
+    return np.transpose(w)
+
+
+def _ident(w):
+    return w
+
+
+# leaf type -> {timm tensor name: (edgejax attribute, to_flax, to_timm)}
+_LEAVES: dict[type, dict[str, tuple[str, Callable, Callable]]] = {
+    Conv2d: {"weight": ("kernel", _conv_to_flax, _conv_to_timm), "bias": ("bias", _ident, _ident)},
+    Linear: {"weight": ("kernel", _linear_to_flax, np.transpose), "bias": ("bias", _ident, _ident)},
+    BatchNorm2d: {"weight": ("scale", _ident, _ident), "bias": ("bias", _ident, _ident),
+                  "running_mean": ("mean", _ident, _ident), "running_var": ("var", _ident, _ident)},
+    LayerNorm: {"weight": ("scale", _ident, _ident), "bias": ("bias", _ident, _ident)},
+    GroupNorm1: {"weight": ("scale", _ident, _ident), "bias": ("bias", _ident, _ident)},
+}
+
+
+def _path_str(path) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def timm_key_map(model: nnx.Module) -> dict[str, tuple[tuple, str, Callable, Callable]]:
+    """``{timm key: (module path, attribute, to_flax, to_timm)}`` for every tensor of ``model``.
+
+    A module may define ``timm_linear_from_conv = True`` (handled by ``Linear`` already) or a
+    method ``timm_extra_keys()`` returning more entries for tensors it stores unusually.
+    """
+    out: dict[str, tuple] = {}
+    for path, module in nnx.iter_modules(model) if hasattr(nnx, "iter_modules") else model.iter_modules():
+        prefix = _path_str(path)
+        leaf = next((spec for t, spec in _LEAVES.items() if isinstance(module, t)), None)
+        if leaf is not None:
+            for tname, (attr, to_f, to_t) in leaf.items():
+                if getattr(module, attr, None) is not None:
+                    key = f"{prefix}.{tname}" if prefix else tname
+                    out[key] = (tuple(path), attr, to_f, to_t)
+            continue
+        for attr, value in vars(module).items():
+            if isinstance(value, nnx.Variable) and isinstance(value, (nnx.Param, nnx.BatchStat)):
+                key = f"{prefix}.{attr}" if prefix else attr
+                out[key] = (tuple(path), attr, _ident, _ident)
+    return out
+
+
+def _get_module(model, path):
+    m = model
+    for p in path:
+        m = m[p] if isinstance(p, int) else getattr(m, p)
+    return m
+
+
+def _normalise_keys(model, state_dict: Mapping) -> dict:
+    remap = getattr(model, "timm_remap", None)
+    ignore = getattr(model, "timm_ignore", ("num_batches_tracked",))
+    out = {}
+    for k, v in state_dict.items():
+        if any(k.endswith(s) for s in ignore):
+            continue
+        if remap is not None:
+            k = remap(k)
+            if k is None:
+                continue
+        out[k] = v
+    return out
+
+
+def load_state_dict(model: nnx.Module, state_dict: Mapping, *, strict: bool = True) -> nnx.Module:
+    """Copy a timm state dict (name -> array) into ``model`` in place and return it.
+
+    Strict (default): every missing, unexpected and mis-shaped key is listed in one
+    ``StateDictMismatchError``. Non-strict: fills what fits and ignores the rest.
+    """
+    sd = _normalise_keys(model, state_dict)
+    kmap = timm_key_map(model)
+    missing = sorted(k for k in kmap if k not in sd)
+    unexpected = sorted(k for k in sd if k not in kmap)
+    bad_shape, updates = [], []
+    for key, (path, attr, to_f, _) in kmap.items():
+        if key not in sd:
+            continue
+        value = to_f(np.asarray(sd[key], dtype=np.float32))
+        var = getattr(_get_module(model, path), attr)
+        if tuple(value.shape) != tuple(var.shape):
+            bad_shape.append(f"{key}: checkpoint {tuple(np.asarray(sd[key]).shape)} -> "
+                             f"{tuple(value.shape)}, model expects {tuple(var.shape)}")
+            continue
+        updates.append((var, value))
+    if strict and (missing or unexpected or bad_shape):
+        lines = [f"state dict does not fit {type(model).__name__}:"]
+        for title, items in (("missing", missing), ("unexpected", unexpected),
+                             ("wrong shape", bad_shape)):
+            if items:
+                lines.append(f"  {len(items)} {title}: " + "; ".join(items[:50])
+                             + (" ..." if len(items) > 50 else ""))
+        raise StateDictMismatchError("\n".join(lines))
+    for var, value in updates:
+        var[...] = jnp.asarray(value, dtype=var[...].dtype)
+    return model
+
+
+def _infer_num_classes(model_cls, sd: Mapping, head: str) -> int | None:
+    for suffix in (".weight",):
+        w = sd.get(head + suffix)
+        if w is not None:
+            return int(np.asarray(w).shape[0])
+    return None
+
+
+def from_timm(name: str, state_dict: Mapping, *, strict: bool = True, num_classes: int | None = None,
+              dtype=None, **overrides) -> nnx.Module:
+    """Build the edgejax model ``name`` and fill it from a timm ``state_dict``.
+
+    ``num_classes`` defaults to the width of the state dict's classifier (so TinyViT's 21,841-class
+    heads load as such); the model is returned in eval mode.
+    """
+    from ..registry import get_entry
+    entry = get_entry(name)
+    if num_classes is None:
+        probe = nnx.eval_shape(lambda: entry.builder(entry.cfg, num_classes=1000, rngs=nnx.Rngs(0),
+                                                     dtype=dtype, **overrides))
+        sd_norm = _normalise_keys(probe, state_dict)
+        num_classes = _infer_num_classes(type(probe), sd_norm, probe.timm_head)
+        if num_classes is None:
+            num_classes = 0
+    model = _build_zeros(entry, num_classes, dtype, overrides)
+    load_state_dict(model, state_dict, strict=strict)
+    model.eval()
+    return model
+
+
+def _build_zeros(entry, num_classes, dtype, overrides) -> nnx.Module:
+    """Build without running random initialisers: abstract shapes, then zero arrays."""
+    abstract = nnx.eval_shape(lambda: entry.builder(entry.cfg, num_classes=num_classes,
+                                                    rngs=nnx.Rngs(0), dtype=dtype, **overrides))
+    graphdef, state = nnx.split(abstract)
+    import jax
+
+    def zeros(x):
+        if not hasattr(x, "shape"):
+            return x
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.split(jax.random.key(0), x.shape) if x.shape else jax.random.key(0)
+        return jnp.zeros(x.shape, x.dtype)
+
+    state = jax.tree_util.tree_map(zeros, state)
+    return nnx.merge(graphdef, state)
+
+
+def to_timm(model: nnx.Module) -> dict[str, np.ndarray]:
+    """The model's tensors as a timm state dict (numpy, float32; no ``num_batches_tracked``)."""
+    out = {}
+    for key, (path, attr, _, to_t) in timm_key_map(model).items():
+        out[key] = np.ascontiguousarray(to_t(np.asarray(getattr(_get_module(model, path), attr)[...])))
+    return out

@@ -1,0 +1,308 @@
+"""Grain input pipelines for training and evaluation.
+
+Train: record indices in a seeded global shuffle per epoch -> random_map (read, decode,
+RandomResizedCrop, flip; the per-record rng is keyed on the seed and the *global* stream position) ->
+shard by JAX process -> batch (drop remainder per epoch) -> [start_step:] -> threaded read /
+multiprocessing prefetch -> numpy batches (optionally device_put with the mesh's batch sharding).
+
+The dataset stays a `MapDataset` through `.batch()`, so resuming at step k is `batches[k:]`: the
+same batches whatever the worker count, thread count or number of restarts (stateless resume).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from collections import OrderedDict
+from typing import Any, Iterable, Iterator, Sequence
+
+import grain
+import numpy as np
+
+from edgejax.data import transforms as T
+
+log = logging.getLogger(__name__)
+
+_MAX_SUBSTITUTES = 10
+
+
+def steps_per_epoch(num_records: int, global_batch_size: int) -> int:
+    """Train steps per epoch: full global batches only (the remainder of each epoch is dropped)."""
+    if global_batch_size <= 0:
+        raise ValueError(f"global_batch_size must be positive, got {global_batch_size}")
+    steps = num_records // global_batch_size
+    if steps == 0:
+        raise ValueError(
+            f"dataset of {num_records} records is smaller than one global batch of "
+            f"{global_batch_size}")
+    return steps
+
+
+def _process_layout(global_batch_size: int, process_index, process_count) -> tuple[int, int, int]:
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if global_batch_size % process_count:
+        raise ValueError(
+            f"global_batch_size {global_batch_size} is not divisible by the process count "
+            f"{process_count}")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    return process_index, process_count, global_batch_size // process_count
+
+
+class _EpochShuffledIndices:
+    """Index source: position j of the stream -> record index perm_epoch(j)[j % per_epoch].
+
+    Each epoch uses the first `per_epoch` entries (steps_per_epoch * global batch) of its own
+    permutation, seeded by (seed, epoch), so every epoch is a fresh global shuffle and no batch
+    straddles two epochs.
+    """
+
+    def __init__(self, num_records: int, per_epoch: int, seed: int, num_epochs: int | None):
+        self.num_records, self.per_epoch, self.seed = num_records, per_epoch, seed
+        self.length = per_epoch * num_epochs if num_epochs is not None else sys.maxsize
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        perm = self._cache.get(epoch)
+        if perm is None:
+            perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_records)
+            self._cache[epoch] = perm
+            while len(self._cache) > 2:
+                self._cache.popitem(last=False)
+        return perm
+
+    def __getitem__(self, j: int) -> int:
+        epoch, i = divmod(int(j), self.per_epoch)
+        return int(self._perm(epoch)[i])
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_cache"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._cache = OrderedDict()
+
+
+class TrainTransform:
+    """(record index, rng) -> {"image": uint8 [S, S, 3], "label": int32, "skipped": int32}.
+
+    A record that cannot be decoded is replaced by another record drawn with the same rng (so the
+    result is still deterministic) and counted in "skipped"; training never stops on bad data.
+    """
+
+    def __init__(self, source, image_size: int, scale, ratio, hflip: float, interpolation: str):
+        T._check_interpolation(interpolation)
+        self.source, self.image_size = source, image_size
+        self.scale, self.ratio, self.hflip, self.interpolation = scale, ratio, hflip, interpolation
+
+    def __call__(self, index: int, rng: np.random.Generator) -> dict:
+        skipped = 0
+        for _ in range(_MAX_SUBSTITUTES + 1):
+            data, label = self.source[index]
+            try:
+                img = T.random_resized_crop(data, rng, self.image_size, self.scale, self.ratio,
+                                            self.interpolation)
+                break
+            except T.CorruptImageError as e:
+                skipped += 1
+                log.debug("skipping record %d: %s", index, e)
+                index = int(rng.integers(len(self.source)))
+        else:
+            img = np.zeros((self.image_size, self.image_size, 3), np.uint8)
+        if self.hflip > 0 and rng.random() < self.hflip:
+            img = T.hflip(img)
+        return {"image": img, "label": np.int32(label), "skipped": np.int32(skipped)}
+
+
+class EvalTransform:
+    """record index (or -1 for padding) -> {"image", "label", "mask", "skipped"}."""
+
+    def __init__(self, source, image_size: int, crop_pct: float, interpolation: str):
+        T._check_interpolation(interpolation)
+        self.source, self.image_size = source, image_size
+        self.crop_pct, self.interpolation = crop_pct, interpolation
+
+    def __call__(self, index: int) -> dict:
+        blank = np.zeros((self.image_size, self.image_size, 3), np.uint8)
+        if index < 0:
+            return {"image": blank, "label": np.int32(0), "mask": np.bool_(False),
+                    "skipped": np.int32(0)}
+        data, label = self.source[index]
+        try:
+            img = T.center_crop_resize(data, self.image_size, self.crop_pct, self.interpolation)
+        except T.CorruptImageError as e:
+            log.debug("skipping record %d: %s", index, e)
+            return {"image": blank, "label": np.int32(label), "mask": np.bool_(False),
+                    "skipped": np.int32(1)}
+        return {"image": img, "label": np.int32(label), "mask": np.bool_(True),
+                "skipped": np.int32(0)}
+
+
+class _PaddedIndices:
+    def __init__(self, num_records: int, padded: int):
+        self.num_records, self.padded = num_records, padded
+
+    def __len__(self) -> int:
+        return self.padded
+
+    def __getitem__(self, j: int) -> int:
+        return int(j) if j < self.num_records else -1
+
+
+def _ensure_absl_flags_parsed() -> None:
+    # grain 0.2.18: mp_prefetch reads absl flags, which raises when JAX is imported and flags are
+    # not parsed (not running under absl.app.run).
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+class Loader:
+    """An iterable of numpy batches over a Grain `MapDataset` of batches.
+
+    `stats` holds "skipped" (corrupt records replaced or masked so far, this process), "batches"
+    and "records". Iterating again starts again at the loader's first step.
+    """
+
+    def __init__(self, batches: grain.MapDataset, *, workers: int, threads: int,
+                 prefetch: int, sharding=None, name: str = "loader"):
+        self.batches = batches
+        self.workers, self.threads, self.prefetch = workers, threads, prefetch
+        self.sharding = sharding
+        self.name = name
+        self.stats = {"skipped": 0, "batches": 0, "records": 0}
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def _iter_dataset(self) -> grain.IterDataset:
+        ds = self.batches.to_iter_dataset(
+            grain.ReadOptions(num_threads=max(1, self.threads), prefetch_buffer_size=self.prefetch))
+        if self.workers > 0:
+            _ensure_absl_flags_parsed()
+            ds = ds.mp_prefetch(grain.MultiprocessingOptions(
+                num_workers=self.workers, per_worker_buffer_size=max(1, self.prefetch)))
+        return ds
+
+    def __iter__(self) -> Iterator[dict]:
+        it = iter(self._iter_dataset())
+        try:
+            for batch in it:
+                skipped = batch.pop("skipped")
+                self.stats["skipped"] += int(np.sum(skipped))
+                self.stats["batches"] += 1
+                self.stats["records"] += int(
+                    np.sum(batch["mask"]) if "mask" in batch else len(batch["label"]))
+                if self.sharding is not None:
+                    batch = to_global_arrays(batch, self.sharding)
+                yield batch
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+
+def to_global_arrays(batch: dict, sharding) -> dict:
+    """Process-local numpy batch -> global jax.Arrays laid out with `sharding` (e.g. P('data'))."""
+    import jax
+
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def _default_threads() -> int:
+    return min(16, os.cpu_count() or 1)
+
+
+def make_train_loader(
+    source,
+    *,
+    global_batch_size: int,
+    image_size: int,
+    seed: int,
+    start_step: int = 0,
+    num_epochs: int | None = None,
+    workers: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    scale: Sequence[float] = (0.08, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    hflip: float = 0.5,
+    interpolation: str = "bilinear",
+    threads: int | None = None,
+    prefetch: int = 4,
+    sharding=None,
+) -> Loader:
+    """Training batches {"image": uint8 [B_local, S, S, 3], "label": int32 [B_local]}.
+
+    B_local = global_batch_size / process_count. Deterministic in `seed`: the same batches for any
+    `workers`/`threads`, and `start_step=k` yields exactly the batches from step k on. Epoch e is a
+    fresh global shuffle; each epoch has `steps_per_epoch(len(source), global_batch_size)` steps.
+    `num_epochs=None` repeats forever. `workers>0` uses Grain multiprocessing prefetch (spawned
+    processes; the entry script needs an `if __name__ == "__main__":` guard), `threads` read in
+    parallel inside each process (decoders release the GIL). With `sharding`, batches come back as
+    global jax.Arrays.
+    """
+    n = len(source)
+    if n == 0:
+        raise ValueError("empty dataset: no records to train on")
+    p, pc, local_batch = _process_layout(global_batch_size, process_index, process_count)
+    per_epoch = steps_per_epoch(n, global_batch_size) * global_batch_size
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
+    indices = _EpochShuffledIndices(n, per_epoch, seed, num_epochs)
+    ds = grain.MapDataset.source(indices)
+    # random_map before sharding: the rng is keyed on the global stream position, so a record's
+    # augmentation does not depend on the number of processes.
+    ds = ds.random_map(TrainTransform(source, image_size, tuple(scale), tuple(ratio), hflip,
+                                      interpolation), seed=seed)
+    if pc > 1:
+        ds = ds[p::pc]
+    ds = ds.batch(local_batch, drop_remainder=True)
+    if start_step:
+        ds = ds[start_step:]
+    return Loader(ds, workers=workers, threads=_default_threads() if threads is None else threads,
+                  prefetch=prefetch, sharding=sharding, name="train")
+
+
+def make_eval_loader(
+    source,
+    *,
+    global_batch_size: int,
+    image_size: int,
+    crop_pct: float = 0.875,
+    interpolation: str = "bilinear",
+    workers: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    threads: int | None = None,
+    prefetch: int = 4,
+    sharding=None,
+) -> Loader:
+    """Evaluation batches {"image", "label", "mask": bool [B_local]} in source order.
+
+    The record list is padded to a whole number of global batches; padding (and corrupt records,
+    counted in `.stats["skipped"]`) have mask False, so every record is evaluated exactly once
+    across all processes.
+    """
+    n = len(source)
+    if n == 0:
+        raise ValueError("empty dataset: no records to evaluate")
+    p, pc, local_batch = _process_layout(global_batch_size, process_index, process_count)
+    padded = math.ceil(n / global_batch_size) * global_batch_size
+    ds = grain.MapDataset.source(_PaddedIndices(n, padded))
+    ds = ds.map(EvalTransform(source, image_size, crop_pct, interpolation))
+    if pc > 1:
+        ds = ds[p::pc]
+    ds = ds.batch(local_batch, drop_remainder=False)
+    return Loader(ds, workers=workers, threads=_default_threads() if threads is None else threads,
+                  prefetch=prefetch, sharding=sharding, name="eval")

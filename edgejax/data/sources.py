@@ -1,0 +1,296 @@
+"""Grain random-access data sources. Each returns `(image, label)` per index, where `image` is
+encoded bytes (JPEG, PNG, ...) or a uint8 array [H, W, 3], and `label` an int.
+
+- `ImageFolderSource`: `root/<class>/<image>`, class index = sorted folder names (torchvision/timm).
+- `ArrayRecordSource`: shards written by `python -m edgejax.data.prepare`.
+- `TfdsSource`: `tfds.data_source(...)` with image decoding skipped (extra `tfds`).
+- `DigitsSource`: scikit-learn's bundled handwritten digits (real images, no download).
+- `build_source(spec, split)` picks one from a string.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Same as torchvision's IMG_EXTENSIONS (plus upper case, handled by lower()).
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+TRAIN_SPLITS = ("train", "training")
+VAL_SPLITS = ("val", "validation", "valid", "test", "eval")
+METADATA_FILE = "metadata.json"
+ARRAY_RECORD_OPTIONS = "group_size:1,uncompressed"
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used: missing path, no images, not prepared."""
+
+
+# ---------------------------------------------------------------- record format (ArrayRecord)
+def encode_record(image_bytes: bytes, label: int) -> bytes:
+    """One ArrayRecord record: int32 little-endian label, then the encoded image bytes."""
+    return struct.pack("<i", int(label)) + bytes(image_bytes)
+
+
+def decode_record(record: bytes) -> tuple[bytes, int]:
+    (label,) = struct.unpack_from("<i", record, 0)
+    return record[4:], label
+
+
+# ---------------------------------------------------------------- ImageFolder
+def _split_dirs(root: Path, split: str) -> Path:
+    """timm's rule: use root/<split> (or a known alias) when it exists, else the root itself."""
+    names = TRAIN_SPLITS if split in TRAIN_SPLITS else VAL_SPLITS if split in VAL_SPLITS else (split,)
+    for name in (split,) + tuple(n for n in names if n != split):
+        if (root / name).is_dir():
+            return root / name
+    return root
+
+
+def find_images(root: str | os.PathLike) -> tuple[list[str], list[tuple[str, int]], list[str]]:
+    """Scan `root/<class>/**` -> (class_names, [(path, label)], ignored_paths).
+
+    Files are kept by extension (case-insensitive) like torchvision; the content is sniffed at
+    decode time, so a PNG named `.jpg` still decodes. Hidden files are ignored.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"dataset path does not exist: {root}")
+    if not root.is_dir():
+        raise DatasetError(f"dataset path is not a directory: {root}")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise DatasetError(
+            f"no class folders in {root}: expected an ImageFolder tree root/<class>/<image>")
+    samples, ignored = [], []
+    for label, name in enumerate(classes):
+        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for f in sorted(filenames):
+                if f.startswith("."):
+                    continue
+                p = os.path.join(dirpath, f)
+                if f.lower().endswith(IMG_EXTENSIONS):
+                    samples.append((p, label))
+                else:
+                    ignored.append(p)
+    if not samples:
+        raise DatasetError(
+            f"no images in {root} ({len(classes)} class folders, extensions {IMG_EXTENSIONS})")
+    return classes, samples, ignored
+
+
+class ImageFolderSource:
+    """Random access to `root/<class>/<image>` files; returns (file bytes, label)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = str(root)
+        self.class_names, self.samples, self.ignored = find_images(root)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[bytes, int]:
+        path, label = self.samples[index]
+        try:
+            with open(path, "rb") as f:
+                return f.read(), label
+        except OSError:  # vanished or unreadable: the transform counts it as skipped
+            return b"", label
+
+    def __repr__(self) -> str:
+        return f"ImageFolderSource({self.root!r}, {len(self)} images, {len(self.class_names)} classes)"
+
+
+# ---------------------------------------------------------------- ArrayRecord
+def read_metadata(path: str | os.PathLike) -> dict:
+    meta_path = Path(path) / METADATA_FILE
+    with open(meta_path) as f:
+        return json.load(f)
+
+
+class ArrayRecordSource:
+    """Shards written by `edgejax.data.prepare` for one split; returns (JPEG bytes, label)."""
+
+    def __init__(self, path: str | os.PathLike, split: str = "train"):
+        from array_record.python.array_record_data_source import ArrayRecordDataSource
+
+        self.path = str(path)
+        meta = read_metadata(path)
+        splits = meta["splits"]
+        if split not in splits:
+            alias = [s for s in splits if (split in TRAIN_SPLITS and s in TRAIN_SPLITS)
+                     or (split in VAL_SPLITS and s in VAL_SPLITS)]
+            if alias:
+                split = alias[0]
+            elif "all" in splits:
+                log.warning("%s has no split %r; using 'all' (train and val are the same data)",
+                            path, split)
+                split = "all"
+            else:
+                raise DatasetError(f"{path} has no split {split!r}; it has {sorted(splits)}")
+        self.split = split
+        self.class_names = list(meta["class_names"])
+        files = [os.path.join(self.path, f) for f in splits[split]["files"]]
+        missing = [f for f in files if not os.path.exists(f)]
+        if missing:
+            raise DatasetError(f"missing shard files in {path}: {missing[:3]}")
+        if splits[split]["num_records"] == 0:
+            raise DatasetError(f"split {split!r} of {path} holds no records")
+        self._files = files
+        self._ds = ArrayRecordDataSource(files)
+
+    def __len__(self) -> int:
+        return len(self._ds)
+
+    def __getitem__(self, index: int) -> tuple[bytes, int]:
+        return decode_record(self._ds[index])
+
+    def __getstate__(self):
+        return {"path": self.path, "split": self.split}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], state["split"])
+
+    def __repr__(self) -> str:
+        return f"ArrayRecordSource({self.path!r}, split={self.split!r}, {len(self)} records)"
+
+
+# ---------------------------------------------------------------- TFDS
+TFDS_SPLITS = {"val": "validation", "valid": "validation", "eval": "validation"}
+
+
+def _import_tfds():
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise DatasetError(
+            "TFDS datasets need the optional extra: pip install 'edgejax[tfds]' "
+            "(tensorflow-datasets and tensorflow-cpu)") from e
+    return tfds
+
+
+class TfdsSource:
+    """`tfds.data_source(name, split)` (ArrayRecord format), image bytes left encoded."""
+
+    def __init__(self, name: str, split: str = "train", data_dir: str | None = None):
+        tfds = _import_tfds()
+        self.name, self.data_dir = name, data_dir
+        split = TFDS_SPLITS.get(split, split)
+        self.split = split
+        try:
+            builder = tfds.builder(name, data_dir=data_dir)
+            self._ds = tfds.data_source(
+                name, split=split, data_dir=data_dir,
+                decoders={"image": tfds.decode.SkipDecoding()})
+        except Exception as e:
+            raise DatasetError(
+                f"TFDS dataset {name!r} (split {split!r}) is not prepared in "
+                f"{data_dir or '~/tensorflow_datasets'}: {e}\n"
+                f"Prepare it once with: tfds build {name} --file_format=array_record "
+                f"--manual_dir=DIR (for imagenet2012, DIR holds ILSVRC2012_img_train.tar and "
+                f"ILSVRC2012_img_val.tar)") from e
+        self.class_names = list(builder.info.features["label"].names)
+
+    def __len__(self) -> int:
+        return len(self._ds)
+
+    def __getitem__(self, index: int) -> tuple[bytes, int]:
+        ex = self._ds[index]
+        return ex["image"], int(ex["label"])
+
+    def __getstate__(self):
+        return {"name": self.name, "split": self.split, "data_dir": self.data_dir}
+
+    def __setstate__(self, state):
+        self.__init__(state["name"], state["split"], state["data_dir"])
+
+
+# ---------------------------------------------------------------- bundled digits
+class DigitsSource:
+    """scikit-learn's bundled handwritten digits (UCI, 1,797 real 8x8 scans, 10 classes).
+
+    Returned as RGB uint8 [32, 32, 3] (8x8 grey levels 0..16 scaled to 0..255, upscaled 4x with
+    bilinear interpolation). Split: a fixed, stratified-by-order 80/20 cut (every 5th image is val).
+    """
+
+    SIZE = 32
+
+    def __init__(self, split: str = "train"):
+        from sklearn.datasets import load_digits
+
+        import cv2
+
+        d = load_digits()
+        images = np.clip(d.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
+        idx = np.arange(len(images))
+        is_val = idx % 5 == 4
+        if split in TRAIN_SPLITS:
+            keep = ~is_val
+        elif split in VAL_SPLITS:
+            keep = is_val
+        else:
+            raise DatasetError(f"digits has splits 'train' and 'val', not {split!r}")
+        big = [cv2.resize(im, (self.SIZE, self.SIZE), interpolation=cv2.INTER_LINEAR)
+               for im in images[keep]]
+        self.images = np.repeat(np.stack(big)[..., None], 3, axis=3)
+        self.labels = d.target[keep].astype(np.int64)
+        self.class_names = [str(i) for i in range(10)]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        return self.images[index], int(self.labels[index])
+
+
+# ---------------------------------------------------------------- factory
+def build_source(spec: str, split: str = "train") -> tuple[Any, dict]:
+    """Build a data source from a spec string.
+
+    spec: "digits" | "tfds:<name>[:<data_dir>]" | path to a prepared ArrayRecord dir (holds
+    metadata.json) | path to an ImageFolder root (with train/ and val/ sub-folders, or a flat
+    class tree used for every split, as timm does).
+    Returns (source, info) with info keys num_classes, class_names, num_records, kind, split.
+    Raises DatasetError (before any worker starts) for missing paths and empty datasets.
+    """
+    spec = str(spec)
+    if spec == "digits":
+        src = DigitsSource(split)
+        kind = "digits"
+    elif spec.startswith("tfds:"):
+        parts = spec[len("tfds:"):].split(":", 1)
+        src = TfdsSource(parts[0], split, data_dir=parts[1] if len(parts) > 1 else None)
+        kind = "tfds"
+    else:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise DatasetError(
+                f"dataset path does not exist: {path} (expected 'digits', 'tfds:<name>', an "
+                f"ImageFolder root or a directory prepared by `python -m edgejax.data.prepare`)")
+        if (path / METADATA_FILE).exists():
+            src = ArrayRecordSource(path, split)
+            kind = "array_record"
+        else:
+            src = ImageFolderSource(_split_dirs(path, split))
+            kind = "image_folder"
+            if src.ignored:
+                log.warning("%d files without an image extension ignored in %s",
+                            len(src.ignored), src.root)
+    if len(src) == 0:
+        raise DatasetError(f"dataset {spec!r} split {split!r} is empty")
+    info = {
+        "num_classes": len(src.class_names),
+        "class_names": list(src.class_names),
+        "num_records": len(src),
+        "kind": kind,
+        "split": split,
+    }
+    return src, info

@@ -1,0 +1,200 @@
+"""Leaf layers with timm/PyTorch semantics, NHWC.
+
+Every leaf keeps PyTorch's numerics where they differ from Flax defaults: BatchNorm momentum 0.1
+(Flax 0.9) with the running variance updated unbiased, LayerNorm/GroupNorm with explicit eps and
+two-pass variance, explicit symmetric conv padding (not 'SAME') unless the variant is a `tf_` one.
+Parameters are created in float32 (``param_dtype``); ``dtype`` is the compute dtype.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = [
+    "get_padding", "Conv2d", "Linear", "BatchNorm2d", "LayerNorm", "GroupNorm1", "DropPath",
+    "Identity", "cast",
+]
+
+
+def cast(x, dtype):
+    return x if dtype is None else x.astype(dtype)
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def get_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
+    """timm's symmetric padding: ((s - 1) + d (k - 1)) // 2."""
+    return ((stride - 1) + dilation * (kernel_size - 1)) // 2
+
+
+class Identity(nnx.Module):
+    def __call__(self, x):
+        return x
+
+
+class Conv2d(nnx.Module):
+    """2-D convolution, NHWC input, HWIO kernel (timm OIHW transposed (2, 3, 1, 0)).
+
+    ``padding``: None for timm's symmetric default, an int, or ``'same'`` for TF 'SAME' padding
+    (what timm's ``Conv2dSame`` / ``tf_`` variants compute).
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int | Sequence[int] = 1,
+                 stride: int = 1, padding: int | str | None = None, dilation: int = 1,
+                 groups: int = 1, bias: bool = False, *, dtype=None, rngs: nnx.Rngs,
+                 kernel_init=None):
+        kh, kw = _pair(kernel_size)
+        if in_chs % groups or out_chs % groups:
+            raise ValueError(f"Conv2d: channels {in_chs}->{out_chs} not divisible by groups={groups}")
+        self.in_chs, self.out_chs, self.groups = in_chs, out_chs, groups
+        self.stride = _pair(stride)
+        self.dilation = _pair(dilation)
+        if isinstance(padding, str):
+            if padding.lower() != "same":
+                raise ValueError(f"Conv2d: padding must be None, an int or 'same', got {padding!r}")
+            self.padding = "SAME"
+        else:
+            if padding is None:
+                padding = (get_padding(kh, self.stride[0], self.dilation[0]),
+                           get_padding(kw, self.stride[1], self.dilation[1]))
+            ph, pw = _pair(padding)
+            self.padding = ((ph, ph), (pw, pw))
+        self.dtype = dtype
+        init = kernel_init or nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+        self.kernel = nnx.Param(init(rngs.params(), (kh, kw, in_chs // groups, out_chs), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((out_chs,), jnp.float32)) if bias else None
+
+    def __call__(self, x):
+        dtype = self.dtype or x.dtype
+        y = jax.lax.conv_general_dilated(
+            cast(x, dtype), cast(self.kernel[...], dtype), window_strides=self.stride,
+            padding=self.padding, rhs_dilation=self.dilation,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups)
+        if self.bias is not None:
+            y = y + cast(self.bias[...], dtype)
+        return y
+
+
+class Linear(nnx.Module):
+    """Dense layer on the last axis; kernel is [in, out] (timm's [out, in] transposed)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype=None,
+                 rngs: nnx.Rngs, kernel_init=None):
+        self.in_features, self.out_features = in_features, out_features
+        self.dtype = dtype
+        init = kernel_init or nnx.initializers.truncated_normal(stddev=0.02)
+        self.kernel = nnx.Param(init(rngs.params(), (in_features, out_features), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if bias else None
+
+    def __call__(self, x):
+        dtype = self.dtype or x.dtype
+        y = jnp.matmul(cast(x, dtype), cast(self.kernel[...], dtype))
+        if self.bias is not None:
+            y = y + cast(self.bias[...], dtype)
+        return y
+
+
+class BatchNorm2d(nnx.Module):
+    """BatchNorm over all axes but the last, with PyTorch semantics.
+
+    Train mode normalises with the biased batch variance and updates the running variance with the
+    unbiased one, momentum 0.1 (``new = (1 - m) * old + m * batch``), as ``torch.nn.BatchNorm2d``.
+    Statistics are computed in float32 whatever the compute dtype. Under a sharded ``jit`` the
+    batch reductions are global: the compiler synchronises them across devices.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, *,
+                 dtype=None, use_running_average: bool = False, rngs: nnx.Rngs | None = None,
+                 scale_init: float = 1.0):
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.dtype = dtype
+        self.use_running_average = use_running_average
+        self.scale = nnx.Param(jnp.full((num_features,), scale_init, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+
+    def __call__(self, x):
+        dtype = self.dtype or x.dtype
+        if self.use_running_average:
+            mean, var = self.mean[...], self.var[...]
+        else:
+            axes = tuple(range(x.ndim - 1))
+            xf = x.astype(jnp.float32)
+            mean = jnp.mean(xf, axes)
+            var = jnp.mean(jnp.square(xf - mean), axes)
+            n = math.prod(x.shape[a] for a in axes)
+            unbiased = var * (n / max(n - 1, 1))
+            m = self.momentum
+            self.mean[...] = (1 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
+            self.var[...] = (1 - m) * self.var[...] + m * jax.lax.stop_gradient(unbiased)
+        inv = jax.lax.rsqrt(var + self.eps) * self.scale[...]
+        shift = self.bias[...] - mean * inv
+        return cast(x, dtype) * cast(inv, dtype) + cast(shift, dtype)
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm over the last axis (also timm's ``LayerNorm2d`` in NHWC), two-pass variance."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, *, dtype=None,
+                 rngs: nnx.Rngs | None = None):
+        self.num_features, self.eps, self.dtype = num_features, eps, dtype
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+
+    def __call__(self, x):
+        dtype = self.dtype or x.dtype
+        xf = x.astype(jnp.float32)
+        mean = jnp.mean(xf, -1, keepdims=True)
+        var = jnp.mean(jnp.square(xf - mean), -1, keepdims=True)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
+        return y.astype(dtype)
+
+
+class GroupNorm1(nnx.Module):
+    """GroupNorm with one group: normalise each sample over all non-batch axes, affine per channel
+    (the last axis). timm's MobileViT v2 "LayerNorm2d" is ``GroupNorm(1, C)``."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, *, dtype=None,
+                 rngs: nnx.Rngs | None = None):
+        self.num_features, self.eps, self.dtype = num_features, eps, dtype
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+
+    def __call__(self, x):
+        dtype = self.dtype or x.dtype
+        axes = tuple(range(1, x.ndim))
+        xf = x.astype(jnp.float32)
+        mean = jnp.mean(xf, axes, keepdims=True)
+        var = jnp.mean(jnp.square(xf - mean), axes, keepdims=True)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
+        return y.astype(dtype)
+
+
+class DropPath(nnx.Module):
+    """Stochastic depth: drop whole samples of a residual branch, scale survivors by 1/keep.
+
+    Each instance draws from its own forked key stream, so blocks decide independently.
+    """
+
+    def __init__(self, rate: float = 0.0, *, rngs: nnx.Rngs | None = None,
+                 deterministic: bool = False):
+        self.rate = float(rate)
+        self.deterministic = deterministic
+        self.rngs = rngs.fork() if (rngs is not None and self.rate > 0) else None
+
+    def __call__(self, x):
+        if self.deterministic or self.rate == 0.0:
+            return x
+        if self.rngs is None:
+            raise ValueError("DropPath with rate > 0 needs rngs at construction")
+        keep = 1.0 - self.rate
+        key = self.rngs.dropout()
+        mask = jax.random.bernoulli(key, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+        return x * mask.astype(x.dtype) / keep

@@ -1,0 +1,220 @@
+"""The training config schema: defaults, validation and resolution.
+
+Every ``configs/<name>.py`` starts from :func:`base_config` and changes values; it never adds keys,
+so the schema here is the single list of what a run can be told. ``validate`` rejects keys the
+schema does not know (naming them, with the closest known key) and values out of range, before
+anything compiles.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+
+import ml_collections
+
+__all__ = ["base_config", "validate", "lr_for_batch", "ConfigError", "IMAGENET_HELP"]
+
+IMAGENET_HELP = (
+    "Point the run at ImageNet with one of:\n"
+    "  --config.data.dataset=/path/to/imagenet       (ImageFolder: train/<wnid>/*.JPEG, val/<wnid>/*.JPEG)\n"
+    "  --config.data.dataset=/path/to/arrayrecord    (prepared with edgejax.data; train/ and val/ shards)\n"
+    "  --config.data.dataset=tfds:imagenet2012       (needs tensorflow-datasets and a built dataset)\n"
+    "or set the environment variable EDGEJAX_IMAGENET to one of these.")
+
+
+class ConfigError(ValueError):
+    """A config value or key that cannot work; the message names it."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """All keys a training config may have, with defaults (a small CPU-friendly run)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.dtype = "float32"              # compute dtype: float32 | bfloat16 (parameters stay float32)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "mobilenetv3_small_050"
+    c.model.drop_rate = 0.0          # classifier dropout
+    c.model.drop_path_rate = 0.0     # stochastic depth
+    c.model.pretrained = ""          # "" = random init; a .safetensors path; "hub" = timm weights
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = "digits"        # digits | ImageFolder path | ArrayRecord dir | tfds:<name> | imagenet
+    c.data.train_split = "train"
+    c.data.eval_split = "val"
+    c.data.image_size = 0            # 0 = the model's input size
+    c.data.eval_image_size = 0       # 0 = image_size
+    c.data.crop_pct = 0.0            # 0 = the model's crop_pct
+    c.data.interpolation = ""        # "" = the model's interpolation
+    c.data.mean = ()                 # () = the model's mean
+    c.data.std = ()
+    c.data.scale = (0.08, 1.0)       # RandomResizedCrop area range
+    c.data.ratio = (3 / 4, 4 / 3)
+    c.data.hflip = 0.5
+    c.data.workers = 0               # Grain worker processes (0 = in the main process)
+
+    c.global_batch_size = 128
+    c.num_epochs = 1.0
+    c.num_steps = 0                  # > 0 overrides num_epochs
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "sgd"         # sgd | adamw | lamb | lion | rmsprop_tf
+    c.optimizer.lr = 0.1             # at batch size lr_base_batch (scaled by lr_scaling)
+    c.optimizer.lr_base_batch = 512
+    c.optimizer.lr_scaling = "linear"  # linear | sqrt | none
+    c.optimizer.momentum = 0.9
+    c.optimizer.nesterov = False
+    c.optimizer.weight_decay = 0.0
+    c.optimizer.b1 = 0.9             # adamw / lamb / lion
+    c.optimizer.b2 = 0.999
+    c.optimizer.eps = 1e-8
+    c.optimizer.rms_decay = 0.9      # rmsprop_tf
+    c.optimizer.clip_grad_norm = 0.0  # 0 = off
+    c.optimizer.grad_accum_steps = 1
+    # Substrings of parameter paths never decayed, in addition to every 0/1-D parameter (biases,
+    # norm scales, layer scale).
+    c.optimizer.no_decay = ("attention_biases", "attention_bias", "rel_pos", "pos_embed",
+                            "layer_scale", "gamma", "cls_token")
+
+    c.schedule = ml_collections.ConfigDict()
+    c.schedule.name = "cosine"       # cosine | step | linear | constant
+    c.schedule.warmup_epochs = 0.0
+    c.schedule.warmup_steps = 0      # > 0 overrides warmup_epochs
+    c.schedule.warmup_init_lr = 0.0  # absolute lr at step 0 of warmup
+    c.schedule.min_lr = 0.0          # absolute floor of cosine / linear decay
+    c.schedule.decay_epochs = 2.4    # step schedule: multiply by decay_rate every decay_epochs
+    c.schedule.decay_rate = 0.97
+
+    c.augment = ml_collections.ConfigDict()
+    c.augment.rand_augment = False
+    c.augment.ra_num_ops = 2
+    c.augment.ra_magnitude = 9.0
+    c.augment.ra_magnitude_std = 0.5
+    c.augment.ra_prob = 0.5
+    c.augment.ra_increasing = True
+    c.augment.mixup_alpha = 0.0
+    c.augment.cutmix_alpha = 0.0
+    c.augment.mix_prob = 1.0
+    c.augment.switch_prob = 0.5
+    c.augment.label_smoothing = 0.0
+    c.augment.random_erasing = 0.0
+
+    c.ema = ml_collections.ConfigDict()
+    c.ema.decay = 0.0                # 0 = no EMA; e.g. 0.9998
+    c.ema.warmup = True              # decay = min(decay, (1 + t) / (10 + t)), as timm's ModelEmaV3
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every_epochs = 1.0        # 0 = only at the end
+    c.eval.every_steps = 0           # > 0 overrides every_epochs
+    c.eval.batch_size = 0            # 0 = global_batch_size
+    c.eval.best_metric = "top1"      # the larger of raw / EMA top-1 picks the best checkpoint
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every_steps = 0     # 0 = at every evaluation and at the end
+    c.checkpoint.keep = 2
+    c.checkpoint.keep_best = True
+    c.checkpoint.async_save = True
+
+    c.log = ml_collections.ConfigDict()
+    c.log.every_steps = 20
+    c.log.tensorboard = True
+    c.log.progress = True
+    return c
+
+
+_CHOICES = {
+    "dtype": ("float32", "bfloat16"),
+    "optimizer.name": ("sgd", "adamw", "lamb", "lion", "rmsprop_tf"),
+    "optimizer.lr_scaling": ("linear", "sqrt", "none"),
+    "schedule.name": ("cosine", "step", "linear", "constant"),
+    "eval.best_metric": ("top1", "top5", "loss"),
+}
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, (dict, ml_collections.ConfigDict)):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def validate(config) -> ml_collections.ConfigDict:
+    """Check ``config`` (ConfigDict or nested dict) against the schema; return a locked ConfigDict
+    with every key of :func:`base_config` (missing keys take the defaults).
+
+    Raises ``ConfigError`` naming an unknown key (and the closest known one) or a bad value.
+    """
+    base = base_config()
+    known = _flat(base.to_dict())
+    given = _flat(config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config))
+    for key in given:
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise ConfigError(f"Unknown config key {key!r}.{hint}")
+    merged = base
+    for key, value in given.items():
+        node = merged
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        if isinstance(known[key], tuple) and isinstance(value, list):
+            value = tuple(value)
+        try:
+            node[leaf] = value
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config key {key!r}: {e}") from None
+    c = merged
+    for key, allowed in _CHOICES.items():
+        value = _flat(c.to_dict())[key]
+        if value not in allowed:
+            raise ConfigError(f"config {key}={value!r}: must be one of {', '.join(allowed)}")
+    checks = [
+        (c.global_batch_size > 0, "global_batch_size must be > 0"),
+        (c.num_epochs > 0 or c.num_steps > 0, "num_epochs or num_steps must be > 0"),
+        (c.optimizer.lr >= 0, "optimizer.lr must be >= 0"),
+        (c.optimizer.grad_accum_steps >= 1, "optimizer.grad_accum_steps must be >= 1"),
+        (c.global_batch_size % c.optimizer.grad_accum_steps == 0,
+         f"global_batch_size {c.global_batch_size} must be divisible by optimizer.grad_accum_steps "
+         f"{c.optimizer.grad_accum_steps}"),
+        (0 <= c.ema.decay < 1, "ema.decay must be in [0, 1)"),
+        (0 <= c.augment.label_smoothing < 1, "augment.label_smoothing must be in [0, 1)"),
+        (c.checkpoint.keep >= 1, "checkpoint.keep must be >= 1"),
+        (bool(c.model.name), "model.name must be set"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(f"config: {msg}")
+    c.lock()
+    return c
+
+
+def lr_for_batch(config) -> float:
+    """The peak learning rate for this run: ``optimizer.lr`` scaled from ``lr_base_batch`` to the
+    global batch size (linearly, by square root, or not at all)."""
+    o = config.optimizer
+    ratio = config.global_batch_size / o.lr_base_batch
+    if o.lr_scaling == "linear":
+        return o.lr * ratio
+    if o.lr_scaling == "sqrt":
+        return o.lr * ratio ** 0.5
+    return o.lr
+
+
+def resolve_dataset(spec: str) -> str:
+    """Map the placeholder ``"imagenet"`` to ``$EDGEJAX_IMAGENET``; fail fast with how to set it."""
+    if spec == "imagenet":
+        env = os.environ.get("EDGEJAX_IMAGENET", "")
+        if not env:
+            raise ConfigError("This config trains on ImageNet, but no ImageNet dataset was given.\n"
+                              + IMAGENET_HELP)
+        spec = env
+    if not spec:
+        raise ConfigError("config.data.dataset is empty.\n" + IMAGENET_HELP)
+    if not (spec == "digits" or spec.startswith("tfds:")) and not os.path.exists(spec):
+        raise ConfigError(f"Dataset path {spec!r} does not exist.\n" + IMAGENET_HELP)
+    return spec

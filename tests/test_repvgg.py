@@ -1,0 +1,114 @@
+"""RepVGG: registry, parameter counts, re-parameterisation, bad input."""
+import numpy as np
+import pytest
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+import edgejax
+from edgejax.layers import BatchNorm2d
+
+
+def _randomise_bn(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for _, m in nnx.iter_modules(model):
+        if isinstance(m, BatchNorm2d):
+            n = m.num_features
+            m.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, n), jnp.float32)
+            m.bias[...] = jnp.asarray(rng.normal(0, 0.1, n), jnp.float32)
+            m.mean[...] = jnp.asarray(rng.normal(0, 0.2, n), jnp.float32)
+            m.var[...] = jnp.asarray(rng.uniform(0.5, 2.0, n), jnp.float32)
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_variants_registered():
+    names = edgejax.list_models("repvgg_*")
+    for n in ("repvgg_a0", "repvgg_a1", "repvgg_a2", "repvgg_b0", "repvgg_b1", "repvgg_b1g4",
+              "repvgg_b2", "repvgg_b2g4", "repvgg_b3", "repvgg_b3g4", "repvgg_d2se"):
+        assert n in names
+
+
+@pytest.mark.parametrize("name,train_params,deploy_params", [
+    ("repvgg_a2", 28_210_600, 25_499_944),
+    ("repvgg_a0", 9_108_968, None),
+    ("repvgg_b1g4", 39_966_056, None),
+])
+def test_param_counts(name, train_params, deploy_params):
+    assert edgejax.model_info(name)["num_params"] == train_params
+    if deploy_params:
+        model = nnx.eval_shape(lambda: edgejax.create_model(name))
+        assert edgejax.count_params(model) == train_params
+
+
+@pytest.mark.parametrize("name,size", [("repvgg_a2", 224), ("repvgg_b1g4", 64)])
+def test_reparameterize_matches(name, size):
+    model = edgejax.create_model(name, rngs=0)
+    _randomise_bn(model)
+    x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+    ref = jax.jit(lambda m, x: m(x))(model, x)
+    fused = edgejax.reparameterize(model)
+    out = jax.jit(lambda m, x: m(x))(fused, x)
+    err = rel_err(out, ref)
+    assert err <= 1e-5, err
+    # the original is untouched, the fused one has no multi-branch block left
+    assert model.stages[0][0].conv_kxk is not None
+    assert all(b.reparam_conv is not None and b.conv_kxk is None
+               for s in fused.stages for b in s)
+    if name == "repvgg_a2":
+        assert edgejax.count_params(fused) == 25_499_944
+
+
+@pytest.mark.parametrize("in_chs,out_chs,stride,groups,se", [
+    (64, 64, 1, 1, 0.0625), (64, 64, 1, 4, 0.0), (32, 64, 2, 1, 0.0625), (3, 48, 2, 1, 0.0)])
+def test_block_reparameterize_matches(in_chs, out_chs, stride, groups, se):
+    """Block level, every branch combination (identity or not, grouped, with SE as in d2se).
+    Whole deep random-BN nets amplify float rounding (d2se: 47 blocks), so blocks are exact here."""
+    from edgejax.models.repvgg import RepVggBlock
+    block = RepVggBlock(in_chs, out_chs, stride=stride, groups=groups, se_ratio=se, rngs=nnx.Rngs(0))
+    _randomise_bn(block)
+    block.eval()
+    x = jax.random.normal(jax.random.key(0), (2, 16, 16, in_chs))
+    ref = block(x)
+    block.reparameterize()
+    assert rel_err(block(x), ref) <= 1e-6
+
+
+def test_deploy_keys_match_timm_names():
+    fused = edgejax.reparameterize(edgejax.create_model("repvgg_a0", rngs=0))
+    keys = edgejax.convert.to_timm(fused)
+    assert "stem.reparam_conv.weight" in keys and "stages.3.0.reparam_conv.bias" in keys
+    assert not any("conv_kxk" in k or "identity" in k for k in keys)
+
+
+def test_bad_input_errors():
+    model = edgejax.create_model("repvgg_a0", rngs=0)
+    with pytest.raises(ValueError, match="NCHW"):
+        model(jnp.zeros((1, 3, 64, 64)))
+    with pytest.raises(ValueError, match="NHWC"):
+        model(jnp.zeros((64, 64, 3)))
+    with pytest.raises(TypeError, match="float"):
+        model(jnp.zeros((1, 64, 64, 3), jnp.uint8))
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(ValueError, match="repvgg_a2"):
+        edgejax.create_model("repvgg_a3")
+
+
+def test_train_mode_drop_path_and_bf16():
+    model = edgejax.create_model("repvgg_a0", num_classes=10, rngs=0, drop_path_rate=0.2)
+    x = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
+    e1, e2 = model(x), model(x)
+    np.testing.assert_array_equal(e1, e2)  # eval: deterministic
+    model.train()
+    t1, t2 = model(x), model(x)
+    assert not np.allclose(t1, t2)  # drop path draws new masks each call
+    model.eval()
+    bf = edgejax.create_model("repvgg_a0", num_classes=10, rngs=0, dtype=jnp.bfloat16)
+    out = bf(x)
+    assert out.dtype == jnp.bfloat16
+    assert rel_err(out.astype(jnp.float32), e1) < 5e-2
