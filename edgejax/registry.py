@@ -103,8 +103,7 @@ def model_info(name: str) -> dict:
     entry = get_entry(name)
     info = dict(entry.info)
     if "num_params" not in info:
-        model = nnx.eval_shape(lambda: entry.builder(entry.cfg, num_classes=1000,
-                                                     rngs=nnx.Rngs(0), dtype=None))
+        model = entry.builder(entry.cfg, num_classes=1000, rngs=nnx.Rngs(0), dtype=None)
         info["num_params"] = count_params(model)
         entry.info["num_params"] = info["num_params"]
     info.update(name=entry.name, family=entry.family)

@@ -148,14 +148,14 @@ def test_corrupt_files_are_skipped_counted_and_never_crash(tmp_path):
     src, info = build_source(str(tmp_path), "train")
     n_bad = sum(not ok for _, _, ok in bad.values())
     assert info["num_records"] == 6 + len(bad)
-    loader = make_train_loader(src, global_batch_size=5, image_size=16, seed=0, num_epochs=3,
+    loader = make_train_loader(src, global_batch_size=4, image_size=16, seed=0, num_epochs=3,
                                process_index=0, process_count=1, threads=2)
     batches = list(loader)
-    assert len(batches) == 3 * (info["num_records"] // 5)
-    assert all(b["image"].shape == (5, 16, 16, 3) for b in batches)
-    # 15 records, batches of 5: every epoch reads every record, so each bad file 3 times (and a
+    assert len(batches) == 3 * (info["num_records"] // 4)
+    assert all(b["image"].shape == (4, 16, 16, 3) for b in batches)
+    # 16 records, batches of 4: every epoch reads every record, so each bad file 3 times (and a
     # replacement drawn at random may be bad too)
-    assert info["num_records"] == 15
+    assert info["num_records"] == 16
     assert loader.stats["skipped"] >= 3 * n_bad
     ev = make_eval_loader(src, global_batch_size=4, image_size=16, crop_pct=0.875,
                           interpolation="bilinear", process_index=0, process_count=1)
@@ -173,3 +173,16 @@ def test_real_cifar_folder_through_the_pipeline():
     b = _take(make_train_loader(src, global_batch_size=64, image_size=32, seed=0,
                                 process_index=0, process_count=1), 2)
     assert b[1]["image"].shape == (64, 32, 32, 3) and b[1]["image"].std() > 20
+
+
+def test_batches_can_arrive_as_sharded_global_arrays(digits):
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    src, _ = digits
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    sharding = NamedSharding(mesh, P("data"))
+    plain = _take(_train(src), 1)[0]
+    placed = _take(_train(src, sharding=sharding), 1)[0]
+    assert isinstance(placed["image"], jax.Array) and placed["image"].sharding == sharding
+    np.testing.assert_array_equal(np.asarray(placed["image"]), plain["image"])

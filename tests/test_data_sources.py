@@ -45,6 +45,12 @@ def test_image_folder_class_order_and_split_detection(tmp_path):
     assert labels == [0, 0, 1, 1, 2, 2]
     _, vinfo = build_source(str(tmp_path), "val")
     assert vinfo["num_records"] == 3
+    import shutil
+
+    shutil.rmtree(tmp_path / "val")
+    with pytest.raises(S.DatasetError, match="none for split 'val'"):
+        build_source(str(tmp_path), "val")
+    X.write_good_tree(tmp_path / "val", classes=("zebra", "Apple", "mango"), per_class=1)
     # a flat class tree serves every split (timm's rule)
     _, flat = build_source(str(tmp_path / "val"), "train")
     assert flat["num_records"] == 3

@@ -27,11 +27,12 @@ def _rel(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def test_every_timm_variant_is_registered_with_its_parameter_count():
+def test_every_timm_variant_is_registered():
+    # (Every variant's parameter count is asserted against timm by test_timm_equivalence.py.)
     assert set(edgejax.list_models("mobilevit*")) == set(TIMM_PARAMS)
-    for name, n in TIMM_PARAMS.items():
-        assert model_info(name)["num_params"] == n, name
-    # The counts the issue quotes.
+
+
+def test_quoted_parameter_counts():
     assert model_info("mobilevitv2_050")["num_params"] == 1_370_593
     assert model_info("mobilevitv2_075")["num_params"] == 2_866_009
     assert model_info("mobilevitv2_100")["num_params"] == 4_901_841
@@ -183,7 +184,7 @@ def test_v2_keeps_the_resized_map_and_v1_resizes_back(v2_small):
     x = jnp.zeros((1, 224, 224, 3))
     # v2: stage 4 sees 7x7, resizes to 8x8 and keeps it (timm pool_size 8x8 at 224 too).
     assert nnx.eval_shape(lambda: v2_small.forward_features(x)).shape == (1, 8, 8, 256)
-    v1 = nnx.eval_shape(lambda: edgejax.create_model("mobilevit_xxs"))
+    v1 = edgejax.create_model("mobilevit_xxs", rngs=0)
     assert nnx.eval_shape(lambda: v1.forward_features(x)).shape == (1, 7, 7, 320)
     # Odd sizes everywhere: 100 px -> 50, 50, 25 (v2 block -> 26), 13 (-> 14), 7 (-> 8).
     y = nnx.eval_shape(lambda: v2_small.forward_features(jnp.zeros((1, 100, 100, 3))))

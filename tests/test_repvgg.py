@@ -107,8 +107,14 @@ def test_train_mode_drop_path_and_bf16():
     model.train()
     t1, t2 = model(x), model(x)
     assert not np.allclose(t1, t2)  # drop path draws new masks each call
-    model.eval()
+
+
+def test_bfloat16_compute_close_to_float32():
+    f32 = edgejax.create_model("repvgg_a0", num_classes=10, rngs=0)
     bf = edgejax.create_model("repvgg_a0", num_classes=10, rngs=0, dtype=jnp.bfloat16)
+    _randomise_bn(f32), _randomise_bn(bf)
+    x = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
     out = bf(x)
     assert out.dtype == jnp.bfloat16
-    assert rel_err(out.astype(jnp.float32), e1) < 5e-2
+    assert jax.tree_util.tree_leaves(nnx.state(bf, nnx.Param))[0].dtype == jnp.float32
+    assert rel_err(out.astype(jnp.float32), f32(x)) < 5e-2

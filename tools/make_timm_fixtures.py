@@ -23,7 +23,10 @@ import timm_fixture_lib as lib  # noqa: E402
 
 
 def make(name: str, size: int | None, seed: int) -> Path:
-    model = timm.create_model(name, pretrained=False, num_classes=1000)
+    # Drop rates 0: some timm defaults (TinyViT) train with drop path, which would randomise the
+    # train-mode logits.
+    model = timm.create_model(name, pretrained=False, num_classes=1000, drop_rate=0.0,
+                              drop_path_rate=0.0)
     size = size or model.pretrained_cfg["input_size"][-1]
     sd = model.state_dict()
     manifest = [(k, list(v.shape)) for k, v in sd.items()

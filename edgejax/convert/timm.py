@@ -151,35 +151,19 @@ def from_timm(name: str, state_dict: Mapping, *, strict: bool = True, num_classe
     """
     from ..registry import get_entry
     entry = get_entry(name)
+    model = entry.builder(entry.cfg, num_classes=num_classes or 1000, rngs=nnx.Rngs(0),
+                          dtype=dtype, **overrides)
     if num_classes is None:
-        probe = nnx.eval_shape(lambda: entry.builder(entry.cfg, num_classes=1000, rngs=nnx.Rngs(0),
-                                                     dtype=dtype, **overrides))
-        sd_norm = _normalise_keys(probe, state_dict)
-        num_classes = _infer_num_classes(type(probe), sd_norm, probe.timm_head)
-        if num_classes is None:
-            num_classes = 0
-    model = _build_zeros(entry, num_classes, dtype, overrides)
+        found = _infer_num_classes(type(model), _normalise_keys(model, state_dict), model.timm_head)
+        if found is not None and found != 1000:
+            model = entry.builder(entry.cfg, num_classes=found, rngs=nnx.Rngs(0), dtype=dtype,
+                                  **overrides)
+        elif found is None and any(k.startswith(model.timm_head + ".") for k in timm_key_map(model)):
+            model = entry.builder(entry.cfg, num_classes=0, rngs=nnx.Rngs(0), dtype=dtype,
+                                  **overrides)
     load_state_dict(model, state_dict, strict=strict)
     model.eval()
     return model
-
-
-def _build_zeros(entry, num_classes, dtype, overrides) -> nnx.Module:
-    """Build without running random initialisers: abstract shapes, then zero arrays."""
-    abstract = nnx.eval_shape(lambda: entry.builder(entry.cfg, num_classes=num_classes,
-                                                    rngs=nnx.Rngs(0), dtype=dtype, **overrides))
-    graphdef, state = nnx.split(abstract)
-    import jax
-
-    def zeros(x):
-        if not hasattr(x, "shape"):
-            return x
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.split(jax.random.key(0), x.shape) if x.shape else jax.random.key(0)
-        return jnp.zeros(x.shape, x.dtype)
-
-    state = jax.tree_util.tree_map(zeros, state)
-    return nnx.merge(graphdef, state)
 
 
 def to_timm(model: nnx.Module) -> dict[str, np.ndarray]:

@@ -187,10 +187,8 @@ def _smooth(image):
     x = image.astype(jnp.float32)
     h, w = image.shape[:2]
     p = jnp.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
-    acc = 4.0 * x
-    for dy in range(3):
-        for dx in range(3):
-            acc = acc + p[dy : dy + h, dx : dx + w]
+    rows = p[:, :-2] + p[:, 1:-1] + p[:, 2:]  # separable 3x3 box sum (exact on integers)
+    acc = rows[:-2] + rows[1:-1] + rows[2:] + 4.0 * x
     sm = _round_u8(acc / 13.0)
     border = jnp.zeros((h, w), bool).at[1:-1, 1:-1].set(True)
     return jnp.where(border[..., None], sm, image)
@@ -330,18 +328,20 @@ def rand_augment(
     batch = images.shape[0]
 
     def one(key_i, image):
+        # One draw per sample (fewer RNG kernels to compile): op, apply, magnitude, sign per layer.
+        u = jax.random.uniform(key_i, (num_ops, 4), minval=1e-7, maxval=1.0 - 1e-7)
         for layer in range(num_ops):
-            k_op, k_apply, k_mag, k_sign = jax.random.split(jax.random.fold_in(key_i, layer), 4)
-            op_index = jax.random.randint(k_op, (), 0, len(ops))
-            apply = jax.random.uniform(k_apply) < prob if prob < 1.0 else jnp.bool_(True)
+            u_op, u_apply, u_mag, u_sign = u[layer]
+            op_index = jnp.minimum(jnp.floor(u_op * len(ops)).astype(jnp.int32), len(ops) - 1)
+            apply = u_apply < prob if prob < 1.0 else jnp.bool_(True)
             if magnitude_std == float("inf") or magnitude_std > 100:
-                mag = jax.random.uniform(k_mag, (), minval=0.0, maxval=magnitude)
+                mag = u_mag * magnitude
             elif magnitude_std > 0:
-                mag = magnitude + magnitude_std * jax.random.normal(k_mag, ())
+                mag = magnitude + magnitude_std * jax.scipy.special.ndtri(u_mag)
             else:
                 mag = jnp.float32(magnitude)
             mag = jnp.clip(mag, 0.0, magnitude_max)
-            sign = jnp.where(jax.random.uniform(k_sign) > 0.5, -1.0, 1.0)
+            sign = jnp.where(u_sign > 0.5, -1.0, 1.0)
             args = jnp.stack([op_argument(n, mag, sign) for n in ops])
             out = _apply_op_single(image, op_index, args, ops, fill, interpolation)
             image = jnp.where(apply, out, image)
@@ -474,30 +474,32 @@ def random_erasing(
     xs = jnp.arange(w)[None, :]
 
     def one(key_i, image):
-        k_apply, k_count, k_boxes = jax.random.split(key_i, 3)
-        apply = jax.random.uniform(k_apply) < prob
-        count = jax.random.randint(k_count, (), min_count, max_count + 1)
+        k_uniform, k_fill = jax.random.split(key_i)
+        # one uniform draw per sample: [apply, count] + per box [10 areas, 10 ratios, top, left]
+        u = jax.random.uniform(k_uniform, (2 + 22 * max_count,))
+        apply = u[0] < prob
+        count = min_count + jnp.floor(u[1] * (max_count - min_count + 1)).astype(jnp.int32)
+        count = jnp.minimum(count, max_count)
+        if mode == "pixel":
+            noise = jax.random.normal(k_fill, (max_count,) + image.shape, jnp.float32)
+        elif mode == "rand":
+            noise = jax.random.normal(k_fill, (max_count, 1, 1, c), jnp.float32)
+        else:
+            noise = jnp.zeros((max_count, 1, 1, c), jnp.float32)
         for n in range(max_count):
-            kb = jax.random.fold_in(k_boxes, n)
-            k_area, k_ar, k_top, k_left, k_fill = jax.random.split(kb, 5)
-            target = jax.random.uniform(k_area, (10,), minval=min_area, maxval=max_area) * area / count
-            ar = jnp.exp(jax.random.uniform(k_ar, (10,), minval=log_ar[0], maxval=log_ar[1]))
+            ub = u[2 + 22 * n: 2 + 22 * (n + 1)]
+            target = (min_area + (max_area - min_area) * ub[:10]) * area / count
+            ar = jnp.exp(log_ar[0] + (log_ar[1] - log_ar[0]) * ub[10:20])
             bh = jnp.round(jnp.sqrt(target * ar)).astype(jnp.int32)
             bw = jnp.round(jnp.sqrt(target / ar)).astype(jnp.int32)
             ok = (bw < w) & (bh < h)
             first = jnp.argmax(ok)
             bh, bw, found = bh[first], bw[first], ok[first]
-            top = jnp.floor(jax.random.uniform(k_top) * (h - bh + 1)).astype(jnp.int32)
-            left = jnp.floor(jax.random.uniform(k_left) * (w - bw + 1)).astype(jnp.int32)
+            top = jnp.floor(ub[20] * (h - bh + 1)).astype(jnp.int32)
+            left = jnp.floor(ub[21] * (w - bw + 1)).astype(jnp.int32)
             box = (ys >= top) & (ys < top + bh) & (xs >= left) & (xs < left + bw)
             box = box & found & apply & (n < count)
-            if mode == "pixel":
-                value = jax.random.normal(k_fill, image.shape, jnp.float32)
-            elif mode == "rand":
-                value = jax.random.normal(k_fill, (1, 1, c), jnp.float32)
-            else:
-                value = jnp.zeros((1, 1, c), jnp.float32)
-            image = jnp.where(box[..., None], value.astype(image.dtype), image)
+            image = jnp.where(box[..., None], noise[n].astype(image.dtype), image)
         return image
 
     return jax.vmap(one)(_per_sample_keys(key, b), images)

@@ -51,6 +51,9 @@ def _split_dirs(root: Path, split: str) -> Path:
     for name in (split,) + tuple(n for n in names if n != split):
         if (root / name).is_dir():
             return root / name
+    present = [n for n in TRAIN_SPLITS + VAL_SPLITS if (root / n).is_dir()]
+    if present:  # a split tree without the requested split: do not treat 'train/' as a class
+        raise DatasetError(f"{root} has split folders {present} but none for split {split!r}")
     return root
 
 

@@ -91,11 +91,13 @@ def _decode_pil(data) -> np.ndarray:
             raise CorruptImageError(f"cannot decode image: {e}") from e
 
 
-def decode_image(data, min_height: int = 0, min_width: int = 0) -> np.ndarray:
+def decode_image(data, min_height: int = 0, min_width: int = 0, fast: bool = False) -> np.ndarray:
     """Decode image bytes to uint8 RGB [H, W, 3].
 
     For JPEGs, `min_height`/`min_width` allow DCT-domain downscaling (by 1/2, 1/4, 1/8, ...) as long
-    as the result stays at least that large. Raises `CorruptImageError` for anything undecodable.
+    as the result stays at least that large. `fast` uses libjpeg-turbo's fast integer DCT and
+    upsampling (~10% faster, slightly softer; for training crops). Raises `CorruptImageError` for
+    anything undecodable.
     """
     if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim in (2, 3):
         if data.ndim == 3 and data.shape[2] not in (1, 3, 4):
@@ -111,7 +113,7 @@ def decode_image(data, min_height: int = 0, min_width: int = 0) -> np.ndarray:
             if colorspace not in ("CMYK", "YCCK"):
                 return simplejpeg.decode_jpeg(
                     data, colorspace="RGB", min_height=min_height, min_width=min_width,
-                    strict=True)
+                    fastdct=fast, fastupsample=fast, strict=True)
         except CorruptImageError:
             raise
         except ValueError as e:
@@ -197,7 +199,7 @@ def random_resized_crop(
     if img is None:
         min_h = math.ceil(full_h * out_h / ch)
         min_w = math.ceil(full_w * out_w / cw)
-        img = decode_image(data, min_height=min_h, min_width=min_w)
+        img = decode_image(data, min_height=min_h, min_width=min_w, fast=True)
     dh, dw = img.shape[:2]
     if (dh, dw) != (full_h, full_w):  # DCT-scaled: map the crop into decoded pixels
         sy, sx = dh / full_h, dw / full_w

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from . import init as _init
+
 __all__ = [
     "get_padding", "Conv2d", "Linear", "BatchNorm2d", "LayerNorm", "GroupNorm1", "DropPath",
     "Identity", "cast",
@@ -66,8 +68,12 @@ class Conv2d(nnx.Module):
             ph, pw = _pair(padding)
             self.padding = ((ph, ph), (pw, pw))
         self.dtype = dtype
-        init = kernel_init or nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
-        self.kernel = nnx.Param(init(rngs.params(), (kh, kw, in_chs // groups, out_chs), jnp.float32))
+        shape = (kh, kw, in_chs // groups, out_chs)
+        if kernel_init is None:
+            kernel = _init.conv_fan_out_normal()(rngs.params(), shape, jnp.float32, groups=groups)
+        else:
+            kernel = kernel_init(rngs.params(), shape, jnp.float32)
+        self.kernel = nnx.Param(kernel)
         self.bias = nnx.Param(jnp.zeros((out_chs,), jnp.float32)) if bias else None
 
     def __call__(self, x):
@@ -88,7 +94,7 @@ class Linear(nnx.Module):
                  rngs: nnx.Rngs, kernel_init=None):
         self.in_features, self.out_features = in_features, out_features
         self.dtype = dtype
-        init = kernel_init or nnx.initializers.truncated_normal(stddev=0.02)
+        init = kernel_init or _init.truncated_normal(0.02)
         self.kernel = nnx.Param(init(rngs.params(), (in_features, out_features), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if bias else None
 
@@ -111,12 +117,20 @@ class BatchNorm2d(nnx.Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, *,
                  dtype=None, use_running_average: bool = False, rngs: nnx.Rngs | None = None,
-                 scale_init: float = 1.0):
+                 scale_init=1.0, bias_init=0.0):
+        """``scale_init`` / ``bias_init``: a constant, or an initializer ``f(key, shape, dtype)``
+        drawn from ``rngs.params`` (e.g. RepVGG's N(0.1, 0.1) scales)."""
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.dtype = dtype
         self.use_running_average = use_running_average
-        self.scale = nnx.Param(jnp.full((num_features,), scale_init, jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+
+        def init(v):
+            if callable(v):
+                return v(rngs.params(), (num_features,), jnp.float32)
+            return jnp.full((num_features,), v, jnp.float32)
+
+        self.scale = nnx.Param(init(scale_init))
+        self.bias = nnx.Param(init(bias_init))
         self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
         self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
 

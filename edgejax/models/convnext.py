@@ -119,6 +119,10 @@ class SimpleNorm(nnx.Module):
         return (xf * jax.lax.rsqrt(var + self.eps) * self.weight[...]).astype(dtype)
 
 
+_NORMS = ("layernorm", "rmsnorm", "simplenorm")
+_STEMS = ("patch", "overlap", "overlap_tiered", "overlap_act")
+
+
 def make_norm(kind: str, num_features: int, eps: float, dtype=None) -> nnx.Module:
     """The channel norm of a ConvNeXt variant (one kind per model: stem, downsample, block, head)."""
     if kind == "layernorm":
@@ -314,6 +318,10 @@ class ConvNeXt(Classifier):
         if len(cfg.depths) != 4 or len(cfg.dims) != 4 or len(cfg.kernel_sizes) != 4:
             raise ValueError(f"ConvNeXt needs 4 stages, got depths={cfg.depths} dims={cfg.dims} "
                              f"kernel_sizes={cfg.kernel_sizes}")
+        if cfg.norm not in _NORMS:
+            raise ValueError(f"unknown ConvNeXt norm {cfg.norm!r}; expected one of {_NORMS}")
+        if cfg.stem_type not in _STEMS:
+            raise ValueError(f"unknown stem_type {cfg.stem_type!r}; expected one of {_STEMS}")
         if cfg.head_norm_first and cfg.head_hidden_size:
             raise ValueError("head_norm_first and head_hidden_size cannot be combined (as in timm)")
         self.cfg = cfg

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ..layers import init
 from ..layers import BatchNorm2d, Conv2d, DropPath, Identity, Linear, get_act, global_avg_pool
 from ..registry import register_model
 from .base import Classifier
@@ -30,13 +31,17 @@ class RepVGGConfig:
     se_ratio: float = 0.0    # >0: squeeze-excite after the branches (repvgg_d2se)
 
 
+# timm RepVggBlock.init_weights: BN gamma ~ N(0.1, 0.1), beta ~ N(0, 0.1) in every branch.
+_BN_INIT = dict(scale_init=init.normal(0.1, 0.1), bias_init=init.normal(0.0, 0.1))
+
+
 class ConvBn(nnx.Module):
     """conv (no bias) -> BatchNorm; timm's ``ConvNormAct`` with ``apply_act=False``."""
     fuse_pairs = (("conv", "bn"),)
 
     def __init__(self, in_chs, out_chs, k, stride, groups, *, dtype, rngs):
         self.conv = Conv2d(in_chs, out_chs, k, stride=stride, groups=groups, dtype=dtype, rngs=rngs)
-        self.bn = BatchNorm2d(out_chs, dtype=dtype)
+        self.bn = BatchNorm2d(out_chs, dtype=dtype, rngs=rngs, **_BN_INIT)
 
     def __call__(self, x):
         return self.bn(self.conv(x))
@@ -70,7 +75,8 @@ class RepVggBlock(nnx.Module):
         self.in_chs, self.out_chs, self.stride, self.groups = in_chs, out_chs, stride, groups
         self.dtype = dtype
         use_ident = in_chs == out_chs and stride == 1
-        self.identity = BatchNorm2d(out_chs, dtype=dtype) if use_ident else None
+        self.identity = (BatchNorm2d(out_chs, dtype=dtype, rngs=rngs, **_BN_INIT)
+                         if use_ident else None)
         self.conv_kxk = ConvBn(in_chs, out_chs, 3, stride, groups, dtype=dtype, rngs=rngs)
         self.conv_1x1 = ConvBn(in_chs, out_chs, 1, stride, groups, dtype=dtype, rngs=rngs)
         self.reparam_conv = nnx.data(None)  # data, so reparameterize() may assign a module
@@ -145,14 +151,6 @@ class RepVGG(Classifier):
         self.stages = nnx.List(stages)
         self.num_features = prev
         self.head = _Head(prev, num_classes, drop_rate, dtype=dtype, rngs=rngs)
-        self._init_bn(rngs)
-
-    def _init_bn(self, rngs):
-        # timm RepVggBlock.init_weights: BN gamma ~ N(0.1, 0.1), beta ~ N(0, 0.1).
-        for _, m in nnx.iter_modules(self):
-            if isinstance(m, BatchNorm2d):
-                m.scale[...] = 0.1 + 0.1 * jax.random.normal(rngs.params(), m.scale.shape)
-                m.bias[...] = 0.1 * jax.random.normal(rngs.params(), m.bias.shape)
 
     def forward_features(self, x):
         x = self.stem(x)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ..layers import init as _init
 from ..layers import BatchNorm2d, Conv2d, DropPath, LayerNorm, Linear, cast, get_act, global_avg_pool
 from ..registry import register_model
 from .base import Classifier
@@ -41,9 +42,18 @@ _ACT = "gelu"  # exact erf GELU, as torch.nn.GELU()
 
 
 def _conv_init():
-    # torch.nn.Conv2d's default (kaiming_uniform, a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-    # which timm keeps for TinyViT's convs (its _init_weights only touches nn.Linear).
-    return nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+    """torch.nn.Conv2d's default init (kaiming_uniform, a=sqrt(5)): U(-1/sqrt(fan_in),
+    1/sqrt(fan_in)) with fan_in = kh * kw * in/groups, which timm keeps for TinyViT's convs (its
+    _init_weights only touches nn.Linear). HWIO kernel. Drawn with numpy when the key is concrete
+    (no XLA compile per layer shape, see edgejax.layers.init)."""
+    def init(key, shape, dtype=jnp.float32):
+        kh, kw, cin, _ = shape
+        bound = 1.0 / np.sqrt(max(kh * kw * cin, 1))
+        g = _init.numpy_generator(key)
+        if g is None:
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+        return jnp.asarray(g.uniform(-bound, bound, shape), dtype)
+    return init
 
 
 @functools.lru_cache(maxsize=None)

@@ -25,6 +25,9 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (se
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from absl import logging as absl_logging
+    if not flags.FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     import jax
     if _COORDINATOR.value:
         # CPU devices need a collectives implementation for cross-process reductions (set

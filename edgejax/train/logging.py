@@ -57,7 +57,7 @@ class MetricLogger:
             return
         row = {"kind": kind, "step": int(step), "time": round(time.time(), 3)}
         row.update({k: (_clean(v) if isinstance(v, (int, float)) or hasattr(v, "dtype") else v)
-                    for k, v in metrics.items()})
+                    for k, v in metrics.items() if k not in row})
         self._jsonl.write(json.dumps(row) + "\n")
         if self._tb is not None:
             for k, v in row.items():

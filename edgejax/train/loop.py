@@ -50,6 +50,19 @@ def _replicate(tree, sharding):
     return jax.tree.map(put, tree)
 
 
+# Initialisation runs once: compile it with XLA's cheap settings (3x faster to compile on CPU;
+# the random bits are integer ops and identical either way).
+_CHEAP_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def _compile_cheap(jitted):
+    lowered = jitted.lower()
+    try:
+        return lowered.compile(compiler_options=_CHEAP_COMPILE)
+    except Exception:  # an XLA build without these options
+        return lowered.compile()
+
+
 class Run:
     """Everything built from a config before the loop starts (also used by benchmarks / tests).
 
@@ -119,7 +132,7 @@ class Run:
                 _, p, b, m = split_model(make_model())
                 return init_train_state(p, b, m, self.tx, seed=seed, ema=ema)
 
-            self.state = jax.jit(init, out_shardings=self.replicated)()
+            self.state = _compile_cheap(jax.jit(init, out_shardings=self.replicated))()
 
         step_fn = make_train_step(config, self.model_def, self.tx, self.schedule, self.mean,
                                   self.std)

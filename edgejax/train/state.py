@@ -48,7 +48,13 @@ def _is_key(x) -> bool:
 
 def from_keys(tree):
     """PRNG key leaves -> raw uint32 key data (checkpointable, shardable)."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+    def data(x):
+        if not _is_key(x):
+            return x
+        if isinstance(x, jax.ShapeDtypeStruct):  # abstract (nnx.eval_shape) models
+            return jax.eval_shape(jax.random.key_data, x)
+        return jax.random.key_data(x)
+    return jax.tree.map(data, tree)
 
 
 def to_keys(tree, key_mask):

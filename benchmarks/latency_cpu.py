@@ -1,0 +1,194 @@
+"""Batch-1 CPU latency: edgejax (JAX jit) vs its ONNX export in onnxruntime vs timm (PyTorch).
+
+    python benchmarks/latency_cpu.py [--models paper] [--resolution 224] [--rounds 5] \\
+        [--reps 10] [--threads 2] [--torch-python /path/to/venv-with-torch/bin/python] \\
+        [--json latency_cpu.json]
+
+One run measures all three in the same process tree, interleaved round by round (a round times
+``reps`` calls of each runtime in turn), so that load from other processes hits all three alike;
+the reported latency is the median over all timed calls. timm runs in a subprocess of the Python
+given by ``--torch-python`` (a venv with torch + timm; this script itself needs no torch).
+
+- edgejax: ``edgejax.deploy.fuse`` (RepVGG reparameterisation + BN folding), then ``jax.jit`` of
+  the forward twice: weights passed as arguments, and weights closed over as compile-time
+  constants (XLA may then constant-fold); the faster of the two is reported (both are printed).
+- ONNX: the fused model exported with ``edgejax.export.export_onnx`` (batch 1), onnxruntime CPU
+  with all graph optimisations, ``intra_op_num_threads=threads``.
+- timm: ``timm.create_model(name)``, eval, ``timm.utils.reparameterize_model`` (RepVGG's
+  reparameterisation; the other families have nothing timm can fuse), ``torch.inference_mode``,
+  ``torch.set_num_threads(threads)``; the faster of NCHW-contiguous and channels_last.
+
+The ratio columns are latency / timm latency (below 1: faster than timm); the target is
+``min(edgejax, onnx) / timm <= 0.7`` for every paper model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+TORCH_WORKER = r"""
+import json, sys, time
+import torch, timm
+torch.set_num_threads(int(sys.argv[1]))
+models = {}
+for line in sys.stdin:
+    cmd = json.loads(line)
+    if cmd["op"] == "load":
+        m = timm.create_model(cmd["model"], pretrained=False).eval()
+        m = timm.utils.reparameterize_model(m)
+        r = cmd["res"]
+        x = torch.randn(1, 3, r, r)
+        best = None
+        with torch.inference_mode():
+            for fmt in ("nchw", "channels_last"):
+                mm, xx = (m, x) if fmt == "nchw" else (m.to(memory_format=torch.channels_last),
+                                                       x.to(memory_format=torch.channels_last))
+                for _ in range(3):
+                    mm(xx)
+                t = []
+                for _ in range(5):
+                    t0 = time.perf_counter(); mm(xx); t.append(time.perf_counter() - t0)
+                t = sorted(t)[len(t) // 2]
+                if best is None or t < best[0]:
+                    best = (t, fmt)
+        fmt = best[1]
+        m = m.to(memory_format=torch.channels_last if fmt == "channels_last" else torch.contiguous_format)
+        x = x.to(memory_format=torch.channels_last) if fmt == "channels_last" else x.contiguous()
+        models[cmd["model"]] = (m, x)
+        print(json.dumps({"ok": True, "format": fmt,
+                          "params": sum(p.numel() for p in m.parameters())}), flush=True)
+    elif cmd["op"] == "time":
+        m, x = models[cmd["model"]]
+        t = []
+        with torch.inference_mode():
+            for _ in range(cmd["reps"]):
+                t0 = time.perf_counter(); m(x); t.append(time.perf_counter() - t0)
+        print(json.dumps({"times": t}), flush=True)
+    elif cmd["op"] == "drop":
+        models.pop(cmd["model"], None)
+        print(json.dumps({"ok": True}), flush=True)
+"""
+
+
+class TorchWorker:
+    def __init__(self, python: str, threads: int):
+        self.proc = subprocess.Popen([python, "-c", TORCH_WORKER, str(threads)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"timm worker died on {cmd}")
+        return json.loads(line)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def _time(call, reps):
+    import jax
+    t = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(call())
+        t.append(time.perf_counter() - t0)
+    return t
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="paper")
+    ap.add_argument("--resolution", type=int, default=224)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--torch-python", default=os.environ.get("EDGEJAX_TORCH_PYTHON",
+                                                             "/work/tvenv/bin/python"))
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args(argv)
+
+    import jax
+    from flax import nnx
+    from edgejax.bench import build_model, resolve_models, validate_resolution, _abstract_model
+    from edgejax.deploy import fuse
+    from edgejax.export import export_onnx, onnx_session, relative_error
+
+    names = resolve_models(a.models)
+    for n in names:
+        validate_resolution(_abstract_model(n), a.resolution, name=n)
+    worker = TorchWorker(a.torch_python, a.threads)
+    tmp = tempfile.mkdtemp(prefix="edgejax_latency_")
+    rows = []
+    print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind}, {a.threads} threads, "
+          f"batch 1, {a.resolution}px, {a.rounds} rounds x {a.reps} calls", file=sys.stderr)
+    for name in names:
+        t_start = time.time()
+        model = fuse(build_model(name))
+        x = np.random.default_rng(0).standard_normal((1, a.resolution, a.resolution, 3),
+                                                     dtype=np.float32)
+        xj = jax.device_put(x)
+        graphdef, state = nnx.split(model)
+        f_args = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)).lower(state, xj).compile()
+        f_const = jax.jit(lambda x: nnx.merge(graphdef, state)(x)).lower(xj).compile()
+        ref = np.asarray(f_args(state, xj))
+        path = os.path.join(tmp, f"{name}.onnx")
+        export_onnx(model, path, resolution=a.resolution, batch_size=1, name=name)
+        sess = onnx_session(path, threads=a.threads)
+        inp = sess.get_inputs()[0].name
+        err = relative_error(sess.run(None, {inp: x})[0], ref)
+        info = worker.ask(op="load", model=name, res=a.resolution)
+        runs = {"jax_args": lambda: f_args(state, xj), "jax_const": lambda: f_const(xj),
+                "onnx": lambda: sess.run(None, {inp: x})}
+        for call in runs.values():  # warm-up
+            _time(call, 3)
+        times = {k: [] for k in (*runs, "timm")}
+        for _ in range(a.rounds):
+            for k, call in runs.items():
+                times[k] += _time(call, a.reps)
+            times["timm"] += worker.ask(op="time", model=name, reps=a.reps)["times"]
+        worker.ask(op="drop", model=name)
+        ms = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
+        jax_best = min(("jax_args", "jax_const"), key=ms.get)
+        row = dict(model=name, jax_args_ms=ms["jax_args"], jax_const_ms=ms["jax_const"],
+                   jax_ms=ms[jax_best], jax_variant=jax_best, onnx_ms=ms["onnx"],
+                   timm_ms=ms["timm"], timm_format=info["format"], onnx_rel_err=err)
+        row["jax_ratio"] = row["jax_ms"] / row["timm_ms"]
+        row["onnx_ratio"] = row["onnx_ms"] / row["timm_ms"]
+        row["best_ratio"] = min(row["jax_ratio"], row["onnx_ratio"])
+        row["seconds"] = time.time() - t_start
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        del model, state, f_args, f_const, sess
+    worker.close()
+
+    hdr = ("model", "edgejax ms (args / const)", "onnx ms", "timm ms", "edgejax/timm",
+           "onnx/timm", "best/timm", "target <= 0.7")
+    lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['jax_args_ms']:.2f} / {r['jax_const_ms']:.2f} | "
+                     f"{r['onnx_ms']:.2f} | {r['timm_ms']:.2f} ({r['timm_format']}) | "
+                     f"{r['jax_ratio']:.2f} | {r['onnx_ratio']:.2f} | {r['best_ratio']:.2f} | "
+                     f"{'met' if r['best_ratio'] <= 0.7 else 'MISSED'} |")
+    print("\n".join(lines))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(dict(jax=jax.__version__, threads=a.threads, resolution=a.resolution,
+                           rounds=a.rounds, reps=a.reps, rows=rows), f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Export edgejax models: ONNX (through jax2onnx) and serialized StableHLO (``jax.export``).
+
+Command line (``python -m edgejax.export --help``)::
+
+    python -m edgejax.export --model repvgg_a2 --pretrained repvgg_a2.safetensors \\
+        --format onnx --out repvgg_a2.onnx --dynamic-batch --deploy
+    python -m edgejax.export --model mobilevitv2_050 --checkpoint runs/mvit/best \\
+        --format stablehlo --out mobilevitv2_050.stablehlo --batch 8
+
+Python::
+
+    from edgejax.export import export_onnx, export_stablehlo, load_stablehlo, run_onnx
+    export_onnx(model, "m.onnx", resolution=224, dynamic_batch=True)
+    logits = run_onnx("m.onnx", images_nhwc)                    # onnxruntime, CPU
+    export_stablehlo(model, "m.stablehlo", resolution=224, batch_size=1)
+    logits = load_stablehlo("m.stablehlo").call(images_nhwc)    # any JAX backend
+
+Both formats take NHWC float32 images normalised with the model's mean/std (as the JAX model)
+and return logits; the weights are embedded. ``--deploy`` exports the fused model
+(``edgejax.deploy.fuse``): fewer, cheaper ops, the same outputs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["load_model", "export_onnx", "export_stablehlo", "load_stablehlo", "run_onnx",
+           "onnx_session", "relative_error", "main"]
+
+FORMATS = ("onnx", "stablehlo")
+
+
+def relative_error(a, b) -> float:
+    """``max|a - b| / max|b|`` (``b`` the reference)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def _load_checkpoint(path: str, name: str | None):
+    try:
+        from .train.checkpoint import load_model as _load
+    except ImportError:
+        _load = None
+    if _load is None:
+        raise NotImplementedError(
+            "--checkpoint needs edgejax.train.checkpoint.load_model(workdir_or_ckpt_dir, "
+            "model_name=None) -> nnx.Module, which edgejax.train does not provide yet; use "
+            "--pretrained FILE (timm safetensors) meanwhile")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint directory not found: {path}")
+    return _load(path, model_name=name)
+
+
+def load_model(name: str, *, checkpoint: str | None = None, pretrained: str | None = None,
+               deploy: bool = False, dtype=None):
+    """The model to export: from an orbax training checkpoint (``checkpoint``), from timm
+    safetensors weights (``pretrained``; a file that does not fit the model raises the
+    converter's ``StateDictMismatchError`` listing the bad keys), or randomly initialised; fused
+    for deployment when ``deploy``. Returned in eval mode."""
+    from .registry import create_model, get_entry
+    entry = get_entry(name)  # unknown names fail here, with the closest names
+    if checkpoint and pretrained:
+        raise ValueError("give either --checkpoint or --pretrained, not both")
+    if checkpoint:
+        model = _load_checkpoint(checkpoint, entry.name)
+    elif pretrained:
+        model = create_model(entry.name, pretrained=pretrained, dtype=dtype)
+    else:
+        from .bench import build_model
+        model = build_model(entry.name, dtype=dtype)
+    if deploy:
+        from .deploy import fuse
+        model = fuse(model)
+    model.eval()
+    return model
+
+
+def _input_spec(model, resolution: int, batch_size: int, dynamic_batch: bool):
+    from .bench import validate_resolution
+    if not dynamic_batch and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                              or batch_size < 1):
+        raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
+    validate_resolution(model, resolution, batch_size=1)
+    return ("B" if dynamic_batch else batch_size, resolution, resolution, model.in_chans)
+
+
+def _default_resolution(model, resolution):
+    if resolution is not None:
+        return resolution
+    raise ValueError("resolution is required (e.g. model_info(name)['input_size'][1])")
+
+
+def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: int = 1,
+                dynamic_batch: bool = False, opset: int = 21, name: str = "edgejax") -> str:
+    """Write ``model`` (eval mode) as an ONNX file through jax2onnx; returns ``path``.
+
+    Input ``input`` [B, H, W, C] float32 NHWC (B symbolic with ``dynamic_batch``), output
+    ``logits``. Weights are stored as initializers. Check with ``run_onnx``.
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    try:
+        from jax2onnx import to_onnx
+    except ImportError as e:
+        raise ImportError("ONNX export needs jax2onnx: pip install 'edgejax[export]'") from e
+    resolution = _default_resolution(model, resolution)
+    shape = _input_spec(model, resolution, batch_size, dynamic_batch)
+    model.eval()
+    graphdef, state = nnx.split(model)
+    state = jax.tree.map(lambda v: np.asarray(v) if isinstance(v, jax.Array) else v, state)
+
+    def forward(x):
+        return nnx.merge(graphdef, state)(x).astype(jnp.float32)
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    to_onnx(forward, [shape], model_name=name, opset=opset, return_mode="file",
+            output_path=str(path), input_names=["input"], output_names=["logits"])
+    return str(path)
+
+
+def onnx_session(path: str, *, threads: int | None = None):
+    """An onnxruntime CPU ``InferenceSession`` for ``path`` (all graph optimisations on)."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(path_or_session, x) -> np.ndarray:
+    """Run an exported ONNX model on ``x`` (NHWC float32) in onnxruntime; returns the logits."""
+    sess = (onnx_session(path_or_session) if isinstance(path_or_session, (str, os.PathLike))
+            else path_or_session)
+    name = sess.get_inputs()[0].name
+    return sess.run(None, {name: np.asarray(x, np.float32)})[0]
+
+
+def export_stablehlo(model, path: str, *, resolution: int | None = None, batch_size: int = 1,
+                     dynamic_batch: bool = False, platforms: Sequence[str] | None = None) -> str:
+    """Serialize ``model`` (eval mode, weights embedded) with ``jax.export``; returns ``path``.
+
+    ``platforms``: lowering targets (default: the current backend), e.g. ``("cpu", "cuda")``.
+    Load with ``load_stablehlo(path).call(x)``.
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    resolution = _default_resolution(model, resolution)
+    shape = _input_spec(model, resolution, batch_size, dynamic_batch)
+    if dynamic_batch:
+        shape = jax.export.symbolic_shape(f"b, {shape[1]}, {shape[2]}, {shape[3]}")
+    model.eval()
+    graphdef, state = nnx.split(model)
+    fn = jax.jit(lambda x: nnx.merge(graphdef, state)(x))
+    kwargs = {"platforms": tuple(platforms)} if platforms else {}
+    exported = jax.export.export(fn, **kwargs)(jax.ShapeDtypeStruct(shape, jnp.float32))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(exported.serialize())
+    return str(path)
+
+
+def load_stablehlo(path: str):
+    """Deserialize a file written by ``export_stablehlo``; call it with ``.call(x)``."""
+    import jax
+    with open(path, "rb") as f:
+        return jax.export.deserialize(bytearray(f.read()))
+
+
+# ----------------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m edgejax.export",
+                                description="Export an edgejax model to ONNX or StableHLO.")
+    p.add_argument("--model", required=True, help="registered model name, e.g. repvgg_a2")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="orbax checkpoint directory written by edgejax.train")
+    src.add_argument("--pretrained", help="timm .safetensors weights file")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--out", required=True, help="output file")
+    b = p.add_mutually_exclusive_group()
+    b.add_argument("--batch", type=int, default=1, help="fixed batch size (default 1)")
+    b.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="input height = width (default: the model's default input size)")
+    p.add_argument("--deploy", action="store_true", help="fuse (RepVGG reparam + BN folding)")
+    p.add_argument("--opset", type=int, default=21, help="ONNX opset")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip running the exported file against JAX on a random batch")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        from .registry import model_info
+        from .bench import validate_resolution, _abstract_model
+        info = model_info(args.model)
+        name = info["name"]
+        resolution = args.resolution or info["input_size"][1]
+        if not args.dynamic_batch and args.batch < 1:
+            raise ValueError(f"--batch must be a positive integer, got {args.batch}")
+        validate_resolution(_abstract_model(name), resolution, name=name)  # before any compile
+        model = load_model(name, checkpoint=args.checkpoint, pretrained=args.pretrained,
+                           deploy=args.deploy)
+        kw = dict(resolution=resolution, batch_size=args.batch, dynamic_batch=args.dynamic_batch)
+        if args.format == "onnx":
+            export_onnx(model, args.out, opset=args.opset, name=name, **kw)
+        else:
+            export_stablehlo(model, args.out, **kw)
+    except (ValueError, TypeError, FileNotFoundError, NotImplementedError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    size = os.path.getsize(args.out) / 2**20
+    print(f"wrote {args.out} ({args.format}, {size:.1f} MiB, input "
+          f"[{'B' if args.dynamic_batch else args.batch}, {resolution}, {resolution}, "
+          f"{model.in_chans}] float32 NHWC)")
+    if not args.no_verify:
+        import jax
+        from flax import nnx
+        b = 2 if args.dynamic_batch else args.batch
+        x = np.random.default_rng(0).standard_normal((b, resolution, resolution, model.in_chans),
+                                                     dtype=np.float32)
+        graphdef, state = nnx.split(model)
+        ref = np.asarray(jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))(state, x))
+        got = run_onnx(args.out, x) if args.format == "onnx" else \
+            np.asarray(load_stablehlo(args.out).call(x))
+        err = relative_error(got, ref)
+        print(f"verified against JAX on a random batch of {b}: relative error {err:.2e}")
+        if err > 1e-4:
+            print("error: relative error above 1e-4", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,446 @@
+"""Run a sweep: an Optuna study whose trials are training runs, each in its own workdir.
+
+``<study_dir>/study.db`` (SQLite, unless ``storage`` names another SQLAlchemy URL),
+``<study_dir>/sweep.json`` (the sweep, resolved) and ``<study_dir>/trials/<NNNN>/`` (one training
+run per trial: ``config.json``, ``metrics.jsonl``, ``summary.json``, ``best/``, ``trial.json``).
+
+Resuming: finished trials are never repeated. A trial that was interrupted (Ctrl-C, SIGTERM) or
+whose worker died (its process is gone, or, on another machine, its heartbeat stopped) is marked
+failed and re-queued with the same parameters; the re-queued trial reuses the first attempt's
+workdir, so training resumes from its last checkpoint and earlier evaluations are re-reported to
+the pruner.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import (METRICS, default_n_trials, describe, load_train_config, study_dir_storage,
+                     trial_config)
+from .space import grid_space, sample
+
+__all__ = ["SweepRunner", "SweepInterrupted", "read_metrics", "eval_records", "score_of",
+           "open_study", "trial_workdir", "root_number"]
+
+TrainFn = Callable[..., dict]
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The running trial was interrupted (Ctrl-C or SIGTERM); it is re-queued for the next run."""
+
+
+def read_metrics(workdir) -> list[dict]:
+    """The rows of ``<workdir>/metrics.jsonl`` (missing file -> []; a torn last line is skipped)."""
+    path = Path(workdir) / "metrics.jsonl"
+    rows = []
+    if not path.exists():
+        return rows
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    return rows
+
+
+def eval_records(workdir) -> list[dict]:
+    """Evaluation rows of a run, one per step (the last one wins after a resume), by step."""
+    by_step = {}
+    for row in read_metrics(workdir):
+        if row.get("kind") == "eval":
+            by_step[row["step"]] = row
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def score_of(metrics: dict, metric: str = "top1") -> float:
+    """The better of the raw and EMA value of ``metric`` in one evaluation."""
+    vals = [float(metrics[k]) for k in (metric, f"ema_{metric}") if k in metrics]
+    if not vals:
+        return math.nan
+    return min(vals) if METRICS[metric] == "minimize" else max(vals)
+
+
+def _best_eval(evals: list[dict], metric: str) -> dict | None:
+    if not evals:
+        return None
+    sign = -1.0 if METRICS[metric] == "minimize" else 1.0
+    return max(evals, key=lambda r: sign * score_of(r, metric))
+
+
+def root_number(trial) -> int:
+    """The number of the first attempt of this trial (itself unless it is a retry)."""
+    if hasattr(trial, "_trial_id") and hasattr(trial, "study"):  # a live optuna.Trial
+        attrs = trial.study._storage.get_trial(trial._trial_id).system_attrs
+    else:  # a FrozenTrial
+        attrs = trial.system_attrs
+    return int(attrs.get("failed_trial", trial.number))
+
+
+def trial_workdir(study_dir, number: int) -> Path:
+    return Path(study_dir).absolute() / "trials" / f"{number:04d}"
+
+
+def _optuna():
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def make_storage(url: str, heartbeat_s: int = 60):
+    """An RDB storage with heartbeats (a worker that dies is detected and its trial retried)."""
+    optuna = _optuna()
+    kw = {}
+    if url.startswith("sqlite"):
+        kw["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    else:
+        kw["engine_kwargs"] = {"pool_pre_ping": True}
+    import inspect
+    retry = _retry_callback(optuna)(max_retry=3)
+    params = inspect.signature(optuna.storages.RDBStorage).parameters
+    key = ("heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params
+           else "failed_trial_callback")
+    return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s,
+                                      grace_period=3 * heartbeat_s, **{key: retry}, **kw)
+
+
+def make_sampler(s):
+    optuna = _optuna()
+    if s.sampler == "grid":
+        return optuna.samplers.GridSampler(grid_space(list(s.space)), seed=s.seed)
+    if s.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    conditional = any(p.get("when") for p in s.space)
+    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.tpe_startup_trials,
+                                      multivariate=True, group=conditional,
+                                      constant_liar=True)
+
+
+def make_pruner(s, max_epochs: int):
+    optuna = _optuna()
+    if s.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=s.pruner_startup_trials,
+                                           n_warmup_steps=s.pruner_warmup_epochs)
+    if s.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=s.hyperband_min_epochs, max_resource=max(max_epochs, 1),
+            reduction_factor=s.hyperband_reduction_factor)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(storage, name: str, s=None, max_epochs: int = 1):
+    """Create or load the study ``name`` (sampler and pruner from the sweep ``s`` when given)."""
+    optuna = _optuna()
+    if s is None:
+        return optuna.load_study(study_name=name, storage=storage)
+    return optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                               direction=METRICS[s.metric], sampler=make_sampler(s),
+                               pruner=make_pruner(s, max_epochs))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _jsonable(v):
+    try:
+        json.dumps(v)
+        return v
+    except TypeError:
+        return repr(v)
+
+
+class SweepRunner:
+    """One worker of a sweep. ``run(n_trials)`` runs trials until the study holds ``n_trials``
+    finished ones (complete, pruned or failed with an error), then returns a summary dict.
+
+    ``train_fn(config, workdir, *, report_fn) -> summary`` defaults to ``edgejax.train.run``;
+    tests pass a small stand-in. ``overrides``: ``[(key, value), ...]`` applied to every trial
+    (after the sweep's ``fixed``, before the sampled values).
+    """
+
+    def __init__(self, sweep, study_dir, *, storage: str | None = None, overrides=(),
+                 train_fn: TrainFn | None = None, keep_checkpoints: str = "best",
+                 heartbeat_s: int = 60, log: Callable[[str], None] | None = None):
+        if keep_checkpoints not in ("best", "all", "none"):
+            raise ValueError(f"keep_checkpoints {keep_checkpoints!r}: use best, all or none")
+        self.sweep = sweep
+        self.study_dir = Path(study_dir).absolute()
+        self.study_dir.mkdir(parents=True, exist_ok=True)
+        self.storage_url = storage or study_dir_storage(str(self.study_dir))
+        self.overrides = list(overrides)
+        self.train_fn = train_fn
+        self.keep_checkpoints = keep_checkpoints
+        self.log = log or (lambda msg: print(msg, flush=True))
+        self.base = load_train_config(sweep.base)
+        # Fail on a bad fixed override / base now, not inside every trial.
+        probe = trial_config(self.base, list(sweep.fixed), self.overrides)
+        self.max_epochs = int(math.ceil(probe.num_epochs))
+        if train_fn is None:  # real training: a missing dataset fails here, not in every trial
+            from edgejax.train.config import resolve_dataset
+            resolve_dataset(probe.data.dataset)
+        self.storage = make_storage(self.storage_url, heartbeat_s)
+        self.study = open_study(self.storage, sweep.name, sweep, self.max_epochs)
+        self._record_sweep()
+        self._current_trial_id: int | None = None
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _record_sweep(self):
+        info = describe(self.sweep)
+        info["overrides"] = [[k, _jsonable(v)] for k, v in self.overrides]
+        info["storage"] = self.storage_url
+        info["study_dir"] = str(self.study_dir)
+        old = self.study.user_attrs.get("sweep")
+        if old is None:
+            self.study.set_user_attr("sweep", info)
+        elif old.get("space") != info["space"] or old.get("base") != info["base"]:
+            self.log(f"[sweep {self.sweep.name}] warning: the stored study was made with a "
+                     f"different base or search space; continuing with the new one")
+            self.study.set_user_attr("sweep", info)
+        path = self.study_dir / "sweep.json"
+        with open(path, "w") as f:
+            json.dump({**info, "study_name": self.sweep.name}, f, indent=2)
+
+    def _counts(self) -> dict:
+        optuna = _optuna()
+        S = optuna.trial.TrialState
+        c = {"finished": 0, "running": 0, "waiting": 0, "complete": 0, "pruned": 0, "failed": 0}
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state == S.COMPLETE:
+                c["complete"] += 1
+            elif t.state == S.PRUNED:
+                c["pruned"] += 1
+            elif t.state == S.FAIL and "error" in t.user_attrs:
+                c["failed"] += 1
+            elif t.state == S.RUNNING:
+                c["running"] += 1
+            elif t.state == S.WAITING:
+                c["waiting"] += 1
+        c["finished"] = c["complete"] + c["pruned"] + c["failed"]
+        return c
+
+    def recover(self) -> int:
+        """Fail and re-queue trials left RUNNING by a dead worker process on this host (other
+        hosts' dead workers are caught by the heartbeat). Returns how many were re-queued."""
+        optuna = _optuna()
+        S = optuna.trial.TrialState
+        host = socket.gethostname()
+        n = 0
+        for t in self.study.get_trials(deepcopy=False, states=(S.RUNNING,)):
+            pid = t.user_attrs.get("pid")
+            if t.user_attrs.get("host") != host or pid is None or pid == os.getpid():
+                continue
+            if _pid_alive(int(pid)):
+                continue
+            if self.storage.set_trial_state_values(t._trial_id, S.FAIL):
+                self._requeue(t.number, "its worker process is gone")
+                n += 1
+        optuna.storages.fail_stale_trials(self.study)
+        return n
+
+    def _requeue(self, number: int, why: str):
+        optuna = _optuna()
+        frozen = self.study.get_trials(deepcopy=False)[number]
+        _retry_callback(optuna)()(self.study, frozen)
+        self.log(f"[sweep {self.sweep.name}] trial {number} re-queued ({why}); its workdir "
+                 f"{trial_workdir(self.study_dir, root_number(frozen)).name} resumes")
+
+    # -- one trial ---------------------------------------------------------------------------
+    def objective(self, trial) -> float:
+        s = self.sweep
+        self._current_trial_id = trial._trial_id
+        root = root_number(trial)
+        workdir = trial_workdir(self.study_dir, root)
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("workdir", str(workdir))
+        t0 = time.time()
+        params: dict[str, Any] = {}
+        try:
+            params, sampled = sample(trial, list(s.space))
+            trial.set_user_attr("overrides", {k: _jsonable(v) for k, v in sampled.items()})
+            config = trial_config(self.base, list(s.fixed), self.overrides, sampled)
+            c = self._counts()
+            self.log(f"[sweep {s.name}] trial {trial.number} start "
+                     f"({c['finished']}/{self.n_trials} finished): {_fmt(params)} -> {workdir}")
+            reported: set[int] = set()
+            for row in eval_records(workdir):  # a resumed trial: tell the pruner what was seen
+                epoch = int(round(row.get("epoch", 0)))
+                if epoch not in reported:
+                    trial.report(score_of(row, s.metric), epoch)
+                    reported.add(epoch)
+
+            def report_fn(epoch, metrics):
+                epoch = int(epoch)
+                if epoch in reported:
+                    return False
+                value = score_of(metrics, s.metric)
+                if not math.isfinite(value):
+                    return False
+                trial.report(value, epoch)
+                reported.add(epoch)
+                trial.set_user_attr("epochs_done", epoch)
+                prune = trial.should_prune()
+                if prune:
+                    self.log(f"[sweep {s.name}] trial {trial.number} pruned at epoch {epoch} "
+                             f"({s.metric} {value:.2f})")
+                return prune
+
+            train_fn = self.train_fn
+            if train_fn is None:
+                from edgejax.train import run as train_fn
+            summary = train_fn(config, str(workdir), report_fn=report_fn)
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            raise
+        except Exception as e:  # recorded as a failed trial; the study goes on
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+            trial.set_user_attr("time_s", round(time.time() - t0, 2))
+            self._write_trial_json(trial, workdir, params, "failed", None)
+            self.log(f"[sweep {s.name}] trial {trial.number} FAILED after "
+                     f"{time.time() - t0:.0f}s: {type(e).__name__}: {e}")
+            raise
+        status = summary.get("status", "completed")
+        if status == "preempted":
+            trial.set_user_attr("interrupted", True)
+            raise SweepInterrupted(f"trial {trial.number} preempted (SIGTERM)")
+        best = _best_eval(eval_records(workdir), s.metric)
+        value = score_of(best, s.metric) if best else summary.get("best_top1")
+        attrs = {"status": status, "time_s": round(time.time() - t0, 2),
+                 "num_params": summary.get("num_params"), "model": summary.get("model"),
+                 "epochs_done": summary.get("epoch")}
+        if best:
+            attrs.update(best_epoch=best.get("epoch"), best_step=best.get("step"),
+                         top1=score_of(best, "top1"), top5=score_of(best, "top5"),
+                         loss=score_of(best, "loss"))
+        for k, v in attrs.items():
+            if v is not None:
+                trial.set_user_attr(k, _jsonable(v))
+        self._cleanup(workdir)
+        if value is None or not math.isfinite(float(value)):
+            trial.set_user_attr("error", "the run produced no evaluation")
+            self._write_trial_json(trial, workdir, params, "failed", None)
+            raise RuntimeError(f"trial {trial.number}: the run produced no evaluation")
+        state = "pruned" if status == "pruned" else "complete"
+        self._write_trial_json(trial, workdir, params, state, value)
+        tail = (f"pruned at epoch {attrs['epochs_done']:.0f}" if state == "pruned"
+                else "complete")
+        self.log(f"[sweep {s.name}] trial {trial.number} {tail}: {s.metric} {float(value):.2f} "
+                 f"(best epoch {attrs.get('best_epoch')}) in {attrs['time_s']:.0f}s")
+        if state == "pruned":
+            optuna = _optuna()
+            raise optuna.TrialPruned(f"{s.metric} {float(value):.2f}")
+        return float(value)
+
+    def _write_trial_json(self, trial, workdir: Path, params, state, value):
+        workdir.mkdir(parents=True, exist_ok=True)
+        frozen = self.study._storage.get_trial(trial._trial_id)
+        data = {"study": self.sweep.name, "number": trial.number, "state": state,
+                "value": value, "metric": self.sweep.metric,
+                "params": {k: _jsonable(v) for k, v in params.items()},
+                "user_attrs": frozen.user_attrs}
+        with open(workdir / "trial.json", "w") as f:
+            json.dump(data, f, indent=2)
+
+    def _cleanup(self, workdir: Path):
+        if self.keep_checkpoints == "all":
+            return
+        shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
+        if self.keep_checkpoints == "none":
+            shutil.rmtree(workdir / "best", ignore_errors=True)
+
+    # -- the worker loop ---------------------------------------------------------------------
+    def run(self, n_trials: int | None = None) -> dict:
+        """Run trials until the study holds ``n_trials`` finished ones (default: the sweep's
+        ``n_trials``, or the grid size). Returns counts and the best trial; ``interrupted`` True
+        when a trial was interrupted (it is re-queued: run again to resume)."""
+        optuna = _optuna()
+        self.n_trials = int(n_trials or default_n_trials(self.sweep))
+        s = self.sweep
+        self.recover()
+        t0 = time.time()
+        interrupted = False
+        ran = 0
+        while True:
+            c = self._counts()
+            remaining = self.n_trials - c["finished"] - c["running"] - c["waiting"]
+            if remaining <= 0 and c["waiting"] == 0:
+                if c["running"]:
+                    self.log(f"[sweep {s.name}] {c['running']} trial(s) still running in other "
+                             f"workers; this worker is done")
+                break
+            if s.sampler == "grid" and c["waiting"] == 0 and self._grid_exhausted():
+                break
+            self._current_trial_id = None
+            try:
+                self.study.optimize(self.objective, n_trials=1, catch=(Exception,),
+                                    gc_after_trial=True)
+                ran += 1
+            except KeyboardInterrupt:
+                interrupted = True
+                if self._current_trial_id is not None:
+                    frozen = self.study._storage.get_trial(self._current_trial_id)
+                    if frozen.state == optuna.trial.TrialState.FAIL:
+                        self._requeue(frozen.number, "interrupted")
+                self.log(f"[sweep {s.name}] interrupted; run the same command again to resume")
+                break
+        c = self._counts()
+        best = None
+        try:
+            b = self.study.best_trial
+            best = {"number": b.number, "value": b.value, "params": b.params,
+                    "workdir": b.user_attrs.get("workdir")}
+        except ValueError:
+            pass
+        summary = {"study": s.name, "study_dir": str(self.study_dir), "storage": self.storage_url,
+                   "ran": ran, "interrupted": interrupted, "time_s": round(time.time() - t0, 1),
+                   **c, "best": best}
+        if best:
+            self.log(f"[sweep {s.name}] {c['complete']} complete, {c['pruned']} pruned, "
+                     f"{c['failed']} failed; best trial {best['number']}: {s.metric} "
+                     f"{best['value']:.2f} {_fmt(best['params'])}")
+        return summary
+
+    def _grid_exhausted(self) -> bool:
+        """All grid points evaluated (a finished trial carries each grid id)."""
+        optuna = _optuna()
+        sampler = self.study.sampler
+        if not isinstance(sampler, optuna.samplers.GridSampler):
+            return False
+        done = set()
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state.is_finished() and "grid_id" in t.system_attrs and not (
+                    t.state == optuna.trial.TrialState.FAIL and "error" not in t.user_attrs):
+                done.add(t.system_attrs["grid_id"])
+        return len(done) >= len(sampler._all_grids)
+
+
+def _fmt(params: dict) -> str:
+    def one(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return " ".join(f"{k}={one(v)}" for k, v in params.items()) or "(no parameters)"
+
+
+def _retry_callback(optuna):
+    """Optuna >= 4.9 names it RetryHeartbeatStaleTrialCallback; before, RetryFailedTrialCallback."""
+    return getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+        optuna.storages.RetryFailedTrialCallback

@@ -1,0 +1,136 @@
+"""EfficientNetV2 family tests (numeric equivalence with timm lives in test_timm_equivalence.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+import edgejax
+from edgejax.layers import BatchNorm2d
+from edgejax.models._efficientnet_blocks import (BlockDef, ConvBnAct, EdgeResidual, GlobalContext,
+                                                 InvertedResidual, er, scale_stage_depth)
+from edgejax.registry import model_info
+from test_mobilenetv3 import (abstract_model, assert_every_param_has_grad, fold_bn_everywhere,
+                              randomize_bn_stats)
+
+# timm 1.0.31, 1000-class head.
+PARAMS = {
+    "efficientnetv2_rw_t": 13_649_388, "gc_efficientnetv2_rw_t": 13_677_713,
+    "efficientnetv2_rw_s": 23_941_296, "efficientnetv2_rw_m": 53_236_442,
+    "efficientnetv2_s": 21_458_488, "efficientnetv2_m": 54_139_356,
+    "efficientnetv2_l": 118_515_272, "efficientnetv2_xl": 208_119_808,
+    "tf_efficientnetv2_s": 21_458_488, "tf_efficientnetv2_m": 54_139_356,
+    "tf_efficientnetv2_l": 118_515_272, "tf_efficientnetv2_xl": 208_119_808,
+    "tf_efficientnetv2_b0": 7_139_704, "tf_efficientnetv2_b1": 8_141_052,
+    "tf_efficientnetv2_b2": 10_096_086, "tf_efficientnetv2_b3": 14_358_406,
+}
+
+
+def test_every_timm_variant_is_registered():
+    assert set(edgejax.list_models("*efficientnetv2*")) == set(PARAMS)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_param_count(name):
+    assert model_info(name)["num_params"] == PARAMS[name]
+
+
+def test_efficientnetv2_s_structure():
+    m = abstract_model("efficientnetv2_s")
+    assert [len(s) for s in m.blocks] == [2, 4, 4, 6, 9, 15]
+    assert all(isinstance(b, ConvBnAct) and b.has_skip for b in m.blocks[0])
+    assert all(isinstance(b, EdgeResidual) for s in m.blocks[1:3] for b in s)
+    assert not m.blocks[1][0].has_skip and m.blocks[1][1].has_skip
+    assert all(isinstance(b, InvertedResidual) for s in m.blocks[3:] for b in s)
+    # SE reduced width = round(block_in / 4), i.e. from the block input, not the expansion.
+    se = [[b.se.conv_reduce.out_chs for b in s] for s in m.blocks[3:]]
+    assert se[0] == [16] + [32] * 5 and se[1] == [32] + [40] * 8 and se[2] == [40] + [64] * 14
+    assert m.blocks[3][0].se.act == "silu" and m.blocks[3][0].se.gate == "sigmoid"
+    assert m.conv_head.bias is None and m.bn2.num_features == 1280
+    assert m.conv_stem.padding == ((1, 1), (1, 1)) and m.bn1.eps == 1e-5
+    tf = abstract_model("tf_efficientnetv2_s")
+    assert tf.conv_stem.padding == "SAME" and tf.bn2.eps == 1e-3
+
+
+def test_depth_scaling_matches_timm():
+    # timm: efficientnetv2_rw_t (depth 0.9) has stages 2, 4, 4, 6, 9, 14 (ceil per stage).
+    assert [len(s) for s in abstract_model("efficientnetv2_rw_t").blocks] == [2, 4, 4, 6, 9, 14]
+    assert [len(s) for s in abstract_model("tf_efficientnetv2_b3").blocks] == [2, 3, 3, 5, 7, 12]
+    # Redistribution runs from the last definition backwards.
+    defs = (er(1, k=3, s=2, e=4, c=8), er(2, k=3, s=1, e=4, c=8))
+    assert len(scale_stage_depth(defs, 1.5)) == 5
+    with pytest.raises(ValueError, match="stride"):
+        BlockDef("ir", 1, 3, 3, 8)
+
+
+def test_gc_variant_uses_global_context():
+    m = abstract_model("gc_efficientnetv2_rw_t")
+    gc = m.blocks[3][0].se
+    assert isinstance(gc, GlobalContext)
+    assert gc.mlp_scale.fc1.out_chs == 12  # make_divisible(48 * 0.25, 1)
+
+
+@pytest.fixture(scope="module")
+def b0():
+    m = edgejax.create_model("tf_efficientnetv2_b0", rngs=0)
+    randomize_bn_stats(m, seed=5)
+    return m
+
+
+def _x(size=64, batch=2, seed=0):
+    return jax.random.normal(jax.random.key(seed), (batch, size, size, 3))
+
+
+def test_bad_inputs_raise_clear_errors(b0):
+    with pytest.raises(ValueError, match="NHWC"):
+        b0(jnp.zeros((1, 3, 64, 64)))
+    with pytest.raises(ValueError, match="smaller than the minimum"):
+        b0(jnp.zeros((1, 8, 8, 3)))
+
+
+def test_num_classes_zero_returns_pooled_features():
+    m = edgejax.create_model("tf_efficientnetv2_b0", num_classes=0, rngs=0)
+    assert m.classifier is None
+    assert m(_x()).shape == (2, 1280)
+    assert m.forward_features(_x()).shape == (2, 2, 2, 1280)
+
+
+def test_bfloat16_close_to_float32(b0):
+    x = _x()
+    ref = b0(x)
+    m16 = edgejax.create_model("tf_efficientnetv2_b0", rngs=0, dtype=jnp.bfloat16)
+    nnx.update(m16, nnx.state(b0))
+    y = m16(x)
+    assert y.dtype == jnp.bfloat16
+    err = float(jnp.linalg.norm(y.astype(jnp.float32) - ref) / jnp.linalg.norm(ref))
+    assert err < 5e-2, err
+
+
+def test_drop_path_train_varies_eval_does_not():
+    kw = dict(drop_path_rate=0.5, drop_rate=0.3)
+    a = edgejax.create_model("tf_efficientnetv2_b0", rngs=nnx.Rngs(params=0, dropout=1), **kw)
+    b = edgejax.create_model("tf_efficientnetv2_b0", rngs=nnx.Rngs(params=0, dropout=2), **kw)
+    plain = edgejax.create_model("tf_efficientnetv2_b0", rngs=0)
+    # Same weights everywhere (the DropPath/Dropout rng forks shift the params stream).
+    nnx.update(b, nnx.state(a, nnx.Param))
+    nnx.update(plain, nnx.state(a, nnx.Param))
+    x = _x()
+    np.testing.assert_array_equal(np.asarray(a(x)), np.asarray(plain(x)))
+    np.testing.assert_array_equal(np.asarray(b(x)), np.asarray(plain(x)))
+    a.train(), b.train()
+    assert not np.allclose(np.asarray(a(x)), np.asarray(b(x)))
+
+
+def test_fuse_pairs_fold_exactly(b0):
+    x = _x()
+    ref = b0(x)
+    fused, n = fold_bn_everywhere(b0)
+    assert n == sum(isinstance(m, BatchNorm2d) for _, m in nnx.iter_modules(b0))
+    np.testing.assert_allclose(np.asarray(fused(x)), np.asarray(ref), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnetv2_b0", "gc_efficientnetv2_rw_t"])
+def test_every_parameter_gets_a_gradient(name):
+    assert_every_param_has_grad(edgejax.create_model(name, rngs=0))

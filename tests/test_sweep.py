@@ -1,0 +1,307 @@
+"""edgejax.sweep: search spaces, trials, pruning, resume, failures (with a stand-in for
+``edgejax.train.run`` so that they take seconds), and one real sweep through the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+from edgejax.sweep import (SpaceError, SweepConfigError, SweepRunner, categorical, cumulative,
+                           eval_records, load_sweep, loguniform, parse_overrides, presets,
+                           trial_config, uniform)
+from edgejax.sweep.space import check_space, grid_space, sample
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TRAIN_CONFIG = """
+from edgejax.train import base_config
+
+def get_config(arg=None):
+    c = base_config()
+    c.data.image_size = 16
+    c.num_epochs = 4.0
+    c.log.progress = False
+    c.log.tensorboard = False
+    return c
+"""
+
+
+def write_sweep(tmp_path: Path, body: str, name: str = "sweep.py") -> Path:
+    (tmp_path / "train_cfg.py").write_text(TRAIN_CONFIG)
+    path = tmp_path / name
+    path.write_text("from edgejax.sweep import *\n" + textwrap.dedent(body))
+    return path
+
+
+class FakeTrain:
+    """Stands in for ``edgejax.train.run``: one eval per epoch with a top-1 that depends on the
+    config, resuming from the rows already in ``metrics.jsonl`` (as the real loop resumes from its
+    checkpoint). ``interrupt_at``: (lr, epoch) at which to raise KeyboardInterrupt once."""
+
+    def __init__(self, interrupt_at=None, fail_lr=None):
+        self.calls = []
+        self.interrupt_at = interrupt_at
+        self.fail_lr = fail_lr
+
+    def __call__(self, config, workdir, *, report_fn=None):
+        lr = float(config.optimizer.lr)
+        self.calls.append((lr, workdir))
+        if self.fail_lr is not None and abs(lr - self.fail_lr) < 1e-12:
+            raise RuntimeError(f"boom at lr {lr}")
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(config.to_dict(), f)
+        done = len(eval_records(workdir))
+        quality = 100.0 - 200.0 * abs(lr - 0.05) - 10.0 * config.augment.label_smoothing
+        status = "completed"
+        epochs = int(config.num_epochs)
+        for epoch in range(done + 1, epochs + 1):
+            if self.interrupt_at and abs(lr - self.interrupt_at[0]) < 1e-12 \
+                    and epoch == self.interrupt_at[1]:
+                self.interrupt_at = None
+                raise KeyboardInterrupt
+            top1 = quality * epoch / epochs
+            row = {"kind": "eval", "step": epoch * 10, "epoch": float(epoch), "top1": top1,
+                   "top5": min(100.0, top1 + 10), "loss": 3.0 - top1 / 50}
+            with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+                f.write(json.dumps({"kind": "train", "step": epoch * 10 - 5, "loss": 3.0,
+                                    "epoch": epoch - 0.5}) + "\n")
+                f.write(json.dumps(row) + "\n")
+            if report_fn is not None and report_fn(epoch, dict(row)):
+                status = "pruned"
+                break
+        return {"status": status, "epoch": float(epoch), "best_top1": top1, "num_params": 1,
+                "model": config.model.name}
+
+
+# -- spaces ------------------------------------------------------------------------------------
+
+def test_space_conditional_sampling_and_presets():
+    space = check_space((
+        categorical("optimizer.name", ["sgd", "adamw"]),
+        loguniform("optimizer.lr", 0.01, 0.2, name="sgd_lr", when={"optimizer.name": "sgd"}),
+        uniform("optimizer.momentum", 0.8, 0.99, when={"optimizer.name": "sgd"}),
+        loguniform("optimizer.lr", 1e-4, 3e-3, name="adamw_lr", when={"optimizer.name": "adamw"}),
+        presets("stack", cumulative([("base", {}), ("+ls", {"augment.label_smoothing": 0.1})])),
+    ))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        params, overrides = sample(trial, space)
+        name = params["optimizer.name"]
+        seen.add(name)
+        if name == "sgd":
+            assert set(params) == {"optimizer.name", "sgd_lr", "optimizer.momentum", "stack"}
+            assert 0.01 <= overrides["optimizer.lr"] <= 0.2
+        else:
+            assert set(params) == {"optimizer.name", "adamw_lr", "stack"}
+            assert "optimizer.momentum" not in overrides
+            assert 1e-4 <= overrides["optimizer.lr"] <= 3e-3
+        assert ("augment.label_smoothing" in overrides) == (params["stack"] == "+ls")
+        study.tell(trial, 1.0)
+    assert seen == {"sgd", "adamw"}
+
+
+def test_space_errors():
+    with pytest.raises(SpaceError, match="depends on 'optimizer.name'"):
+        check_space((uniform("optimizer.momentum", 0.8, 0.99, when={"optimizer.name": "sgd"}),))
+    with pytest.raises(SpaceError, match="low > 0"):
+        check_space((loguniform("optimizer.lr", 0.0, 0.1),))
+    with pytest.raises(SpaceError, match="grid"):
+        grid_space(check_space((loguniform("optimizer.lr", 0.01, 0.1),)))
+    with pytest.raises(SpaceError, match="conditional"):
+        grid_space(check_space((categorical("optimizer.name", ["sgd"]),
+                                uniform("optimizer.momentum", 0.8, 0.9, grid=[0.8],
+                                        when={"optimizer.name": "sgd"}))))
+
+
+def test_trial_config_and_overrides():
+    from edgejax.train import ConfigError, base_config
+    assert parse_overrides(["num_epochs=5", "data.dataset=/x/y", "augment.rand_augment=True"]) == [
+        ("num_epochs", 5), ("data.dataset", "/x/y"), ("augment.rand_augment", True)]
+    c = trial_config(base_config(), [("num_epochs", 5)], {"optimizer.lr": 0.02})
+    assert c.num_epochs == 5.0 and c.optimizer.lr == 0.02
+    with pytest.raises(ConfigError, match="optimizer.lr"):
+        trial_config(base_config(), {"optimizer.lrr": 0.1})
+    with pytest.raises(SweepConfigError):
+        parse_overrides(["num_epochs"])
+
+
+def test_paper_sweep_configs_load():
+    from edgejax.sweep.config import default_n_trials
+    from edgejax.train.recipes import MODEL_TRAITS
+    expected = {"augment_stack": 5, "lr": 5, "batch_size": 4, "optimizer": 2, "warmup": 2,
+                "tune": 40}
+    for kind, n in expected.items():
+        for model in MODEL_TRAITS:
+            s = load_sweep(str(ROOT / f"configs/sweeps/{kind}.py:{model}"))
+            assert s.name == f"{kind}_{model}" and default_n_trials(s) == n
+    s = load_sweep(str(ROOT / "configs/sweeps/augment_stack.py:repvgg_a2"))
+    stack = s.space[0]["options"]
+    assert list(stack) == ["baseline", "+randaugment", "+mixup", "+cutmix", "+label_smoothing"]
+    assert stack["+label_smoothing"]["augment.mixup_alpha"] == 0.8  # cumulative
+    with pytest.raises(ValueError, match="needs a model"):
+        load_sweep(str(ROOT / "configs/sweeps/lr.py"))
+
+
+# -- studies -----------------------------------------------------------------------------------
+
+LR_GRID = """
+def get_config(arg=None):
+    s = sweep_config()
+    s.base = "train_cfg.py"
+    s.space = (loguniform("optimizer.lr", 0.01, 0.2, grid=[0.01, 0.05, 0.1, 0.2]),)
+    s.sampler = "grid"
+    s.pruner = "median"
+    s.pruner_startup_trials = 1
+    s.pruner_warmup_epochs = 1
+    return s
+"""
+
+
+def test_grid_sweep_prunes_completes_and_resumes(tmp_path):
+    cfg = write_sweep(tmp_path, LR_GRID)
+    study_dir = tmp_path / "study"
+    fake = FakeTrain(interrupt_at=(0.1, 3))
+    runner = SweepRunner(load_sweep(str(cfg)), study_dir, train_fn=fake, log=lambda m: None)
+    first = runner.run()
+    assert first["interrupted"]
+    done_lrs = [lr for lr, _ in fake.calls[:-1]]
+    # resume: the interrupted trial is re-run in its own workdir; finished ones are not repeated
+    fake2 = FakeTrain()
+    runner = SweepRunner(load_sweep(str(cfg)), study_dir, train_fn=fake2, log=lambda m: None)
+    second = runner.run()
+    assert not second["interrupted"]
+    assert second["complete"] + second["pruned"] == 4 and second["failed"] == 0
+    assert second["pruned"] >= 1 and second["complete"] >= 1
+    rerun = [lr for lr, _ in fake2.calls]
+    assert 0.1 in rerun and not set(done_lrs) & set(rerun)
+    interrupted_dir = [w for lr, w in fake.calls if lr == 0.1][0]
+    assert [w for lr, w in fake2.calls if lr == 0.1][0] == interrupted_dir
+    epochs = [r["epoch"] for r in eval_records(interrupted_dir)]
+    assert epochs == sorted(set(epochs))  # the resumed run continued, it did not restart
+    study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{study_dir}/study.db")
+    finished = [t for t in study.trials
+                if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert sorted(t.params["optimizer.lr"] for t in finished) == [0.01, 0.05, 0.1, 0.2]
+    assert study.best_trial.params["optimizer.lr"] == 0.05
+    for t in finished:
+        tj = json.loads((Path(t.user_attrs["workdir"]) / "trial.json").read_text())
+        assert tj["state"] in ("complete", "pruned") and tj["params"] == t.params
+    # a third run has nothing left to do
+    fake3 = FakeTrain()
+    SweepRunner(load_sweep(str(cfg)), study_dir, train_fn=fake3, log=lambda m: None).run()
+    assert fake3.calls == []
+
+
+TPE_COND = """
+def get_config(arg=None):
+    s = sweep_config()
+    s.name = "tpe_cond"
+    s.base = "train_cfg.py"
+    s.fixed = (("num_epochs", 3.0),)
+    s.space = (
+        categorical("optimizer.name", ["sgd", "adamw"]),
+        loguniform("optimizer.lr", 0.01, 0.2, name="sgd_lr", when={"optimizer.name": "sgd"}),
+        uniform("optimizer.momentum", 0.8, 0.99, when={"optimizer.name": "sgd"}),
+        loguniform("optimizer.lr", 0.02, 0.08, name="adamw_lr", when={"optimizer.name": "adamw"}),
+    )
+    s.sampler = "tpe"
+    s.tpe_startup_trials = 2
+    s.pruner = "hyperband"
+    s.n_trials = 4
+    return s
+"""
+
+
+def test_tpe_hyperband_failure_recorded_and_study_goes_on(tmp_path):
+    cfg = write_sweep(tmp_path, TPE_COND)
+    sweep = load_sweep(str(cfg))
+    assert sweep.name == "tpe_cond"
+
+    class FailSecond(FakeTrain):
+        def __call__(self, config, workdir, *, report_fn=None):
+            if len(self.calls) == 1:
+                self.calls.append((config.optimizer.lr, workdir))
+                raise RuntimeError("boom: out of memory")
+            return super().__call__(config, workdir, report_fn=report_fn)
+
+    fake = FailSecond()
+    out = SweepRunner(sweep, tmp_path / "s", train_fn=fake, log=lambda m: None).run()
+    assert out["failed"] == 1 and out["complete"] + out["pruned"] == 3 and len(fake.calls) == 4
+    study = optuna.load_study(study_name="tpe_cond", storage=f"sqlite:///{tmp_path}/s/study.db")
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1 and "boom: out of memory" in failed[0].user_attrs["error"]
+    for t in study.trials:
+        assert ("optimizer.momentum" in t.params) == (t.params["optimizer.name"] == "sgd")
+
+
+def test_dead_worker_trial_is_requeued(tmp_path):
+    """A trial left RUNNING by a killed worker (its pid is gone) is failed and retried."""
+    cfg = write_sweep(tmp_path, LR_GRID)
+    sweep = load_sweep(str(cfg))
+    runner = SweepRunner(sweep, tmp_path / "s", train_fn=FakeTrain(), log=lambda m: None)
+    trial = runner.study.ask()
+    trial.suggest_float("optimizer.lr", 0.01, 0.2, log=True)  # grid assigns a value
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", dead.pid)
+    out = runner.run()
+    assert out["complete"] + out["pruned"] == 4
+    study = runner.study
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    assert any(t.system_attrs.get("failed_trial") == 0 for t in study.trials[1:])
+
+
+def test_bad_override_fails_before_any_trial(tmp_path):
+    from edgejax.train import ConfigError
+    cfg = write_sweep(tmp_path, LR_GRID)
+    with pytest.raises(ConfigError, match="num_epoch"):
+        SweepRunner(load_sweep(str(cfg)), tmp_path / "s", overrides=[("num_epoch", 2)],
+                    train_fn=FakeTrain(), log=lambda m: None)
+
+
+def test_cli_runs_and_resumes(tmp_path, monkeypatch, capsys):
+    """``python -m edgejax.sweep`` end to end (in-process, the training loop swapped for the
+    stand-in): progress per trial, --set overrides, --n-trials, resume with nothing repeated."""
+    import signal
+
+    import edgejax.train
+    from edgejax.sweep.__main__ import main
+    cfg = write_sweep(tmp_path, LR_GRID)
+    fake = FakeTrain()
+    monkeypatch.setattr(edgejax.train, "run", fake)
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        args = ["--config", str(cfg), "--study-dir", str(tmp_path / "s"), "--set", "num_epochs=2",
+                "--set", "augment.label_smoothing=0.1", "--no-compile-cache", "--pruner", "none"]
+        assert main(args + ["--n-trials", "2"]) == 0
+        assert len(fake.calls) == 2
+        assert main(args) == 0  # the rest of the grid
+        assert len(fake.calls) == 4 and len({lr for lr, _ in fake.calls}) == 4
+        assert main(args) == 0 and len(fake.calls) == 4
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    out = capsys.readouterr().out
+    assert out.count(" start (") == 4 and "complete: top1" in out
+    rows = eval_records(fake.calls[0][1])
+    assert [r["epoch"] for r in rows] == [1.0, 2.0] and rows[-1]["top1"] < 100 - 1  # smoothing
+    assert main(["--config", str(tmp_path / "missing.py"), "--study-dir", str(tmp_path)]) == 2
+
+
+def test_missing_dataset_fails_before_any_trial(tmp_path):
+    from edgejax.train import ConfigError
+    cfg = write_sweep(tmp_path, LR_GRID)
+    with pytest.raises(ConfigError, match="does not exist"):
+        SweepRunner(load_sweep(str(cfg)), tmp_path / "s",
+                    overrides=[("data.dataset", str(tmp_path / "no_such_data"))])

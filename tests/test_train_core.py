@@ -1,0 +1,198 @@
+"""edgejax.train in one process: configs, errors, schedules, the step, short runs (CPU, small)."""
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from edgejax.train import ConfigError, NonFiniteLossError, base_config, build, run, validate
+from edgejax.train.optim import make_schedule, weight_decay_mask
+from edgejax.train.recipes import MODEL_TRAITS, RECIPES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_config(path, arg=None):
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config(arg)
+
+
+def tiny_config(model="mobilenetv3_small_050", size=32, **kw):
+    c = base_config()
+    c.model.name = model
+    c.data.image_size = size
+    c.data.hflip = 0.0
+    c.global_batch_size = 16
+    c.num_steps = 2
+    c.log.progress = False
+    c.log.tensorboard = False
+    c.checkpoint.async_save = False
+    for k, v in kw.items():
+        node = c
+        *parents, leaf = k.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = v
+    return c
+
+
+# ------------------------------------------------------------------ configs and errors
+def test_every_paper_config_validates():
+    names = sorted(Path(p).stem for p in glob.glob(str(REPO / "configs" / "*.py")))
+    assert set(MODEL_TRAITS) <= set(names) and "quickstart" in names
+    for name in MODEL_TRAITS:
+        doc = open(REPO / "configs" / f"{name}.py").read()
+        assert "python -m edgejax.train" in doc and "top-1" in doc
+        for recipe in RECIPES:
+            c = validate(_load_config(REPO / "configs" / f"{name}.py", recipe))
+            assert c.model.name == name and c.data.dataset == "imagenet"
+    base = _load_config(REPO / "configs" / "repvgg_a2.py")
+    assert base.optimizer.name == "sgd" and base.optimizer.lr == 0.1 and base.global_batch_size == 512
+    opt = _load_config(REPO / "configs" / "tiny_vit_21m_224.py", "optimized")
+    assert opt.optimizer.name == "adamw" and opt.augment.rand_augment and opt.ema.decay > 0
+    with pytest.raises(ValueError, match="unknown recipe"):
+        _load_config(REPO / "configs" / "repvgg_a2.py", "fast")
+
+
+def test_unknown_config_key_is_named():
+    c = base_config().to_dict()
+    c["optimizer"]["lrr"] = 0.1
+    with pytest.raises(ConfigError, match=r"'optimizer\.lrr'.*optimizer\.lr"):
+        validate(c)
+    with pytest.raises(ConfigError, match="optimizer.name"):
+        validate(tiny_config(**{"optimizer.name": "adamm"}))
+
+
+def test_cli_unknown_key_and_missing_imagenet(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), EDGEJAX_IMAGENET="")
+    cmd = [sys.executable, "-m", "edgejax.train", "--config", str(REPO / "configs/repvgg_a2.py"),
+           "--workdir", str(tmp_path / "w")]
+    p = subprocess.run(cmd + ["--config.optimizer.lrr=0.05"], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode != 0 and "Unknown config key 'optimizer.lrr'" in p.stderr, p.stderr[-2000:]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and "--config.data.dataset=" in p.stderr, p.stderr[-2000:]
+    assert "tfds:imagenet2012" in p.stderr
+
+
+def test_unknown_model_fails_before_compiling(tmp_path):
+    with pytest.raises(ConfigError, match=r"Unknown model 'repvgg_a3'.*repvgg_a2"):
+        run(tiny_config("repvgg_a3"), str(tmp_path))
+
+
+def test_missing_dataset_path(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        run(tiny_config(**{"data.dataset": str(tmp_path / "nope")}), str(tmp_path))
+
+
+# ------------------------------------------------------------------ optimiser pieces
+def test_schedules():
+    c = validate(tiny_config(**{"optimizer.lr": 0.1, "optimizer.lr_base_batch": 16,
+                                "schedule.warmup_steps": 10, "schedule.min_lr": 0.001}))
+    lr = make_schedule(c, 10, 110)
+    assert float(lr(0)) == 0.0 and abs(float(lr(5)) - 0.05) < 1e-7
+    assert abs(float(lr(10)) - 0.1) < 1e-7 and abs(float(lr(110)) - 0.001) < 1e-7
+    assert abs(float(lr(60)) - (0.001 + 0.5 * 0.099)) < 1e-6
+    c = validate(tiny_config(**{"optimizer.lr": 0.1, "optimizer.lr_base_batch": 16,
+                                "schedule.name": "step", "schedule.decay_epochs": 2.0,
+                                "schedule.decay_rate": 0.5}))
+    lr = make_schedule(c, 10, 100)
+    assert [round(float(lr(s)), 6) for s in (0, 19, 20, 45)] == [0.1, 0.1, 0.05, 0.025]
+    c = validate(tiny_config(**{"global_batch_size": 32, "optimizer.lr": 0.1}))
+    assert abs(float(make_schedule(c, 10, 100)(0)) - 0.1 * 32 / 512) < 1e-8  # linear scaling
+
+
+def test_weight_decay_mask():
+    params = {"conv": {"kernel": np.zeros((3, 3, 4, 4)), "bias": np.zeros(4)},
+              "bn": {"scale": np.zeros(4)}, "blocks": {"attn": {"attention_biases": np.zeros((2, 9))}},
+              "ls": {"gamma": np.zeros(4)}, "head": {"kernel": np.zeros((4, 10))}}
+    m = weight_decay_mask(params, ("attention_biases",))
+    assert m["conv"]["kernel"] and m["head"]["kernel"]
+    assert not (m["conv"]["bias"] or m["bn"]["scale"] or m["ls"]["gamma"]
+                or m["blocks"]["attn"]["attention_biases"])
+
+
+# ------------------------------------------------------------------ the step
+def _fixed_batch(n=16, size=32, seed=0):
+    from edgejax.data import build_source
+    src, _ = build_source("digits", "train")
+    import cv2
+    idx = np.random.default_rng(seed).choice(len(src), n, replace=False)
+    imgs = np.stack([cv2.resize(src[i][0], (size, size)) for i in idx])
+    return {"image": imgs.astype(np.uint8), "label": np.array([src[i][1] for i in idx], np.int32)}
+
+
+def test_loss_decreases_on_a_fixed_batch():
+    c = tiny_config(**{"optimizer.name": "adamw", "optimizer.lr": 2e-3,
+                       "optimizer.lr_scaling": "none", "schedule.name": "constant",
+                       "optimizer.clip_grad_norm": 1.0, "ema.decay": 0.9})
+    r = build(c, num_classes=10)
+    batch = r.put_batch(_fixed_batch())
+    state, losses = r.state, []
+    for _ in range(8):
+        state, m = r.train_step(state, batch)
+        losses.append(float(m["loss"]))
+    assert all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0], losses
+    assert int(state.step) == 8 and state.ema_params is not None
+    sums = r.eval_step(state.params, state.batch_stats, state.model_state,
+                       r.put_batch(dict(_fixed_batch(), mask=np.ones(16, bool))))
+    assert float(sums["count"]) == 16 and 0 <= float(sums["top1"]) <= 16
+
+
+@pytest.mark.parametrize("model,size,extra", [
+    ("repvgg_a0", 32, {"optimizer.nesterov": True, "optimizer.weight_decay": 1e-4}),
+    ("convnext_atto", 32, {"optimizer.name": "lamb", "model.drop_path_rate": 0.1,
+                           "optimizer.grad_accum_steps": 2}),
+    ("mobilevitv2_050", 64, {"optimizer.name": "adamw", "augment.mixup_alpha": 0.8,
+                             "augment.cutmix_alpha": 1.0, "augment.label_smoothing": 0.1,
+                             "ema.decay": 0.99, "global_batch_size": 8}),
+])
+def test_short_run_three_families(tmp_path, model, size, extra):
+    c = tiny_config(model, size, **extra)
+    s = run(c, str(tmp_path))
+    assert s["status"] == "completed" and s["step"] == 2
+    ev = s["last_eval"]
+    assert ev["count"] == 359 and 0 <= ev["top1"] <= 100 and np.isfinite(ev["loss"])
+    assert ("ema_top1" in ev) == (c.ema.decay > 0)
+    assert os.path.exists(tmp_path / "config.json") and os.path.exists(tmp_path / "metrics.jsonl")
+    assert os.path.isdir(tmp_path / "checkpoints" / "2") and os.path.isdir(tmp_path / "best")
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    c = tiny_config(**{"num_steps": 6, "optimizer.lr": 1e30, "optimizer.lr_scaling": "none",
+                       "schedule.name": "constant", "checkpoint.every_steps": 1,
+                       "eval.every_steps": 100})
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step (\d+)") as e:
+        run(c, str(tmp_path))
+    import re
+    bad = int(re.search(r"step (\d+)", str(e.value)).group(1))
+    steps = sorted(int(p) for p in os.listdir(tmp_path / "checkpoints") if p.isdigit())
+    assert steps and max(steps) < bad
+    from edgejax.train.checkpoint import load_weights
+    w = load_weights(str(tmp_path / "checkpoints"))
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(w["params"]))
+
+
+def test_report_fn_prunes_and_rerun_resumes(tmp_path):
+    seen = []
+
+    def report(epoch, metrics):
+        seen.append((epoch, metrics["top1"]))
+        return True  # prune at the first evaluation
+
+    c = tiny_config(**{"num_steps": 3, "eval.every_steps": 1})
+    s = run(c, str(tmp_path), report_fn=report)
+    assert s["status"] == "pruned" and s["step"] == 1 and len(seen) == 1
+    s = run(c, str(tmp_path))  # same workdir: resumes from the step-1 checkpoint
+    assert s["status"] == "completed" and s["step"] == 3
+    rows = [l for l in open(tmp_path / "metrics.jsonl") if '"eval"' in l]
+    assert len(rows) == 3
