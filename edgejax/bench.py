@@ -572,20 +572,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"# edgejax.bench on {env['backend']} ({env['device']}), jax {env['jax']}, "
           f"mode={args.mode} dtype={dtype} resolution={args.resolution}"
           f"{' deploy' if args.deploy else ''}", file=sys.stderr)
+    done: list[dict] = []
+
+    def write_json(rec=None):
+        if rec is not None:
+            done.append(rec)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(dict(environment=env, args=vars(args) | dict(dtype=dtype),
+                               records=done), f, indent=1)
+
     try:
         records = benchmark(args.models, args.batch_sizes, resolution=args.resolution, dtype=dtype,
                             mode=args.mode, deploy=args.deploy, warmup=args.warmup,
                             reps=args.reps, max_time_s=args.max_time,
                             params_as_constants=args.params_as_constants,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, on_record=write_json)
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_table(records))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(environment=env, args=vars(args) | dict(dtype=dtype), records=records),
-                      f, indent=1)
+        write_json()  # (already written record by record, so a long run leaves partial results)
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
 

@@ -186,9 +186,9 @@ def test_v2_keeps_the_resized_map_and_v1_resizes_back(v2_small):
     assert nnx.eval_shape(lambda: v2_small.forward_features(x)).shape == (1, 8, 8, 256)
     v1 = edgejax.create_model("mobilevit_xxs", rngs=0)
     assert nnx.eval_shape(lambda: v1.forward_features(x)).shape == (1, 7, 7, 320)
-    # Odd sizes everywhere: 100 px -> 50, 50, 25 (v2 block -> 26), 13 (-> 14), 7 (-> 8).
+    # 100 px: stem 50, stage 1 25, stage 2 13 (v2 block -> 14), stage 3 7 (-> 8), stage 4 4.
     y = nnx.eval_shape(lambda: v2_small.forward_features(jnp.zeros((1, 100, 100, 3))))
-    assert y.shape == (1, 8, 8, 256)
+    assert y.shape == (1, 4, 4, 256)
 
 
 def test_forward_runs_at_odd_size_without_nans(v2_small):

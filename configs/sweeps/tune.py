@@ -8,7 +8,7 @@ Command::
         --study-dir runs/tune_mnv3 --n-trials 40 --workers 4
     # several machines: the same command with --storage postgresql://user:pw@host/edgejax
 """
-from edgejax.sweep import categorical, integer, loguniform, sweep_config, uniform
+from edgejax.sweep import categorical, loguniform, sweep_config, uniform
 from edgejax.train.recipes import MODEL_TRAITS
 
 

@@ -44,9 +44,8 @@ def predict_run(workdir, *, batch_size: int = 256) -> dict:
     image_size = d.eval_image_size or d.image_size or minfo["input_size"][1]
     mean = tuple(float(v) for v in (d.mean or minfo["mean"]))
     std = tuple(float(v) for v in (d.std or minfo["std"]))
-    kwargs = {}
     mdef, _, _, _ = split_model(nnx.eval_shape(lambda: edgejax.create_model(
-        config.model.name, num_classes=num_classes, rngs=0, **kwargs)))
+        config.model.name, num_classes=num_classes, rngs=0)))
     # the better of raw and EMA at the best evaluation
     use_ema = False
     rows = [json.loads(line) for line in open(workdir / "metrics.jsonl") if line.strip()]

@@ -17,7 +17,6 @@ import math
 import os
 import shutil
 import socket
-import sys
 import time
 import traceback
 import warnings

@@ -1,0 +1,98 @@
+"""edgejax.export: ONNX files run in onnxruntime and StableHLO round trips equal JAX."""
+import numpy as np
+import pytest
+import jax
+from flax import nnx
+
+from edgejax import export
+from edgejax.bench import PAPER_MODELS, build_model
+from edgejax.deploy import fuse
+
+pytest.importorskip("jax2onnx")
+pytest.importorskip("onnxruntime")
+
+RES = 64
+# CI: one CNN (RepVGG, fused) and one attention model (MobileViT v2); the rest with -m slow.
+FAST = {"repvgg_a2", "mobilevitv2_050"}
+
+
+def _jax_logits(model, x):
+    graphdef, state = nnx.split(model)
+    return np.asarray(jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))(state, x))
+
+
+def _x(batch, seed=0):
+    return np.random.default_rng(seed).standard_normal((batch, RES, RES, 3), dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in PAPER_MODELS])
+def test_onnx_matches_jax(name, tmp_path):
+    model = build_model(name)
+    if name.startswith("repvgg"):
+        model = fuse(model)  # the deploy form, as exported with --deploy
+    path = export.export_onnx(model, str(tmp_path / f"{name}.onnx"), resolution=RES,
+                              dynamic_batch=name == "mobilevitv2_050")
+    x = _x(2 if name == "mobilevitv2_050" else 1)
+    err = export.relative_error(export.run_onnx(path, x), _jax_logits(model, x))
+    assert err <= 1e-4, err
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_stablehlo_round_trip(dynamic, tmp_path):
+    model = build_model("mobilenetv3_large_100")
+    path = export.export_stablehlo(model, str(tmp_path / "m.stablehlo"), resolution=RES,
+                                   batch_size=2, dynamic_batch=dynamic)
+    exported = export.load_stablehlo(path)
+    for b in ((1, 3) if dynamic else (2,)):
+        x = _x(b, seed=b)
+        got = np.asarray(exported.call(x))
+        assert got.shape == (b, 1000)
+        assert export.relative_error(got, _jax_logits(model, x)) <= 1e-5
+
+
+def test_cli_stablehlo(tmp_path, capsys):
+    out = tmp_path / "a0.stablehlo"
+    rc = export.main(["--model", "repvgg_a0", "--format", "stablehlo", "--out", str(out),
+                      "--resolution", "32", "--deploy"])
+    assert rc == 0, capsys.readouterr().err
+    assert out.stat().st_size > 1e6
+    assert "relative error" in capsys.readouterr().out
+
+
+def test_cli_bad_input(tmp_path, capsys):
+    out = str(tmp_path / "x.onnx")
+    assert export.main(["--model", "repvgg_a9", "--format", "onnx", "--out", out]) == 2
+    assert "Unknown model 'repvgg_a9'" in capsys.readouterr().err
+    assert export.main(["--model", "repvgg_a0", "--format", "onnx", "--out", out,
+                        "--batch", "0"]) == 2
+    assert "--batch must be a positive integer" in capsys.readouterr().err
+    assert export.main(["--model", "repvgg_a0", "--format", "onnx", "--out", out,
+                        "--resolution", "16"]) == 2
+    assert "does not support resolution 16" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        export.main(["--model", "repvgg_a0", "--format", "tflite", "--out", out])
+
+
+def test_pretrained_that_does_not_fit(tmp_path, capsys):
+    from safetensors.numpy import save_file
+    bad = tmp_path / "bad.safetensors"
+    save_file({"stem.conv_kxk.conv.weight": np.zeros((8, 3, 3, 3), np.float32)}, str(bad))
+    rc = export.main(["--model", "repvgg_a0", "--format", "onnx", "--out",
+                      str(tmp_path / "x.onnx"), "--pretrained", str(bad), "--resolution", "32"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "stem.conv_kxk.conv.weight" in err  # the converter lists the bad / missing keys
+
+
+def test_checkpoint_flag(tmp_path, capsys):
+    try:
+        from edgejax.train.checkpoint import load_model  # noqa: F401
+    except ImportError:
+        rc = export.main(["--model", "repvgg_a0", "--format", "onnx", "--out",
+                          str(tmp_path / "x.onnx"), "--checkpoint", str(tmp_path)])
+        assert rc == 2
+        assert "edgejax.train.checkpoint.load_model" in capsys.readouterr().err
+    else:
+        with pytest.raises(Exception):
+            export.load_model("repvgg_a0", checkpoint=str(tmp_path / "missing"))
