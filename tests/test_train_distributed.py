@@ -28,7 +28,9 @@ ARGS = ["--config", str(REPO / "configs" / "quickstart.py"),
         f"--config.num_steps={STEPS}", "--config.global_batch_size=16",
         "--config.checkpoint.every_steps=2", "--config.eval.every_steps=100",
         "--config.log.progress=False", "--config.log.tensorboard=False",
-        "--config.ema.decay=0.9", "--config.model.drop_rate=0.2"]
+        "--config.ema.decay=0.9", "--config.model.drop_rate=0.2",
+        # SGD keeps cross-process float reordering at rounding level (see _ONE_VS_FOUR).
+        "--config.optimizer.name=sgd", "--config.optimizer.lr=0.05"]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +114,9 @@ import numpy as np, jax
 from edgejax.train import base_config, build
 c = base_config()
 c.model.name = "mobilenetv3_small_050"; c.data.image_size = 32; c.global_batch_size = 16
-c.optimizer.name = "adamw"; c.optimizer.lr = 1e-3; c.optimizer.lr_scaling = "none"
+# SGD: the update is linear in the gradient, so float reordering stays at rounding level (Adam's
+# m / sqrt(v) amplifies it for near-zero gradients and would need a loose tolerance).
+c.optimizer.name = "sgd"; c.optimizer.lr = 0.05; c.optimizer.lr_scaling = "none"
 c.model.drop_rate = 0.2; c.augment.mixup_alpha = 0.8; c.augment.cutmix_alpha = 1.0
 c.augment.label_smoothing = 0.1; c.ema.decay = 0.9
 rng = np.random.default_rng(0)

@@ -210,9 +210,10 @@ class SweepRunner:
         old = self.study.user_attrs.get("sweep")
         if old is None:
             self.study.set_user_attr("sweep", info)
-        elif old.get("space") != info["space"] or old.get("base") != info["base"]:
+        elif any(old.get(k) != info[k] for k in ("space", "base", "fixed", "overrides")):
             self.log(f"[sweep {self.sweep.name}] warning: the stored study was made with a "
-                     f"different base or search space; continuing with the new one")
+                     f"different base, search space or overrides; its finished trials are not "
+                     f"comparable with new ones (use a new --study-dir); continuing")
             self.study.set_user_attr("sweep", info)
         path = self.study_dir / "sweep.json"
         with open(path, "w") as f:

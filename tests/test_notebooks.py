@@ -1,0 +1,128 @@
+"""Execute every tutorial notebook top to bottom on CPU, in the small settings.
+
+Each notebook runs in a fresh kernel of this interpreter (``sys.executable``) with
+``EDGEJAX_NB_SMALL=1`` (tiny settings), ``JAX_PLATFORMS=cpu`` and its artefacts under a temporary
+``EDGEJAX_NB_WORKDIR``; the working directory is ``notebooks/``. Nothing is written back: the
+notebooks in git stay without outputs. A failure shows the failing cell and its traceback.
+
+    python -m pytest tests/test_notebooks.py -m notebooks -v
+    python tests/test_notebooks.py 02_models      # one notebook, with cell timings
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+CELL_TIMEOUT_S = 900      # one cell; a whole notebook takes well under a minute on 2 cores
+KERNEL_NAME = "edgejax-notebook-test"
+
+
+def _kernel_spec_dir(tmp: Path, workdir: Path, extra_env: dict | None = None) -> Path:
+    """A kernelspec that starts ``sys.executable`` (not whatever 'python3' kernel is installed)
+    with the small settings in its environment."""
+    kernels = tmp / "kernels"
+    spec = kernels / KERNEL_NAME
+    spec.mkdir(parents=True, exist_ok=True)
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {"EDGEJAX_NB_SMALL": "1", "EDGEJAX_NB_WORKDIR": str(workdir), "EDGEJAX_ROOT": str(ROOT),
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": pythonpath,
+           "PYDEVD_DISABLE_FILE_VALIDATION": "1", "TQDM_DISABLE": "1", **(extra_env or {})}
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f",
+                 "{connection_file}"],
+        "display_name": "edgejax notebook test", "language": "python", "env": env}))
+    return kernels
+
+
+def execute_notebook(name: str, tmp: Path, env: dict | None = None):
+    """Execute ``notebooks/<name>`` in memory; returns (seconds, [(cell index, seconds, first
+    line)], executed notebook). ``env`` adds to the kernel's environment. Raises
+    ``nbclient.exceptions.CellExecutionError`` on the first failing cell."""
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    ksm = KernelSpecManager(kernel_dirs=[str(_kernel_spec_dir(tmp, tmp / "work", env))])
+    km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm)
+    client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL_NAME,
+                            resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+                            record_timing=True, allow_errors=False)
+    t0 = time.perf_counter()
+    client.execute()
+    total = time.perf_counter() - t0
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        t = cell.get("metadata", {}).get("execution", {})
+        if cell.cell_type == "code" and "iopub.execute_input" in t and "shell.execute_reply" in t:
+            from datetime import datetime
+            start = datetime.fromisoformat(t["iopub.execute_input"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(t["shell.execute_reply"].replace("Z", "+00:00"))
+            cells.append((i, (end - start).total_seconds(), cell.source.splitlines()[0][:60]))
+    return total, cells, nb
+
+
+def test_notebooks_are_generated_and_stripped():
+    """The committed notebooks are exactly what tools/make_notebooks.py writes (no outputs)."""
+    pytest.importorskip("nbformat")
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_notebooks
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    assert sorted(make_notebooks.NOTEBOOKS) == NOTEBOOKS, "notebooks/ and the generator differ"
+    for name in NOTEBOOKS:
+        text = (NOTEBOOK_DIR / name).read_text()
+        nb = json.loads(text)
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                assert cell["outputs"] == [] and cell["execution_count"] is None, \
+                    f"{name}: outputs are not stripped"
+        assert text == make_notebooks.render(name), \
+            f"{name} differs from tools/make_notebooks.py: run python tools/make_notebooks.py"
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_executes(name, tmp_path):
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    pytest.importorskip("matplotlib")
+    from nbclient.exceptions import CellExecutionError
+    try:
+        total, cells, _ = execute_notebook(name, tmp_path)
+    except CellExecutionError as e:
+        pytest.fail(f"{name}: a cell failed:\n{e}", pytrace=False)
+    slow = ", ".join(f"cell {i} {s:.0f}s" for i, s, _ in sorted(cells, key=lambda c: -c[1])[:3])
+    print(f"{name}: {total:.1f} s ({slow})")
+
+
+if __name__ == "__main__":
+    import argparse
+    import tempfile
+    import nbformat
+    parser = argparse.ArgumentParser(description="Execute notebooks as the tests do, with timings.")
+    parser.add_argument("names", nargs="*", help="notebook names or prefixes (default: all)")
+    parser.add_argument("--out", help="also write the executed notebooks into this directory")
+    parser.add_argument("--full", action="store_true", help="the full settings (not SMALL)")
+    args = parser.parse_args()
+    for arg in args.names or NOTEBOOKS:
+        nb_name = arg if arg.endswith(".ipynb") else next(n for n in NOTEBOOKS if n.startswith(arg))
+        with tempfile.TemporaryDirectory() as d:
+            total, cells, executed = execute_notebook(
+                nb_name, Path(d), {"EDGEJAX_NB_SMALL": "0"} if args.full else None)
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            nbformat.write(executed, str(Path(args.out) / nb_name))
+        print(f"{nb_name}: {total:.1f} s")
+        for i, s, line in cells:
+            print(f"  cell {i:2d} {s:6.1f} s  {line}")
