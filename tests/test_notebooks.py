@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +26,8 @@ CELL_TIMEOUT_S = 900      # one cell; a whole notebook takes well under a minute
 KERNEL_NAME = "edgejax-notebook-test"
 
 
-def _kernel_spec_dir(tmp: Path, workdir: Path, extra_env: dict | None = None) -> Path:
+def _kernel_spec_dir(tmp: Path, workdir: Path, compile_cache: Path,
+                     extra_env: dict | None = None) -> Path:
     """A kernelspec that starts ``sys.executable`` (not whatever 'python3' kernel is installed)
     with the small settings in its environment."""
     kernels = tmp / "kernels"
@@ -34,7 +36,12 @@ def _kernel_spec_dir(tmp: Path, workdir: Path, extra_env: dict | None = None) ->
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {"EDGEJAX_NB_SMALL": "1", "EDGEJAX_NB_WORKDIR": str(workdir), "EDGEJAX_ROOT": str(ROOT),
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": pythonpath,
-           "PYDEVD_DISABLE_FILE_VALIDATION": "1", "TQDM_DISABLE": "1", **(extra_env or {})}
+           "PYDEVD_DISABLE_FILE_VALIDATION": "1", "TQDM_DISABLE": "1",
+           # One persistent compilation cache for the whole session: 01_quickstart and
+           # 04_hparam_study train the same program, 02_models and 05_deploy run the same model.
+           "JAX_COMPILATION_CACHE_DIR": str(compile_cache),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5",
+           **(extra_env or {})}
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f",
                  "{connection_file}"],
@@ -42,9 +49,11 @@ def _kernel_spec_dir(tmp: Path, workdir: Path, extra_env: dict | None = None) ->
     return kernels
 
 
-def execute_notebook(name: str, tmp: Path, env: dict | None = None):
+def execute_notebook(name: str, tmp: Path, compile_cache: Path | None = None,
+                     env: dict | None = None):
     """Execute ``notebooks/<name>`` in memory; returns (seconds, [(cell index, seconds, first
-    line)], executed notebook). ``env`` adds to the kernel's environment. Raises
+    line)], executed notebook). ``compile_cache``: JAX's persistent compilation cache directory
+    (default: one under ``tmp``); ``env`` adds to the kernel's environment. Raises
     ``nbclient.exceptions.CellExecutionError`` on the first failing cell."""
     import nbformat
     from jupyter_client.kernelspec import KernelSpecManager
@@ -52,7 +61,7 @@ def execute_notebook(name: str, tmp: Path, env: dict | None = None):
     from nbclient import NotebookClient
 
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
-    ksm = KernelSpecManager(kernel_dirs=[str(_kernel_spec_dir(tmp, tmp / "work", env))])
+    ksm = KernelSpecManager(kernel_dirs=[str(_kernel_spec_dir(tmp, tmp / "work", compile_cache or tmp / "jax_cache", env))])
     km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm)
     client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL_NAME,
                             resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
@@ -91,15 +100,22 @@ def test_notebooks_are_generated_and_stripped():
             f"{name} differs from tools/make_notebooks.py: run python tools/make_notebooks.py"
 
 
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory):
+    """One JAX compilation cache for the session's notebooks: 01_quickstart and 04_hparam_study
+    train the same program, 02_models and 05_deploy run the same model."""
+    return tmp_path_factory.mktemp("jax_cache")
+
+
 @pytest.mark.notebooks
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_executes(name, tmp_path):
+def test_notebook_executes(name, tmp_path, compile_cache):
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     pytest.importorskip("matplotlib")
     from nbclient.exceptions import CellExecutionError
     try:
-        total, cells, _ = execute_notebook(name, tmp_path)
+        total, cells, _ = execute_notebook(name, tmp_path, compile_cache)
     except CellExecutionError as e:
         pytest.fail(f"{name}: a cell failed:\n{e}", pytrace=False)
     slow = ", ".join(f"cell {i} {s:.0f}s" for i, s, _ in sorted(cells, key=lambda c: -c[1])[:3])
@@ -108,18 +124,18 @@ def test_notebook_executes(name, tmp_path):
 
 if __name__ == "__main__":
     import argparse
-    import tempfile
     import nbformat
     parser = argparse.ArgumentParser(description="Execute notebooks as the tests do, with timings.")
     parser.add_argument("names", nargs="*", help="notebook names or prefixes (default: all)")
     parser.add_argument("--out", help="also write the executed notebooks into this directory")
     parser.add_argument("--full", action="store_true", help="the full settings (not SMALL)")
     args = parser.parse_args()
+    cache = Path(tempfile.mkdtemp(prefix="edgejax-nb-jax-cache-"))
     for arg in args.names or NOTEBOOKS:
         nb_name = arg if arg.endswith(".ipynb") else next(n for n in NOTEBOOKS if n.startswith(arg))
         with tempfile.TemporaryDirectory() as d:
             total, cells, executed = execute_notebook(
-                nb_name, Path(d), {"EDGEJAX_NB_SMALL": "0"} if args.full else None)
+                nb_name, Path(d), cache, {"EDGEJAX_NB_SMALL": "0"} if args.full else None)
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             nbformat.write(executed, str(Path(args.out) / nb_name))

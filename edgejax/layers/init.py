@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["normal", "truncated_normal", "conv_fan_out_normal", "constant", "numpy_generator"]
+__all__ = ["normal", "uniform", "truncated_normal", "conv_fan_out_normal", "constant", "numpy_generator"]
 
 
 def numpy_generator(key) -> np.random.Generator | None:
@@ -67,4 +67,13 @@ def conv_fan_out_normal(gain: float = 2.0):
 def constant(value: float):
     def init(key, shape, dtype=jnp.float32):
         return jnp.full(shape, value, dtype)
+    return init
+
+
+def uniform(low: float, high: float):
+    def init(key, shape, dtype=jnp.float32):
+        g = numpy_generator(key)
+        if g is None:
+            return jax.random.uniform(key, shape, dtype, low, high)
+        return jnp.asarray(g.uniform(low, high, shape).astype(np.float32), dtype)
     return init

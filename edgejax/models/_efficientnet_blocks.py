@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ..layers import init as layer_init
+
 from ..layers import BatchNorm2d, Conv2d, DropPath, LayerNorm
 from ..layers.blocks import SqueezeExcite, get_act, make_divisible
 
@@ -163,14 +165,14 @@ def goog_conv_init(groups: int = 1):
     def init(key, shape, dtype=jnp.float32):
         kh, kw, _, out = shape
         fan_out = max(1, kh * kw * out // groups)
-        return jax.random.normal(key, shape, dtype) * math.sqrt(2.0 / fan_out)
+        return layer_init.normal(0.0, math.sqrt(2.0 / fan_out))(key, shape, dtype)
     return init
 
 
 def goog_linear_init(key, shape, dtype=jnp.float32):
     """U(-1/sqrt(fan_out), 1/sqrt(fan_out)) for the classifier, fan_out = classes."""
     limit = 1.0 / math.sqrt(shape[1])
-    return jax.random.uniform(key, shape, dtype, -limit, limit)
+    return layer_init.uniform(-limit, limit)(key, shape, dtype)
 
 
 def conv(in_chs, out_chs, k, stride=1, *, groups=1, bias=False, pad=None, dtype=None, rngs):
@@ -219,8 +221,7 @@ class GlobalContext(nnx.Module):
                  rngs: nnx.Rngs):
         # timm: kaiming_normal(fan_in, relu) on conv_attn = N(0, sqrt(2 / C)).
         self.conv_attn = Conv2d(chs, 1, 1, bias=True, dtype=dtype, rngs=rngs,
-                                kernel_init=nnx.initializers.variance_scaling(
-                                    2.0, "fan_in", "normal"))
+                                kernel_init=layer_init.normal(0.0, math.sqrt(2.0 / chs)))
         self.mlp_scale = _ConvMlp(chs, rd_chs, act, dtype=dtype, rngs=rngs)
         self.gate = gate
 

@@ -37,6 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ..layers import init as layer_init
+
 from ..layers import Conv2d, DropPath, LayerNorm, Linear, get_act, global_avg_pool, make_divisible
 from ..registry import register_model
 from .base import Classifier
@@ -71,9 +73,7 @@ class ConvNeXtConfig:
 def _timm_trunc_normal(std: float = 0.02, lo: float = -2.0, hi: float = 2.0):
     """timm's ``trunc_normal_(std=.02)``: the bounds are absolute (+-2, i.e. +-100 std), so this
     is in effect a plain N(0, std^2), unlike Flax's ``truncated_normal`` (cut at +-2 std)."""
-    def init(key, shape, dtype=jnp.float32):
-        return std * jax.random.truncated_normal(key, lo / std, hi / std, shape, dtype)
-    return init
+    return layer_init.truncated_normal(std, lo, hi)  # numpy-drawn when the key is concrete
 
 
 _INIT = _timm_trunc_normal(0.02)

@@ -47,6 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ..layers import init as layer_init
+
 from ..layers import BatchNorm2d, Conv2d, DropPath, GroupNorm1, Identity, LayerNorm, Linear
 from ..layers.blocks import get_act, global_avg_pool, make_divisible
 from ..registry import register_alias, register_model
@@ -140,12 +142,12 @@ def _conv_init(kernel_size: int, out_chs: int, groups: int = 1):
     """timm byobnet init: N(0, sqrt(2 / fan_out)), fan_out = k*k*out/groups (the /groups makes
     depthwise kernels much larger than Flax's fan_out variance scaling would)."""
     fan_out = kernel_size * kernel_size * out_chs // groups
-    return nnx.initializers.normal(math.sqrt(2.0 / fan_out))
+    return layer_init.normal(0.0, math.sqrt(2.0 / fan_out))
 
 
 def _linear_init():
     """timm byobnet init for every nn.Linear (transformer and classifier): N(0, 0.01)."""
-    return nnx.initializers.normal(0.01)
+    return layer_init.normal(0.0, 0.01)
 
 
 def _conv(in_chs, out_chs, k=1, stride=1, groups=1, bias=False, *, dtype, rngs):

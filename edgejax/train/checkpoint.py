@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 
 from .state import TrainState
 
-__all__ = ["Checkpointer"]
+__all__ = ["Checkpointer", "load_weights", "load_model"]
 
 _FIELDS = ("step", "params", "batch_stats", "model_state", "opt_state", "ema_params",
            "ema_batch_stats", "rng")
@@ -111,3 +111,59 @@ def load_weights(path: str, step: int | None = None) -> dict[str, Any]:
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {path}")
         return dict(mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"])
+
+
+def load_model(path: str, model_name: str | None = None, *, ema: bool | None = None,
+               num_classes: int | None = None):
+    """An eval-mode ``nnx.Module`` from a training run.
+
+    ``path``: a run's workdir (its ``best/`` is used when present, else ``checkpoints/``) or one of
+    those directories. The model name and class count come from the run's ``config.json`` and the
+    checkpoint unless given. ``ema``: use the EMA weights (default: when the checkpoint has them).
+    """
+    import json
+
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from ..registry import create_model
+
+    path = os.path.abspath(path)
+    workdir, ckpt = path, path
+    if os.path.isdir(os.path.join(path, "best")):
+        ckpt = os.path.join(path, "best")
+    elif os.path.isdir(os.path.join(path, "checkpoints")):
+        ckpt = os.path.join(path, "checkpoints")
+    else:
+        workdir = os.path.dirname(path)
+    if model_name is None:
+        cfg_path = os.path.join(workdir, "config.json")
+        if not os.path.exists(cfg_path):
+            raise FileNotFoundError(f"{path}: no config.json beside the checkpoint; pass model_name")
+        with open(cfg_path) as f:
+            model_name = json.load(f)["model"]["name"]
+    weights = load_weights(ckpt)
+    use_ema = weights.get("ema_params") is not None if ema is None else ema
+    if use_ema and weights.get("ema_params") is None:
+        raise ValueError(f"{ckpt} holds no EMA weights")
+    params = weights["ema_params"] if use_ema else weights["params"]
+    stats = (weights.get("ema_batch_stats") if use_ema else weights.get("batch_stats")) or {}
+    if num_classes is None:  # the width of the classifier named by the model's ``timm_head``
+        from ..registry import get_entry
+        entry = get_entry(model_name)
+        head_path = getattr(entry.builder(entry.cfg, num_classes=1, rngs=nnx.Rngs(0), dtype=None),
+                            "timm_head", "head.fc")
+        node = params
+        for part in head_path.split("."):
+            node = node.get(int(part) if part.isdigit() and int(part) in node else part, {}) \
+                if isinstance(node, dict) else {}
+        kernel = node.get("kernel") if isinstance(node, dict) else None
+        num_classes = int(kernel.shape[-1]) if kernel is not None else 0
+    model = create_model(model_name, num_classes=num_classes, rngs=0)
+    _, p_state, s_state, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    nnx.replace_by_pure_dict(p_state, jax.tree.map(jnp.asarray, params))
+    if stats:
+        nnx.replace_by_pure_dict(s_state, jax.tree.map(jnp.asarray, stats))
+    nnx.update(model, p_state, s_state)
+    model.eval()
+    return model
