@@ -130,6 +130,8 @@ if __name__ == "__main__":
     parser.add_argument("--out", help="also write the executed notebooks into this directory")
     parser.add_argument("--full", action="store_true", help="the full settings (not SMALL)")
     args = parser.parse_args()
+    os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "  # as conftest.py
+                          "--xla_llvm_disable_expensive_passes=true")
     cache = Path(tempfile.mkdtemp(prefix="edgejax-nb-jax-cache-"))
     for arg in args.names or NOTEBOOKS:
         nb_name = arg if arg.endswith(".ipynb") else next(n for n in NOTEBOOKS if n.startswith(arg))

@@ -19,11 +19,23 @@ from edgejax.registry import count_params
 from timm_fixture_lib import FIXTURE_DIR, build_state_dict, input_value, load_fixture, bn_summary
 
 FIXTURES = sorted(FIXTURE_DIR.glob("*.npz"))
-# Variants whose train-mode gradient check costs minutes on 2 cores: the check still runs on a
-# smaller sibling of the same family (same block types) in the default suite.
-SLOW = {"efficientnetv2_xl", "tf_efficientnetv2_xl", "efficientnetv2_l", "tf_efficientnetv2_l",
-        "repvgg_b3", "repvgg_b3g4", "repvgg_d2se", "convnext_xxlarge", "convnext_xlarge",
-        "convnext_large", "convnext_large_mlp", "convnext_base", "tiny_vit_21m_512", "tiny_vit_21m_384"}
+
+# The default suite (CI: 2 cores) checks logits for every variant up to 30M parameters and 300 px;
+# larger ones run with `-m slow` (same code paths at larger widths/depths/resolutions).
+SLOW_PARAMS, SLOW_SIZE = 30_000_000, 300
+# The gradient check compiles a backward pass: in the default suite it runs on one variant per
+# distinct block structure of each family; `-m slow` runs it on every variant.
+GRAD_DEFAULT = {
+    "repvgg_a0", "repvgg_b1g4", "mobilenetv3_large_100", "mobilenetv3_small_050",
+    "tf_mobilenetv3_large_minimal_100", "efficientnetv2_rw_t", "tf_efficientnetv2_b0",
+    "gc_efficientnetv2_rw_t", "convnext_atto", "convnext_atto_ols", "convnext_atto_rms",
+    "convnext_zepto_rms_ols", "convnext_tiny_hnf", "mobilevitv2_050", "mobilevit_xxs",
+    "tiny_vit_5m_224",
+}
+
+
+def _meta(path):
+    return load_fixture(path)[0]
 
 
 def rel_err(a, b) -> float:
@@ -32,8 +44,14 @@ def rel_err(a, b) -> float:
 
 
 def _param(path):
+    meta = _meta(path)
+    slow = meta["num_params"] > SLOW_PARAMS or meta["size"] > SLOW_SIZE
+    return pytest.param(path, id=path.stem, marks=[pytest.mark.slow] if slow else [])
+
+
+def _grad_param(path):
     name = path.stem.split("@")[0]
-    marks = [pytest.mark.slow] if name in SLOW else []
+    marks = [] if name in GRAD_DEFAULT else [pytest.mark.slow]
     return pytest.param(path, id=path.stem, marks=marks)
 
 
@@ -83,16 +101,17 @@ def test_matches_timm(path, cpu_f32):
 
 
 def _default_res(paths):
-    seen, out = set(), []
+    """One fixture per model: the one at timm's default resolution."""
+    import edgejax
+    out = []
     for p in paths:
-        name = p.stem.split("@")[0]
-        if name not in seen:
-            seen.add(name)
+        name, size = p.stem.split("@")
+        if edgejax.registry.get_entry(name).info["input_size"][-1] == int(size):
             out.append(p)
     return out
 
 
-@pytest.mark.parametrize("path", [_param(p) for p in _default_res(FIXTURES)])
+@pytest.mark.parametrize("path", [_grad_param(p) for p in _default_res(FIXTURES)])
 def test_every_parameter_gets_a_gradient(path):
     """Train mode, fixture weights (random BN scales, no zero-initialised gates), a 96 px input."""
     meta, _ = load_fixture(path)

@@ -22,6 +22,9 @@ import jax
 import numpy as np
 import pytest
 
+# One xdist worker runs this whole module (its module-scoped reference run is shared).
+pytestmark = pytest.mark.xdist_group("train_distributed")
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 8
 ARGS = ["--config", str(REPO / "configs" / "quickstart.py"),

@@ -816,8 +816,9 @@ def nb05():
         onnx_path = WORK / f"{MODEL}_fused.onnx"
         t0 = time.perf_counter()
         export_onnx(fused, str(onnx_path), resolution=RES, dynamic_batch=True)
-        print(f"ONNX: {onnx_path.name}, {onnx_path.stat().st_size / 2**20:.1f} MiB "
-              f"({time.perf_counter() - t0:.1f} s)")
+        print(f"ONNX export: {time.perf_counter() - t0:.1f} s")
+        for f in sorted(WORK.glob(onnx_path.name + "*")):  # the graph (+ external weights, if any)
+            print(f"  {f.name:32s} {f.stat().st_size / 2**20:6.1f} MiB")
 
         import onnx
         graph = onnx.load(str(onnx_path)).graph
@@ -830,7 +831,7 @@ def nb05():
 
         hlo_path = WORK / f"{MODEL}_fused.stablehlo"
         export_stablehlo(fused, str(hlo_path), resolution=RES, batch_size=x.shape[0])
-        print(f"StableHLO: {hlo_path.name}, {hlo_path.stat().st_size / 2**20:.1f} MiB")
+        print(f"  {hlo_path.name:32s} {hlo_path.stat().st_size / 2**20:6.1f} MiB")
         """),
         md("## 4. Run in onnxruntime and compare"),
         code("""
