@@ -5,7 +5,7 @@ Command::
     python -m edgejax.train --config configs/quickstart.py --workdir runs/quickstart
 
 Data: scikit-learn's bundled handwritten digits (1,797 real 8x8 scans, 10 classes, upscaled to
-32x32 RGB; a fixed 80/20 split: 1,437 train / 360 val images). Nothing to download.
+32x32 RGB; a fixed 80/20 split: 1,438 train / 359 val images). Nothing to download.
 
 Expected: about 93% val top-1 (EMA weights; 92.8% raw) after 15 epochs (330 steps). Measured:
 93.04% in 593 s (185 s of it compiling) on 2 CPU cores shared with ~8 other busy processes

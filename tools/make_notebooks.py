@@ -114,8 +114,8 @@ def nb01():
         # 01 · Quickstart: train, plot, evaluate
 
         The command-line quickstart in a notebook: check the install, train the quickstart
-        config (MobileNetV3-Small 0.5 from scratch on the bundled handwritten digits: 1,437
-        train / 360 val images, 32x32, nothing to download), plot the training curves and
+        config (MobileNetV3-Small 0.5 from scratch on the bundled handwritten digits: 1,438
+        train / 359 val images, 32x32, nothing to download), plot the training curves and
         evaluate the best checkpoint. The same run from a shell:
 
         ```bash
@@ -718,7 +718,7 @@ def nb04():
             warnings.simplefilter("ignore", UserWarning)  # optuna: importances of a tiny study
             report = build_report([study_dir], WORK / "report", title="digits: flip x learning rate")
         text = report["markdown"].read_text().split("## All runs")[0]
-        display(Markdown("\n".join(line for line in text.splitlines()
+        display(Markdown("\\n".join(line for line in text.splitlines()
                                     if not line.startswith("!["))))  # the plots are below
         """),
         code("""
