@@ -173,8 +173,15 @@ def test_short_run_three_families(tmp_path, model, size, extra):
         w = load_weights(str(tmp_path / "best"))
         want = w["ema_params"] if w.get("ema_params") is not None else w["params"]
         got = nnx.to_pure_dict(nnx.state(m, nnx.Param))
-        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+        def flat(tree):  # orbax restores list indices as str keys: compare by path string
+            return {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
+                    for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+        got, want = flat(got), flat(want)
+        assert got.keys() == want.keys()
+        for k in got:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=k)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
