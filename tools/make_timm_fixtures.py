@@ -22,17 +22,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import timm_fixture_lib as lib  # noqa: E402
 
 
-def make(name: str, size: int | None, seed: int) -> Path:
+def make(name: str, size: int | None, seed: int, lean: bool = False) -> Path:
     # Drop rates 0: some timm defaults (TinyViT) train with drop path, which would randomise the
     # train-mode logits.
-    model = timm.create_model(name, pretrained=False, num_classes=1000, drop_rate=0.0,
-                              drop_path_rate=0.0)
+    kw = dict(pretrained=False, num_classes=1000, drop_rate=0.0, drop_path_rate=0.0)
+    if lean:
+        # Huge models (convnext_xxlarge): allocate once, fill tensor by tensor (peak ~ model
+        # size instead of ~3x). Only for models without non-parameter index buffers, which
+        # to_empty() would leave uninitialised.
+        model = timm.create_model(name, device="meta", **kw).to_empty(device="cpu")
+    else:
+        model = timm.create_model(name, **kw)
     size = size or model.pretrained_cfg["input_size"][-1]
-    sd = model.state_dict()
+    sd = model.state_dict(keep_vars=True)
     manifest = [(k, list(v.shape)) for k, v in sd.items()
                 if not k.endswith(lib.IGNORED_SUFFIXES) and v.dtype.is_floating_point]
-    values = lib.build_state_dict(manifest, seed)
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in values.items()}, strict=False)
+    with torch.no_grad():
+        for i, (k, s) in enumerate(manifest):
+            sd[k].copy_(torch.from_numpy(lib.tensor_value(k, s, seed, i)))
     x = torch.from_numpy(lib.input_value(seed, lib.BATCH, 3, size))
     with torch.no_grad():
         model.eval()
@@ -40,7 +47,7 @@ def make(name: str, size: int | None, seed: int) -> Path:
         model.train()
         train_logits = model(x).numpy()
     bn_prefixes = [k[: -len(".running_mean")] for k, _ in manifest if k.endswith(".running_mean")]
-    running = {k: v.numpy() for k, v in model.state_dict().items() if "running_" in k}
+    running = {k: v.detach().numpy() for k, v in model.state_dict().items() if "running_" in k}
     meta = dict(name=name, size=size, seed=seed, batch=lib.BATCH, manifest=manifest,
                 num_params=int(sum(p.numel() for p in model.parameters())),
                 bn_prefixes=bn_prefixes, timm_version=timm.__version__,
@@ -57,13 +64,15 @@ def main() -> None:
     ap.add_argument("patterns", nargs="+", help="timm model names or fnmatch patterns")
     ap.add_argument("--size", type=int, default=None, help="input size (default: timm's)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lean", action="store_true",
+                    help="allocate on the meta device and fill in place (huge models)")
     args = ap.parse_args()
     torch.manual_seed(0)
     all_names = timm.list_models()
     for pat in args.patterns:
         names = [n for n in all_names if fnmatch.fnmatch(n, pat)] or [pat]
         for name in names:
-            path = make(name, args.size, args.seed)
+            path = make(name, args.size, args.seed, lean=args.lean)
             print(f"{path.name}: {path.stat().st_size / 1024:.1f} KiB")
 
 
