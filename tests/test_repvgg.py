@@ -9,15 +9,8 @@ import edgejax
 from edgejax.layers import BatchNorm2d
 
 
-def _randomise_bn(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for _, m in nnx.iter_modules(model):
-        if isinstance(m, BatchNorm2d):
-            n = m.num_features
-            m.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, n), jnp.float32)
-            m.bias[...] = jnp.asarray(rng.normal(0, 0.1, n), jnp.float32)
-            m.mean[...] = jnp.asarray(rng.normal(0, 0.2, n), jnp.float32)
-            m.var[...] = jnp.asarray(rng.uniform(0.5, 2.0, n), jnp.float32)
+# One BatchNorm randomiser for the conv families' tests (same draws as before).
+from test_mobilenetv3 import randomize_bn_stats as _randomise_bn  # noqa: E402
 
 
 def rel_err(a, b):
