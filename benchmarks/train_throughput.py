@@ -4,6 +4,13 @@
                                                                 # 224 px, bf16, on every local device
     python benchmarks/train_throughput.py --models repvgg_a0,mobilenetv3_small_050 \
         --batch 8 --size 64 --steps 3 --dtype float32           # a CPU smoke run
+    python benchmarks/train_throughput.py --baseline ../shared/bench/timm_baseline.py \
+        --baseline-python /path/to/torch/python                 # + timm in the same run, ratios
+
+With ``--baseline``, timm's own benchmark (``../shared/bench/timm_baseline.py``: eager bf16 autocast,
+channels-last, SGD, label smoothing; torch.compile for the models it lists) runs in a subprocess
+on the same machine right after edgejax, at the same batch and resolution, and the table gains
+the ratios edgejax / timm eager and edgejax / timm compiled.
 
 The step is the production one (``edgejax.train.build``): SGD + momentum, cosine schedule, full
 forward/backward/update, BatchNorm statistics, a random uint8 batch already on the device
@@ -12,6 +19,10 @@ forward/backward/update, BatchNorm statistics, a random uint8 batch already on t
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 
 STUDY_MODELS = ("efficientnetv2_s", "tf_efficientnetv2_s", "convnext_tiny", "mobilevitv2_050",
@@ -69,6 +80,12 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
+    p.add_argument("--baseline", default=None,
+                   help="path of ../shared/bench/timm_baseline.py to run beside, for ratios")
+    p.add_argument("--baseline-python", default=sys.executable,
+                   help="a Python with torch + timm for --baseline (default: this one)")
+    p.add_argument("--baseline-compile", default=None,
+                   help="models timm also runs under torch.compile (default: the baseline's own)")
     args = p.parse_args()
 
     import jax
@@ -88,15 +105,47 @@ def main():
         except Exception as e:  # one model failing must not hide the others
             rows.append({"model": name, "error": f"{type(e).__name__}: {str(e)[:80]}"})
         print(f"# done {name}", flush=True)
-    print(f"\n| model | params (M) | img/s | step (ms) | compile (s) | peak mem (GiB) |")
-    print("|---|---|---|---|---|---|")
+    eager, compiled = (run_baseline(args, [r["model"] for r in rows if "error" not in r])
+                       if args.baseline else ({}, {}))
+    cols = "| model | params (M) | img/s | step (ms) | compile (s) | peak mem (GiB) |"
+    if args.baseline:
+        cols += " timm eager img/s | ratio | timm compiled img/s | ratio |"
+    print("\n" + cols)
+    print("|---" * (cols.count("|") - 1) + "|")
     for r in rows:
         if "error" in r:
             print(f"| {r['model']} | - | - | - | - | {r['error']} |")
             continue
         peak = "n/a" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
-        print(f"| {r['model']} | {r['params_m']:.2f} | {r['img_s']:.1f} | {r['step_ms']:.1f} | "
-              f"{r['compile_s']:.1f} | {peak} |")
+        line = (f"| {r['model']} | {r['params_m']:.2f} | {r['img_s']:.1f} | {r['step_ms']:.1f} | "
+                f"{r['compile_s']:.1f} | {peak} |")
+        if args.baseline:
+            for ref in (eager.get(r["model"]), compiled.get(r["model"])):
+                line += (f" {ref:.1f} | {r['img_s'] / ref:.2f}x |" if ref else " - | - |")
+        print(line)
+
+
+def run_baseline(args, models: list[str]) -> tuple[dict, dict]:
+    """Run timm_baseline.py at the same batch / resolution; returns train img/s per model, eager
+    and torch.compile'd. Models timm does not know (tf_efficientnetv2_s is known) come back empty."""
+    cmd = [args.baseline_python, args.baseline, "--batch", str(args.batch), "--res", str(args.size),
+           "--steps", str(args.steps), "--models", ",".join(models), "--budget-s", "100000"]
+    if args.baseline_compile is not None:
+        cmd += ["--compile", args.baseline_compile]
+    print("# timm baseline: " + " ".join(cmd), flush=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    eager, compiled = {}, {}
+    for line in p.stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        rec = json.loads(line)
+        if "train_img_s" in rec:
+            (compiled if rec.get("compiled") else eager)[rec["model"]] = rec["train_img_s"]
+        print("# timm: " + line, flush=True)
+    if p.returncode:
+        print(f"# timm baseline failed ({p.returncode}): {p.stderr[-1500:]}", flush=True)
+    return eager, compiled
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 """
 from .registry import count_params, create_model, list_models, model_info
 from . import convert
+from .layers import depthwise_impl, set_depthwise_impl
 
 __version__ = "0.1.0"
 
@@ -20,4 +21,4 @@ def reparameterize(model):
 
 
 __all__ = ["create_model", "list_models", "model_info", "count_params", "convert",
-           "reparameterize", "__version__"]
+           "reparameterize", "depthwise_impl", "set_depthwise_impl", "__version__"]

@@ -167,7 +167,9 @@ def count_macs(fn: Callable, *args) -> int:
     """Multiply-accumulates of every convolution and ``dot_general`` in ``fn(*args)`` (traced
     abstractly; ``args`` may be ``jax.ShapeDtypeStruct``)."""
     import jax
-    return _jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr)
+    from .layers.core import depthwise_impl
+    with depthwise_impl("conv"):  # count depthwise convs as convolutions, whatever the backend
+        return _jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
 def _cost_flops(compiled) -> float | None:

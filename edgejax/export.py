@@ -28,6 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .layers.core import depthwise_impl
+
 __all__ = ["load_model", "export_onnx", "export_stablehlo", "load_stablehlo", "run_onnx",
            "onnx_session", "relative_error", "main"]
 
@@ -118,8 +120,9 @@ def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: 
         return nnx.merge(graphdef, state)(x).astype(jnp.float32)
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    to_onnx(forward, [shape], model_name=name, opset=opset, return_mode="file",
-            output_path=str(path), input_names=["input"], output_names=["logits"])
+    with depthwise_impl("conv"):  # one Conv op per depthwise conv, whatever the backend
+        to_onnx(forward, [shape], model_name=name, opset=opset, return_mode="file",
+                output_path=str(path), input_names=["input"], output_names=["logits"])
     return str(path)
 
 
@@ -160,7 +163,8 @@ def export_stablehlo(model, path: str, *, resolution: int | None = None, batch_s
     graphdef, state = nnx.split(model)
     fn = jax.jit(lambda x: nnx.merge(graphdef, state)(x))
     kwargs = {"platforms": tuple(platforms)} if platforms else {}
-    exported = jax.export.export(fn, **kwargs)(jax.ShapeDtypeStruct(shape, jnp.float32))
+    with depthwise_impl("conv"):  # portable: one grouped conv, not the CPU-only shifted form
+        exported = jax.export.export(fn, **kwargs)(jax.ShapeDtypeStruct(shape, jnp.float32))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as f:
         f.write(exported.serialize())

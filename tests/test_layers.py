@@ -1,0 +1,54 @@
+"""Leaf layers: the CPU depthwise-conv path (shifted multiply-adds) against XLA's grouped conv."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import edgejax
+from edgejax.layers import Conv2d
+
+CASES = [  # kernel, stride, padding (None = timm symmetric), dilation, input size
+    (3, 1, None, 1, 9), (3, 2, None, 1, 9), (5, 2, None, 1, 10), (7, 1, None, 1, 8),
+    (3, 1, "same", 1, 9), (5, 2, "same", 1, 10), (3, 2, "same", 1, 8), (3, 1, None, 2, 11),
+    ((3, 5), 1, None, 1, 9),
+]
+
+
+def _run(conv, x, impl):
+    graphdef, state = nnx.split(conv)
+
+    def loss(state, x):
+        return jnp.sum(jnp.sin(nnx.merge(graphdef, state)(x)))
+
+    with edgejax.depthwise_impl(impl):
+        out = conv(x)
+        gs, gx = jax.grad(loss, argnums=(0, 1))(state, x)
+    return out, gs["kernel"][...], gs["bias"][...], gx
+
+
+@pytest.mark.parametrize("k,s,p,d,size", CASES)
+def test_depthwise_shift_equals_grouped_conv(k, s, p, d, size):
+    c = 6
+    conv = Conv2d(c, c, k, stride=s, padding=p, dilation=d, groups=c, bias=True, rngs=nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, size, size + 1, c)), jnp.float32)
+    ref = _run(conv, x, "conv")
+    got = _run(conv, x, "shift")
+    assert got[0].shape == ref[0].shape
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_shift_not_used_for_grouped_or_export():
+    conv = Conv2d(8, 8, 3, groups=2, rngs=nnx.Rngs(0))  # grouped, not depthwise: always a conv
+    x = jnp.ones((1, 5, 5, 8))
+    with edgejax.depthwise_impl("shift"):
+        jaxpr = str(jax.make_jaxpr(lambda v: conv(v))(x))
+    assert "conv_general_dilated" in jaxpr
+    dw = Conv2d(8, 8, 3, groups=8, rngs=nnx.Rngs(0))
+    with edgejax.depthwise_impl("shift"):
+        assert "conv_general_dilated" not in str(jax.make_jaxpr(lambda v: dw(v))(x))
+    with edgejax.depthwise_impl("conv"):
+        assert "conv_general_dilated" in str(jax.make_jaxpr(lambda v: dw(v))(x))
+    with pytest.raises(ValueError, match="depthwise impl must be one of"):
+        edgejax.set_depthwise_impl("fast")
