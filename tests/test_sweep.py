@@ -171,14 +171,18 @@ def test_grid_sweep_prunes_completes_and_resumes(tmp_path):
     cfg = write_sweep(tmp_path, LR_GRID)
     study_dir = tmp_path / "study"
     fake = FakeTrain(interrupt_at=(0.1, 3))
-    runner = SweepRunner(load_sweep(str(cfg)), study_dir, train_fn=fake, log=lambda m: None)
+    runner = SweepRunner(load_sweep(str(cfg)), study_dir, train_fn=fake, log=lambda m: None,
+                         overrides=[("data.scale", (0.5, 1.0))])
     first = runner.run()
     assert first["interrupted"]
     done_lrs = [lr for lr, _ in fake.calls[:-1]]
     # resume: the interrupted trial is re-run in its own workdir; finished ones are not repeated
     fake2 = FakeTrain()
-    runner = SweepRunner(load_sweep(str(cfg)), study_dir, train_fn=fake2, log=lambda m: None)
+    logs = []
+    runner = SweepRunner(load_sweep(str(cfg)), study_dir, train_fn=fake2, log=logs.append,
+                         overrides=[("data.scale", (0.5, 1.0))])
     second = runner.run()
+    assert not [m for m in logs if "warning" in m], logs  # same sweep: resumes without a warning
     assert not second["interrupted"]
     assert second["complete"] + second["pruned"] == 4 and second["failed"] == 0
     assert second["pruned"] >= 1 and second["complete"] >= 1

@@ -207,6 +207,7 @@ class SweepRunner:
         info["overrides"] = [[k, _jsonable(v)] for k, v in self.overrides]
         info["storage"] = self.storage_url
         info["study_dir"] = str(self.study_dir)
+        info = json.loads(json.dumps(info))  # as stored: tuples come back as lists
         old = self.study.user_attrs.get("sweep")
         if old is None:
             self.study.set_user_attr("sweep", info)
