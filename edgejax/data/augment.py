@@ -290,6 +290,29 @@ def _apply_op_single(image, op_index, arg_by_op, ops: tuple, fill, interpolation
     return out
 
 
+def _op_fn(name: str, fill, interpolation):
+    """One op as ``f(image, arg) -> image``: the branch `rand_augment` runs under ``lax.switch``
+    when it maps over samples (same arithmetic as `_apply_op_single` for that op)."""
+    def f(image, arg):
+        if name in _GEOMETRIC:
+            h, w = image.shape[:2]
+            return _warp_affine(image, _affine_matrix(name, arg, h, w), fill, interpolation)
+        if name.startswith("Color"):
+            return _color(image, arg)
+        if name.startswith("Sharpness"):
+            return _sharpness(image, arg)
+        return _apply_lut(image, (_LUT_OPS[name] if name in _LUT_OPS else _lut_identity)(image, arg))
+    return f
+
+
+def _resolve_impl(impl: str) -> str:
+    if impl not in ("auto", "vmap", "map"):
+        raise ValueError(f"impl must be 'auto', 'vmap' or 'map', got {impl!r}")
+    if impl == "auto":
+        return "map" if jax.default_backend() == "cpu" else "vmap"
+    return impl
+
+
 def apply_op(images: jax.Array, name: str, magnitude: float, sign: float = 1.0, *,
              fill: Sequence[int] = DEFAULT_FILL, interpolation: str = "bilinear") -> jax.Array:
     """Apply one RandAugment op to every image of a uint8 batch [B, H, W, 3] at a fixed magnitude
@@ -314,12 +337,19 @@ def rand_augment(
     fill: Sequence[int] = DEFAULT_FILL,
     interpolation: str = "bilinear",
     ops: Sequence[str] | None = None,
+    impl: str = "auto",
 ) -> jax.Array:
     """timm RandAugment on a uint8 batch [B, H, W, 3] -> uint8 [B, H, W, 3].
 
     Defaults are timm's 'rand-m9-mstd0.5-inc1'. `magnitude_std=inf` samples the magnitude
     uniformly in [0, magnitude] (timm's mstd > 100). `ops` overrides the op set (timm names).
+
+    `impl`: "vmap" vectorises over the batch, so every sample computes every op family and selects
+    (fast on GPUs/TPUs); "map" loops over samples with ``lax.switch`` so each sample computes only
+    its own op (several times faster on a CPU); "auto" picks "map" on the CPU backend. Both give
+    the same images for the same key.
     """
+    impl = _resolve_impl(impl)
     ops = tuple(ops) if ops is not None else (
         RAND_INCREASING_TRANSFORMS if increasing else RAND_TRANSFORMS)
     for n in ops:
@@ -343,10 +373,16 @@ def rand_augment(
             mag = jnp.clip(mag, 0.0, magnitude_max)
             sign = jnp.where(u_sign > 0.5, -1.0, 1.0)
             args = jnp.stack([op_argument(n, mag, sign) for n in ops])
-            out = _apply_op_single(image, op_index, args, ops, fill, interpolation)
+            if impl == "map":
+                out = jax.lax.switch(op_index, branches, image, args[op_index])
+            else:
+                out = _apply_op_single(image, op_index, args, ops, fill, interpolation)
             image = jnp.where(apply, out, image)
         return image
 
+    if impl == "map":
+        branches = [_op_fn(n, fill, interpolation) for n in ops]
+        return jax.lax.map(lambda a: one(*a), (_per_sample_keys(key, batch), images))
     return jax.vmap(one)(_per_sample_keys(key, batch), images)
 
 
@@ -520,6 +556,7 @@ def batch_augment(
     ra_magnitude_std: float = 0.5,
     ra_prob: float = 0.5,
     ra_increasing: bool = True,
+    ra_impl: str = "auto",
     mixup_alpha: float = 0.0,
     cutmix_alpha: float = 0.0,
     mix_prob: float = 1.0,
@@ -536,7 +573,7 @@ def batch_augment(
     images = batch["image"]
     if randaugment:
         images = rand_augment(k_ra, images, ra_num_ops, ra_magnitude, ra_magnitude_std, ra_prob,
-                              ra_increasing)
+                              ra_increasing, impl=ra_impl)
     x = normalize(images, mean, std, jnp.float32)
     if re_prob > 0:
         x = random_erasing(k_re, x, re_prob, mode=re_mode, max_count=re_count)
