@@ -94,6 +94,52 @@ def test_tfds_not_prepared_says_how_to_build(monkeypatch):
         build_source("tfds:imagenet2012", "val")
 
 
+def _tiny_tfds(data_dir):
+    """Build a real TFDS dataset (ArrayRecord format) of 15 JPEGs in 3 classes under data_dir.
+    Reading needs only tensorflow-datasets (no TensorFlow): images are given encoded."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from PIL import Image
+    import io
+
+    class EdgejaxTinyImages(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3)),
+                "label": tfds.features.ClassLabel(names=["cat", "dog", "emu"])}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(15), "validation": self._generate_examples(6)}
+
+        def _generate_examples(self, n):
+            for i in range(n):
+                buf = io.BytesIO()
+                Image.fromarray(np.full((40 + i, 30, 3), 10 * i, np.uint8)).save(buf, "JPEG")
+                yield i, {"image": buf.getvalue(), "label": i % 3}
+
+    EdgejaxTinyImages(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
+    return "edgejax_tiny_images"
+
+
+def test_tfds_real_dataset_source_and_loader(tmp_path):
+    from edgejax.data import make_train_loader
+    name = _tiny_tfds(tmp_path / "tfds")
+    src, info = build_source(f"tfds:{name}:{tmp_path / 'tfds'}", "train")
+    assert len(src) == 15 and src.class_names == ["cat", "dog", "emu"]
+    assert info["num_classes"] == 3 and info["kind"] == "tfds"
+    labels = sorted(src[i][1] for i in range(15))
+    assert labels == sorted(i % 3 for i in range(15))
+    image = T.decode_image(src[0][0])  # bytes left encoded, decoded by edgejax's decoder
+    assert image.ndim == 3 and image.shape[2] == 3 and image.shape[1] == 30
+    val, _ = build_source(f"tfds:{name}:{tmp_path / 'tfds'}", "val")  # 'val' -> 'validation'
+    assert len(val) == 6
+    batch = next(iter(make_train_loader(src, global_batch_size=4, image_size=16, seed=0)))
+    assert batch["image"].shape == (4, 16, 16, 3) and batch["label"].shape == (4,)
+    with pytest.raises(S.DatasetError, match="tfds build"):
+        build_source(f"tfds:{name}:{tmp_path / 'elsewhere'}", "train")
+
+
 # ------------------------------------------------------------------------- decoding bad input
 @pytest.mark.parametrize("kind", sorted(X.bad_files(large_side=2000)))
 def test_decode_bad_input_is_skipped_or_rgb(kind):
