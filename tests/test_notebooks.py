@@ -67,7 +67,11 @@ def execute_notebook(name: str, tmp: Path, compile_cache: Path | None = None,
                             resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
                             record_timing=True, allow_errors=False)
     t0 = time.perf_counter()
-    client.execute()
+    try:
+        client.execute()
+    finally:  # nbclient leaves a kernel it did not create running: stop it (it holds GBs)
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
     total = time.perf_counter() - t0
     cells = []
     for i, cell in enumerate(nb.cells):

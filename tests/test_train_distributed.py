@@ -125,21 +125,27 @@ c.augment.label_smoothing = 0.1; c.ema.decay = 0.9
 rng = np.random.default_rng(0)
 batches = [{"image": rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
             "label": rng.integers(0, 10, 16).astype(np.int32)} for _ in range(3)]
-out = {}
+out, losses = {}, {}
 for n in (1, 4):
     r = build(c, num_classes=10, devices=jax.devices()[:n])
-    s = r.state
-    for b in batches:
-        s, m = r.train_step(s, r.put_batch(b))
+    s, m = r.train_step(r.state, r.put_batch(batches[0]))
     out[n] = jax.device_get((s.params, s.batch_stats, s.ema_params, m["loss"]))
-    print(n, "devices, loss", float(m["loss"]))
+    losses[n] = [float(m["loss"])]
+    for b in batches[1:]:
+        s, m = r.train_step(s, r.put_batch(b))
+        losses[n].append(float(m["loss"]))
+    print(n, "devices, losses", losses[n])
 diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(out[1]), jax.tree.leaves(out[4])))
 scale = max(float(np.max(np.abs(a))) for a in jax.tree.leaves(out[1]))
-print("max abs diff", diff, "max abs value", scale)
+print("after one step: max abs diff", diff, "max abs value", scale)
 # Tolerance: sharding the batch changes the order of float32 reductions (BatchNorm statistics,
-# gradient all-reduce); over 3 steps that moves values by ~2e-5 of the largest magnitude. A real
-# bug (e.g. per-shard BatchNorm statistics) moves them by orders of magnitude more.
-assert diff <= 1e-4 * scale, (diff, scale)
+# gradient all-reduce). After one step that moves values by ~1e-6 of the largest magnitude; a
+# real bug (e.g. per-shard BatchNorm statistics, a gradient not averaged) moves them by orders of
+# magnitude more. Later steps amplify rounding differences chaotically on this tiny random-data
+# problem (measured 1e-4 to 1e-2 after three steps, depending on the data seed), so they are
+# compared by their losses only, loosely.
+assert diff <= 2e-5 * scale, (diff, scale)
+np.testing.assert_allclose(losses[4], losses[1], rtol=1e-3)
 print("OK")
 """
 
