@@ -122,7 +122,7 @@ def nb01():
         python -m edgejax.train --config configs/quickstart.py --workdir runs/quickstart
         ```
 
-        With the full settings (15 epochs, ~330 steps) it reaches about 93% val top-1 in a few
+        With the full settings (15 epochs, ~330 steps) it reaches about 90% val top-1 in a few
         minutes on a laptop CPU; `SMALL` trains a handful of steps (the accuracy is then chance).
         """),
         params("""

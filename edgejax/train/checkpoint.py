@@ -42,6 +42,10 @@ class Checkpointer:
                  async_save: bool = True):
         self.dir = os.path.join(os.path.abspath(workdir), "checkpoints")
         self.best_dir = os.path.join(os.path.abspath(workdir), "best")
+        # Several processes: save synchronously. Two managers' async saves each end in a
+        # cross-process barrier, and a two-process run was seen to hang finalising the best
+        # checkpoint while the latest one was also in flight.
+        async_save = async_save and jax.process_count() == 1
         opts = dict(enable_async_checkpointing=async_save, create=True,
                     cleanup_tmp_directories=True)
         self.manager = ocp.CheckpointManager(
@@ -110,7 +114,16 @@ def load_weights(path: str, step: int | None = None) -> dict[str, Any]:
         step = mgr.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {path}")
-        return dict(mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"])
+    # Restore onto one local device whatever the saving topology (e.g. a run of several
+    # processes), from the metadata's shapes and dtypes.
+    item = os.path.join(os.path.abspath(path), str(step), "state")
+    ckptr = ocp.StandardCheckpointer()
+    tree = ckptr.metadata(item)
+    tree = getattr(tree, "item_metadata", tree)
+    tree = getattr(tree, "tree", tree)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+    return dict(jax.device_get(ckptr.restore(item, target)))
 
 
 def load_model(path: str, model_name: str | None = None, *, ema: bool | None = None,
