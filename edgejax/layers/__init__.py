@@ -6,5 +6,6 @@ from .blocks import SqueezeExcite, get_act, global_avg_pool, make_divisible
 
 __all__ = [
     "BatchNorm2d", "Conv2d", "DropPath", "GroupNorm1", "Identity", "LayerNorm", "Linear", "cast",
-    "get_padding", "depthwise_impl", "set_depthwise_impl", "init", "SqueezeExcite", "get_act", "global_avg_pool", "make_divisible",
+    "get_padding", "depthwise_impl", "set_depthwise_impl", "init", "SqueezeExcite", "get_act",
+    "global_avg_pool", "make_divisible",
 ]

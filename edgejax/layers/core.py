@@ -7,6 +7,7 @@ Parameters are created in float32 (``param_dtype``); ``dtype`` is the compute dt
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
@@ -17,8 +18,8 @@ from flax import nnx
 from . import init as _init
 
 __all__ = [
-    "get_padding", "Conv2d", "depthwise_impl", "set_depthwise_impl", "Linear", "BatchNorm2d", "LayerNorm", "GroupNorm1", "DropPath",
-    "Identity", "cast",
+    "get_padding", "Conv2d", "depthwise_impl", "set_depthwise_impl", "Linear", "BatchNorm2d",
+    "LayerNorm", "GroupNorm1", "DropPath", "Identity", "cast",
 ]
 
 
@@ -55,19 +56,14 @@ def set_depthwise_impl(impl: str) -> str:
     return old
 
 
-class depthwise_impl:
+@contextlib.contextmanager
+def depthwise_impl(impl: str):
     """Context manager form of :func:`set_depthwise_impl` (export uses ``depthwise_impl("conv")``)."""
-
-    def __init__(self, impl: str):
-        self.impl = impl
-
-    def __enter__(self):
-        self.old = set_depthwise_impl(self.impl)
-        return self
-
-    def __exit__(self, *exc):
-        set_depthwise_impl(self.old)
-        return False
+    old = set_depthwise_impl(impl)
+    try:
+        yield
+    finally:
+        set_depthwise_impl(old)
 
 
 def _use_shift() -> bool:

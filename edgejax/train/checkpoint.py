@@ -118,12 +118,16 @@ def load_weights(path: str, step: int | None = None) -> dict[str, Any]:
     # processes), from the metadata's shapes and dtypes.
     item = os.path.join(os.path.abspath(path), str(step), "state")
     ckptr = ocp.StandardCheckpointer()
-    tree = ckptr.metadata(item)
-    tree = getattr(tree, "item_metadata", tree)
-    tree = getattr(tree, "tree", tree)
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
-    return dict(jax.device_get(ckptr.restore(item, target)))
+    try:
+        tree = ckptr.metadata(item)
+        tree = getattr(tree, "item_metadata", tree)
+        tree = getattr(tree, "tree", tree)
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                              tree)
+        return dict(jax.device_get(ckptr.restore(item, target)))
+    finally:
+        ckptr.close()
 
 
 def load_model(path: str, model_name: str | None = None, *, ema: bool | None = None,
