@@ -117,6 +117,20 @@ def test_process_shards_union_to_the_global_batch():
         make_train_loader(src, process_index=0, process_count=3, **kw)
 
 
+def test_augmentation_does_not_depend_on_the_process_count(digits):
+    # process p of P holds global rows p, p + P, ...: same records, same crops and flips
+    src, _ = digits
+    whole = _take(_train(src), 3)
+    for pc in (2, 4):
+        parts = [_take(_train(src, process_index=p, process_count=pc), 3) for p in range(pc)]
+        for step in range(3):
+            for p in range(pc):
+                np.testing.assert_array_equal(parts[p][step]["image"],
+                                              whole[step]["image"][p::pc])
+                np.testing.assert_array_equal(parts[p][step]["label"],
+                                              whole[step]["label"][p::pc])
+
+
 def test_eval_sees_every_record_once_with_padding_mask():
     n = 45
     src = IndexSource(n)

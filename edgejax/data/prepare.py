@@ -1,12 +1,14 @@
 """Prepare a dataset once: ImageFolder tree (or TFDS dataset) -> ArrayRecord shards of re-encoded JPEGs.
 
-    python -m edgejax.data.prepare SRC OUT [--short-side 256] [--quality 90] [--shards N]
-                                   [--workers N] [--overwrite]
+    python -m edgejax.data.prepare SRC OUT [--short-side 256] [--quality 90] [--subsampling 420]
+                                   [--shards N] [--workers N] [--overwrite]
 
 SRC is an ImageFolder root (`train/` and `val/` sub-folders become splits; a flat class tree becomes
 split "all") or `tfds:<name>`. Each image is decoded, shrunk so its shorter side is at most
 `--short-side` (never enlarged; `--short-side 0` keeps the size) and re-encoded as JPEG at
-`--quality`; JPEGs already small enough are kept byte for byte. Records are written uncompressed
+`--quality` with 4:2:0 chroma subsampling (`--subsampling`; what camera JPEGs and ImageNet's files
+use, and 1.3-1.6x faster to decode than 4:4:4, measured on the ImageNet samples at short side 256:
+557 vs 722 us per decode + RandomResizedCrop); JPEGs already small enough are kept byte for byte. Records are written uncompressed
 with group size 1 (`group_size:1,uncompressed`, what Grain's random access needs) as
 `<split>-SSSSS-of-NNNNN.array_record`, plus `metadata.json` (class names, per-class counts, source,
 settings, skipped files). Undecodable files are skipped and listed in the summary. `--workers`
@@ -42,8 +44,9 @@ class PrepareError(RuntimeError):
 
 
 def _process_one(args) -> tuple[bool, bytes | str, int, str]:
-    """(path-or-bytes, label, name, short_side, quality) -> (ok, jpeg bytes or reason, label, name)."""
-    item, label, name, short_side, quality = args
+    """(path-or-bytes, label, name, short_side, quality, subsampling) -> (ok, jpeg bytes or reason,
+    label, name)."""
+    item, label, name, short_side, quality, subsampling = args
     try:
         if isinstance(item, (bytes, bytearray, memoryview)):
             data = bytes(item)
@@ -54,7 +57,7 @@ def _process_one(args) -> tuple[bool, bytes | str, int, str]:
         if hw is not None and (not short_side or min(hw) <= short_side):
             T.decode_image(data)  # verify it decodes; keep the original bytes (no generation loss)
             return True, data, label, name
-        enc, _ = T.reencode_short_side(data, short_side, quality)
+        enc, _ = T.reencode_short_side(data, short_side, quality, subsampling)
         return True, enc, label, name
     except T.CorruptImageError as e:
         return False, str(e), label, name
@@ -133,6 +136,7 @@ def prepare(
     *,
     short_side: int = 256,
     quality: int = 90,
+    subsampling: str = "420",
     shards: int | None = None,
     workers: int | None = None,
     overwrite: bool = False,
@@ -141,9 +145,14 @@ def prepare(
     """Write ArrayRecord shards + metadata.json to `out`; returns the metadata dict."""
     from array_record.python.array_record_module import ArrayRecordWriter
 
+    if subsampling not in T.JPEG_SUBSAMPLINGS:
+        raise PrepareError(f"subsampling must be one of {T.JPEG_SUBSAMPLINGS}, got {subsampling!r}")
+    if not 1 <= quality <= 100:
+        raise PrepareError(f"quality must be in [1, 100], got {quality}")
     class_names, splits, ignored = _collect(src)
     out_path = Path(out)
-    settings = {"short_side": short_side, "quality": quality, "shards": shards, "source": str(src)}
+    settings = {"short_side": short_side, "quality": quality, "subsampling": subsampling,
+                "shards": shards, "source": str(src)}
     meta_path = out_path / S.METADATA_FILE
     state_path = out_path / STATE_FILE
     if out_path.exists() and any(out_path.iterdir()):
@@ -196,7 +205,7 @@ def prepare(
                     tmp = out_path / (name + ".tmp")
                     writer = ArrayRecordWriter(str(tmp), S.ARRAY_RECORD_OPTIONS)
                     info = {"num_records": 0, "per_class": [0] * len(class_names), "skipped": []}
-                    jobs = ((*items[i], short_side, quality) for i in range(lo, hi))
+                    jobs = ((*items[i], short_side, quality, subsampling) for i in range(lo, hi))
                     results = _ordered_map(_process_one, jobs, pool, window=16 * max(1, workers))
                     for ok, payload, label, item_name in results:
                         if ok:
@@ -229,7 +238,7 @@ def prepare(
         "num_classes": len(class_names),
         "splits": meta_splits,
         "source": str(src),
-        "settings": {"short_side": short_side, "quality": quality,
+        "settings": {"short_side": short_side, "quality": quality, "subsampling": subsampling,
                      "shards": {k: len(v["files"]) for k, v in meta_splits.items()}},
         "skipped_files": skipped_all,
         "ignored_files": [os.path.relpath(p, src) for p in ignored],
@@ -267,6 +276,8 @@ def main(argv=None) -> int:
     parser.add_argument("--short-side", type=int, default=256,
                         help="shrink so the shorter side is at most this (0: keep size)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images")
+    parser.add_argument("--subsampling", default="420", choices=T.JPEG_SUBSAMPLINGS,
+                        help="chroma subsampling of re-encoded images (default 420)")
     parser.add_argument("--shards", type=int, default=None,
                         help=f"shards per split (default: one per {DEFAULT_RECORDS_PER_SHARD} images)")
     parser.add_argument("--workers", type=int, default=None,
@@ -276,6 +287,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         meta = prepare(args.src, args.out, short_side=args.short_side, quality=args.quality,
+                       subsampling=args.subsampling,
                        shards=args.shards, workers=args.workers, overwrite=args.overwrite,
                        progress=not args.no_progress)
     except (PrepareError, S.DatasetError) as e:
