@@ -168,13 +168,11 @@ def _free_port():
 def test_two_processes_equal_one_process(tmp_path, cache_env):
     """One step (later steps amplify rounding differences chaotically; see _ONE_VS_FOUR): the
     two-process state equals the one-process state to float32 reduction-order rounding."""
-    # Without dropout: with drop_rate 0.2 the two-process parameters differ after one step while
-    # the BatchNorm statistics agree to 1e-6 (the dropout masks depend on the process layout; an
-    # open bug, see the training issue's notes).
-    one_step = [a for a in ARGS if not a.startswith(("--config.num_steps=",
-                                                      "--config.model.drop_rate="))]
+    # With dropout 0.2 and Mixup/CutMix: both act per row of the global batch, so this also checks
+    # that each process's local batch lands on the same global rows as in the one-process run.
+    one_step = [a for a in ARGS if not a.startswith("--config.num_steps=")]
     one_step += ["--config.num_steps=1", "--config.checkpoint.every_steps=1",
-                 "--config.model.drop_rate=0.0"]
+                 "--config.augment.mixup_alpha=0.8", "--config.augment.cutmix_alpha=1.0"]
 
     def cmd(workdir, *extra):
         return [sys.executable, "-m", "edgejax.train", *one_step, "--workdir", str(workdir),

@@ -4,9 +4,12 @@ Train: a `MapDataset` of global steps -> [start_step:] -> map(one process's shar
 batch: record indices from a seeded global shuffle per epoch, then read, decode, RandomResizedCrop
 and flip straight into the batch array) -> threaded / multiprocessing prefetch -> numpy batches
 (optionally device_put with the mesh's batch sharding). Global batch k is stream positions
-[k*G, (k+1)*G); process p of P takes positions k*G + p, k*G + p + P, ... . The random draws of a
-whole global batch come from one generator keyed on (seed, k), so a record's augmentation depends
-on neither the process count nor the worker count.
+[k*G, (k+1)*G); process p of P takes the contiguous block k*G + p*B .. k*G + (p+1)*B - 1 (B = G/P),
+which is where `jax.make_array_from_process_local_data` puts its rows in the global batch. So the
+global batch is the same array, row for row, whatever the process count: per-row randomness in the
+step (dropout masks, RandAugment keys, Mixup's pairing with the flipped batch) does not depend on
+the layout. The random draws of a whole global batch come from one generator keyed on (seed, k),
+so a record's crop and flip depend on neither the process count nor the worker count.
 
 The dataset is a `MapDataset` indexed by step, so resuming at step k is `steps[k:]`: the same
 batches whatever the worker count, thread count or number of restarts (stateless resume). Working a
@@ -134,13 +137,17 @@ class TrainBatchTransform:
         self.seed, self.image_size = seed, image_size
         self.scale, self.ratio, self.hflip, self.interpolation = scale, ratio, hflip, interpolation
 
+    def rows(self) -> slice:
+        local = self.global_batch // self.pc
+        return slice(self.p * local, (self.p + 1) * local)
+
     def positions(self, k: int) -> np.ndarray:
-        return k * self.global_batch + np.arange(self.p, self.global_batch, self.pc)
+        return k * self.global_batch + np.arange(self.global_batch)[self.rows()]
 
     def __call__(self, k: int) -> dict:
         size = self.image_size
         u = np.random.default_rng([self.seed, k]).random((self.global_batch, _U_TOTAL))
-        u = u[self.p::self.pc]
+        u = u[self.rows()]
         records = [self.indices[j] for j in self.positions(k)]
         n = len(records)
         images = np.empty((n, size, size, 3), np.uint8)
