@@ -97,11 +97,13 @@ def _default_resolution(model, resolution):
 
 
 def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: int = 1,
-                dynamic_batch: bool = False, opset: int = 21, name: str = "edgejax") -> str:
+                dynamic_batch: bool = False, opset: int = 21, name: str = "edgejax",
+                fuse_layer_norms: bool = True) -> str:
     """Write ``model`` (eval mode) as an ONNX file through jax2onnx; returns ``path``.
 
     Input ``input`` [B, H, W, C] float32 NHWC (B symbolic with ``dynamic_batch``), output
-    ``logits``. Weights are stored as initializers. Check with ``run_onnx``.
+    ``logits``. Weights are stored as initializers. LayerNorms become single
+    ``LayerNormalization`` ops (``fuse_layer_norms``; opset >= 17). Check with ``run_onnx``.
     """
     import jax
     import jax.numpy as jnp
@@ -121,9 +123,111 @@ def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: 
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with depthwise_impl("conv"):  # one Conv op per depthwise conv, whatever the backend
-        to_onnx(forward, [shape], model_name=name, opset=opset, return_mode="file",
-                output_path=str(path), input_names=["input"], output_names=["logits"])
+        proto = to_onnx(forward, [shape], model_name=name, opset=opset, return_mode="proto",
+                        input_names=["input"], output_names=["logits"])
+    if fuse_layer_norms and opset >= 17:
+        _fuse_layer_norms(proto)
+    import onnx
+    onnx.save_model(proto, str(path))
     return str(path)
+
+
+def _fuse_layer_norms(model) -> int:
+    """Rewrite each decomposed last-axis LayerNorm in an ONNX graph as one ``LayerNormalization``.
+
+    jax2onnx writes ``edgejax.layers.LayerNorm`` as ReduceMean -> Sub -> Mul(d, d) -> ReduceMean
+    -> Add(eps) -> Sqrt -> Div(1, .) -> Mul(d, .) -> Mul(scale) -> Add(bias), nine passes over
+    the tensor, which onnxruntime's own LayerNorm fusion does not recognise (it expects Pow). The
+    single op is one pass with the same two-pass variance arithmetic. Returns how many were fused.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in dict.fromkeys(n.input):  # a node reading a value twice (x * x) counts once
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+
+    def const(name):
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
+    def only(name, op):  # the single consumer of `name`, if it is an `op` node
+        cs = consumers.get(name, [])
+        return cs[0] if len(cs) == 1 and cs[0].op_type == op and name not in outputs else None
+
+    def other(node, name):
+        return node.input[1] if node.input[0] == name else node.input[0]
+
+    def last_axis(rm):
+        axes = const(rm.input[1]) if len(rm.input) > 1 else None
+        keep = next((a.i for a in rm.attribute if a.name == "keepdims"), 1)
+        return axes is not None and axes.size == 1 and int(axes[0]) in (-1, 3) and keep == 1
+
+    remove, fused, new_inits = set(), [], []
+    for rm1 in g.node:
+        if rm1.op_type != "ReduceMean" or not last_axis(rm1):
+            continue
+        x = rm1.input[0]
+        sub = only(rm1.output[0], "Sub")
+        if sub is None or sub.input[0] != x:
+            continue
+        d = sub.output[0]
+        d_uses = consumers.get(d, [])
+        sq = next((c for c in d_uses if c.op_type == "Mul" and c.input[0] == c.input[1] == d), None)
+        if sq is None or len(d_uses) != 2:
+            continue
+        rm2 = only(sq.output[0], "ReduceMean")
+        add_eps = rm2 and last_axis(rm2) and only(rm2.output[0], "Add")
+        eps = add_eps and const(other(add_eps, rm2.output[0]))
+        sqrt = add_eps and only(add_eps.output[0], "Sqrt")
+        div = sqrt and only(sqrt.output[0], "Div")
+        one = div and div.input[1] == sqrt.output[0] and const(div.input[0])
+        norm = div and only(div.output[0], "Mul")
+        if (eps is None or eps is False or getattr(eps, "size", 0) != 1 or one is None
+                or one is False or getattr(one, "size", 0) != 1 or float(one) != 1.0
+                or norm is None or other(norm, div.output[0]) != d or norm not in d_uses):
+            continue
+        mul_s = only(norm.output[0], "Mul")
+        scale = mul_s and const(other(mul_s, norm.output[0]))
+        add_b = mul_s and only(mul_s.output[0], "Add")
+        bias = add_b and const(other(add_b, mul_s.output[0]))
+        if scale is None or scale is False or bias is None or bias is False:
+            continue
+        c = scale.shape[-1] if scale.ndim else 0
+        if c == 0 or scale.size != c or bias.size != c:
+            continue
+        k = len(fused)
+        s_name, b_name = f"ln_fused_scale_{k}", f"ln_fused_bias_{k}"
+        new_inits += [numpy_helper.from_array(scale.reshape(c).astype(np.float32), s_name),
+                      numpy_helper.from_array(bias.reshape(c).astype(np.float32), b_name)]
+        fused.append(helper.make_node("LayerNormalization", [x, s_name, b_name],
+                                      [add_b.output[0]], axis=-1, epsilon=float(eps),
+                                      name=f"layer_norm_fused_{k}"))
+        remove.update(id(n) for n in (rm1, sub, sq, rm2, add_eps, sqrt, div, norm, mul_s, add_b))
+    if not fused:
+        return 0
+    nodes, placed = [], 0
+    for n in g.node:  # put each fused node where its last replaced node was (topological order)
+        if id(n) in remove:
+            for f in fused:
+                if f.output[0] in n.output:
+                    nodes.append(f)
+                    placed += 1
+            continue
+        nodes.append(n)
+    assert placed == len(fused)
+    del g.node[:]
+    g.node.extend(nodes)
+    g.initializer.extend(new_inits)
+    used = {i for n in g.node for i in n.input}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    onnx.checker.check_model(model)
+    return len(fused)
 
 
 def onnx_session(path: str, *, threads: int | None = None):

@@ -96,3 +96,23 @@ def test_checkpoint_flag(tmp_path, capsys):
     else:
         with pytest.raises(Exception):
             export.load_model("repvgg_a0", checkpoint=str(tmp_path / "missing"))
+
+
+def test_layer_norms_become_single_onnx_ops(tmp_path):
+    import onnx
+
+    model = build_model("convnext_atto")  # 2+2+6+2 blocks: one LayerNorm each, plus the stem's
+    x = _x(2)
+    ref = _jax_logits(model, x)
+    ops = {}
+    for fused in (False, True):
+        path = export.export_onnx(model, str(tmp_path / f"m{fused}.onnx"), resolution=RES,
+                                  dynamic_batch=True, fuse_layer_norms=fused)
+        ops[fused] = [n.op_type for n in onnx.load(path).graph.node]
+        err = export.relative_error(export.run_onnx(path, x), ref)
+        assert err <= 1e-4, (fused, err)
+    n_ln = ops[True].count("LayerNormalization")
+    assert n_ln >= 12 and "LayerNormalization" not in ops[False]
+    # each fused LayerNorm replaced ten nodes, among them two ReduceMeans
+    assert len(ops[False]) - len(ops[True]) == 9 * n_ln
+    assert ops[False].count("ReduceMean") - ops[True].count("ReduceMean") == 2 * n_ln

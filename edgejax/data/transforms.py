@@ -123,7 +123,9 @@ def decode_image(data, min_height: int = 0, min_width: int = 0, fast: bool = Fal
 
     For JPEGs, `min_height`/`min_width` allow DCT-domain downscaling (by 1/2, 1/4, 1/8, ...) as long
     as the result stays at least that large. `fast` uses libjpeg-turbo's fast integer DCT and
-    upsampling (~10% faster, slightly softer; for training crops). Raises `CorruptImageError` for
+    nearest-neighbour chroma upsampling: ~20% faster through the train pipeline (1,639 vs 1,350
+    img/s on one core, ImageNet samples at short side 256) but blockier colour, which matters on
+    small images; the pipelines decode exactly, the pixels PIL (and so timm's transform) sees. Raises `CorruptImageError` for
     anything undecodable.
     """
     if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim in (2, 3):
@@ -244,7 +246,7 @@ def random_resized_crop(
     if img is None:
         min_h = math.ceil(full_h * out_h / ch)
         min_w = math.ceil(full_w * out_w / cw)
-        img = decode_image(data, min_height=min_h, min_width=min_w, fast=True)
+        img = decode_image(data, min_height=min_h, min_width=min_w)
     dh, dw = img.shape[:2]
     if (dh, dw) != (full_h, full_w):  # DCT-scaled: map the crop into decoded pixels
         sy, sx = dh / full_h, dw / full_w
