@@ -161,10 +161,16 @@ def _fuse_layer_norms(model) -> int:
     def other(node, name):
         return node.input[1] if node.input[0] == name else node.input[0]
 
+    ranks = {v.name: len(v.type.tensor_type.shape.dim)
+             for v in (*g.input, *g.output, *onnx.shape_inference.infer_shapes(model).graph.value_info)
+             if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
+
     def last_axis(rm):
         axes = const(rm.input[1]) if len(rm.input) > 1 else None
         keep = next((a.i for a in rm.attribute if a.name == "keepdims"), 1)
-        return axes is not None and axes.size == 1 and int(axes[0]) in (-1, 3) and keep == 1
+        if axes is None or axes.size != 1 or keep != 1:
+            return False
+        return int(axes[0]) == -1 or int(axes[0]) == ranks.get(rm.input[0], 0) - 1
 
     remove, fused, new_inits = set(), [], []
     for rm1 in g.node:

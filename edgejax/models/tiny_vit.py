@@ -170,11 +170,15 @@ class Attention(nnx.Module):
         x = x.reshape(b, n, self.num_heads, 2 * self.key_dim + self.val_dim)
         q, k, v = jnp.split(x, [self.key_dim, 2 * self.key_dim], axis=-1)  # each [b, n, h, d]
         bias = self.attention_biases[...][:, relative_bias_index(self.window_size)]  # [h, n, n]
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q * cast(jnp.asarray(self.scale), q.dtype), k)
+        # Batched matmuls over (b, h) with the contraction in matmul position, not einsums: the
+        # same XLA program, but ONNX gets MatMul ops, which onnxruntime runs much faster than Einsum.
+        q = (q * cast(jnp.asarray(self.scale), q.dtype)).transpose(0, 2, 1, 3)  # [b, h, n, d]
+        logits = jnp.matmul(q, k.transpose(0, 2, 3, 1))                       # [b, h, n, n]
         # Softmax in float32 whatever the compute dtype (a no-op in float32).
         logits = logits.astype(jnp.float32) + bias.astype(jnp.float32)
         attn = jax.nn.softmax(logits, axis=-1).astype(dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", attn, v.astype(dtype))
+        out = jnp.matmul(attn, v.astype(dtype).transpose(0, 2, 1, 3))          # [b, h, n, dv]
+        out = out.transpose(0, 2, 1, 3)
         return self.proj(out.reshape(b, n, self.num_heads * self.val_dim))
 
 
