@@ -161,8 +161,8 @@ def _fuse_layer_norms(model) -> int:
     def other(node, name):
         return node.input[1] if node.input[0] == name else node.input[0]
 
-    ranks = {v.name: len(v.type.tensor_type.shape.dim)
-             for v in (*g.input, *g.output, *onnx.shape_inference.infer_shapes(model).graph.value_info)
+    inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in (*g.input, *g.output, *inferred)
              if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
 
     def last_axis(rm):

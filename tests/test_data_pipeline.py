@@ -52,6 +52,8 @@ def test_same_seed_same_batches_whatever_the_threads(digits):
     _same(a, b)
     c = _take(_train(src, seed=4), 1)
     assert not np.array_equal(a[0]["image"], c[0]["image"])
+    d = _take(_train(src, seed=-4), 1)  # any int seed, negative ones too
+    assert not np.array_equal(d[0]["image"], c[0]["image"])
 
 
 def test_multiprocessing_workers_give_the_same_batches(digits):

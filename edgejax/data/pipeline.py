@@ -82,7 +82,8 @@ class _EpochShuffledIndices:
     def _perm(self, epoch: int) -> np.ndarray:
         perm = self._cache.get(epoch)
         if perm is None:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_records)
+            rng = np.random.default_rng([self.seed % (1 << 64), epoch])
+            perm = rng.permutation(self.num_records)
             self._cache[epoch] = perm
             while len(self._cache) > 2:
                 self._cache.popitem(last=False)
@@ -146,7 +147,8 @@ class TrainBatchTransform:
 
     def __call__(self, k: int) -> dict:
         size = self.image_size
-        u = np.random.default_rng([self.seed, k]).random((self.global_batch, _U_TOTAL))
+        rng = np.random.default_rng([self.seed % (1 << 64), k])  # any int seed, even negative
+        u = rng.random((self.global_batch, _U_TOTAL))
         u = u[self.rows()]
         records = [self.indices[j] for j in self.positions(k)]
         n = len(records)
@@ -301,8 +303,8 @@ def make_train_loader(
     fresh global shuffle; each epoch has `steps_per_epoch(len(source), global_batch_size)` steps.
     `num_epochs=None` repeats forever. `workers>0` uses Grain multiprocessing prefetch (spawned
     processes; the entry script needs an `if __name__ == "__main__":` guard), `threads` prepare
-    batches in parallel inside each process (one batch per thread; decoders release the GIL). With `sharding`, batches come back as
-    global jax.Arrays.
+    batches in parallel inside each process (one batch per thread; decoders release the GIL).
+    With `sharding`, batches come back as global jax.Arrays.
     """
     n = len(source)
     if n == 0:

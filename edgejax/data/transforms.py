@@ -125,8 +125,8 @@ def decode_image(data, min_height: int = 0, min_width: int = 0, fast: bool = Fal
     as the result stays at least that large. `fast` uses libjpeg-turbo's fast integer DCT and
     nearest-neighbour chroma upsampling: ~20% faster through the train pipeline (1,639 vs 1,350
     img/s on one core, ImageNet samples at short side 256) but blockier colour, which matters on
-    small images; the pipelines decode exactly, the pixels PIL (and so timm's transform) sees. Raises `CorruptImageError` for
-    anything undecodable.
+    small images; the pipelines decode exactly, the pixels PIL (and so timm's transform) sees.
+    Raises `CorruptImageError` for anything undecodable.
     """
     if isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim in (2, 3):
         if data.ndim == 3 and data.shape[2] not in (1, 3, 4):
