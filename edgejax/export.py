@@ -3,7 +3,7 @@
 Command line (``python -m edgejax.export --help``)::
 
     python -m edgejax.export --model repvgg_a2 --pretrained repvgg_a2.safetensors \\
-        --format onnx --out repvgg_a2.onnx --dynamic-batch --deploy
+        --format onnx --out repvgg_a2.onnx --dynamic-batch --deploy [--winograd]
     python -m edgejax.export --model mobilevitv2_050 --checkpoint runs/mvit/best \\
         --format stablehlo --out mobilevitv2_050.stablehlo --batch 8
 
@@ -17,7 +17,8 @@ Python::
 
 Both formats take NHWC float32 images normalised with the model's mean/std (as the JAX model)
 and return logits; the weights are embedded. ``--deploy`` exports the fused model
-(``edgejax.deploy.fuse``): fewer, cheaper ops, the same outputs.
+(``edgejax.deploy.fuse``): fewer, cheaper ops, the same outputs. ``--winograd`` (ONNX) writes
+the wide stride-1 3x3 convs as Winograd F(2x2, 3x3) MatMuls, for CPU runtimes.
 """
 from __future__ import annotations
 
@@ -31,9 +32,12 @@ import numpy as np
 from .layers.core import depthwise_impl
 
 __all__ = ["load_model", "export_onnx", "export_stablehlo", "load_stablehlo", "run_onnx",
-           "onnx_session", "relative_error", "main"]
+           "onnx_session", "relative_error", "winograd_convs", "main"]
 
 FORMATS = ("onnx", "stablehlo")
+# Convs narrower than this stay direct: their Winograd transforms cost more than they save (on
+# repvgg_a2 in onnxruntime, 2 cores: 96 channels at 56x56 slower, 192 at 28x28 faster).
+WINOGRAD_MIN_CHANNELS = 128
 
 
 def relative_error(a, b) -> float:
@@ -98,12 +102,17 @@ def _default_resolution(model, resolution):
 
 def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: int = 1,
                 dynamic_batch: bool = False, opset: int = 21, name: str = "edgejax",
-                fuse_layer_norms: bool = True) -> str:
+                fuse_layer_norms: bool = True, winograd: bool = False,
+                winograd_min_channels: int = WINOGRAD_MIN_CHANNELS) -> str:
     """Write ``model`` (eval mode) as an ONNX file through jax2onnx; returns ``path``.
 
     Input ``input`` [B, H, W, C] float32 NHWC (B symbolic with ``dynamic_batch``), output
     ``logits``. Weights are stored as initializers. LayerNorms become single
-    ``LayerNormalization`` ops (``fuse_layer_norms``; opset >= 17). Check with ``run_onnx``.
+    ``LayerNormalization`` ops (``fuse_layer_norms``; opset >= 17). ``winograd``: stride-1 3x3
+    convolutions with at least ``winograd_min_channels`` input and output channels are written
+    as Winograd F(2x2, 3x3) MatMuls (``winograd_convs``): 2.25x fewer multiplies, for CPU
+    runtimes whose convolutions are direct (onnxruntime's MLAS); leave it off for runtimes that
+    pick their own conv algorithm (cuDNN, TensorRT). Check with ``run_onnx``.
     """
     import jax
     import jax.numpy as jnp
@@ -127,9 +136,72 @@ def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: 
                         input_names=["input"], output_names=["logits"])
     if fuse_layer_norms and opset >= 17:
         _fuse_layer_norms(proto)
+    if winograd:
+        winograd_convs(proto, min_channels=winograd_min_channels)
     import onnx
     onnx.save_model(proto, str(path))
     return str(path)
+
+
+class _GraphIndex:
+    """Lookups over an ONNX ModelProto's graph for the rewrites below, and ``replace``."""
+
+    def __init__(self, model):
+        import onnx
+        from onnx import numpy_helper
+        self.model, self.g = model, model.graph
+        self._to_array = numpy_helper.to_array
+        self.inits = {i.name: i for i in self.g.initializer}
+        self.producer = {o: n for n in self.g.node for o in n.output}
+        self.consumers: dict[str, list] = {}
+        for n in self.g.node:
+            for i in dict.fromkeys(n.input):  # a node reading a value twice (x * x) counts once
+                self.consumers.setdefault(i, []).append(n)
+        self.outputs = {o.name for o in self.g.output}
+        inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+        self.shapes = {  # static dims as ints, symbolic ones as None
+            v.name: tuple(d.dim_value if d.HasField("dim_value") else None
+                          for d in v.type.tensor_type.shape.dim)
+            for v in (*self.g.input, *self.g.output, *inferred)
+            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
+
+    def const(self, name):
+        return self._to_array(self.inits[name]) if name in self.inits else None
+
+    def only(self, name, op):
+        """The single consumer of ``name``, if it is an ``op`` node (and not a graph output)."""
+        cs = self.consumers.get(name, [])
+        return (cs[0] if len(cs) == 1 and cs[0].op_type == op and name not in self.outputs
+                else None)
+
+    @staticmethod
+    def other(node, name):
+        return node.input[1] if node.input[0] == name else node.input[0]
+
+    @staticmethod
+    def attr(node, key, default=None):
+        from onnx import helper
+        return next((helper.get_attribute_value(a) for a in node.attribute if a.name == key),
+                    default)
+
+    def replace(self, remove: set, insert: dict, new_inits: list) -> None:
+        """Drop the nodes whose ``id`` is in ``remove``; put ``insert[id(n)]`` (a list of new
+        nodes) where node ``n`` was; add ``new_inits``, drop initializers nothing reads any
+        more, and check the model."""
+        import onnx
+        nodes = []
+        for n in self.g.node:
+            nodes.extend(insert.get(id(n), ()))
+            if id(n) not in remove:
+                nodes.append(n)
+        del self.g.node[:]
+        self.g.node.extend(nodes)
+        self.g.initializer.extend(new_inits)
+        used = {i for n in self.g.node for i in n.input}
+        keep = [i for i in self.g.initializer if i.name in used]
+        del self.g.initializer[:]
+        self.g.initializer.extend(keep)
+        onnx.checker.check_model(self.model)
 
 
 def _fuse_layer_norms(model) -> int:
@@ -140,40 +212,20 @@ def _fuse_layer_norms(model) -> int:
     the tensor, which onnxruntime's own LayerNorm fusion does not recognise (it expects Pow). The
     single op is one pass with the same two-pass variance arithmetic. Returns how many were fused.
     """
-    import onnx
     from onnx import helper, numpy_helper
 
-    g = model.graph
-    inits = {i.name: i for i in g.initializer}
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in dict.fromkeys(n.input):  # a node reading a value twice (x * x) counts once
-            consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in g.output}
-
-    def const(name):
-        return numpy_helper.to_array(inits[name]) if name in inits else None
-
-    def only(name, op):  # the single consumer of `name`, if it is an `op` node
-        cs = consumers.get(name, [])
-        return cs[0] if len(cs) == 1 and cs[0].op_type == op and name not in outputs else None
-
-    def other(node, name):
-        return node.input[1] if node.input[0] == name else node.input[0]
-
-    inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
-    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in (*g.input, *g.output, *inferred)
-             if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
+    gi = _GraphIndex(model)
+    consumers, const, only, other = gi.consumers, gi.const, gi.only, gi.other
 
     def last_axis(rm):
         axes = const(rm.input[1]) if len(rm.input) > 1 else None
-        keep = next((a.i for a in rm.attribute if a.name == "keepdims"), 1)
+        keep = gi.attr(rm, "keepdims", 1)
         if axes is None or axes.size != 1 or keep != 1:
             return False
-        return int(axes[0]) == -1 or int(axes[0]) == ranks.get(rm.input[0], 0) - 1
+        return int(axes[0]) == -1 or int(axes[0]) == len(gi.shapes.get(rm.input[0], ())) - 1
 
     remove, fused, new_inits = set(), [], []
-    for rm1 in g.node:
+    for rm1 in gi.g.node:
         if rm1.op_type != "ReduceMean" or not last_axis(rm1):
             continue
         x = rm1.input[0]
@@ -213,27 +265,123 @@ def _fuse_layer_norms(model) -> int:
                                       [add_b.output[0]], axis=-1, epsilon=float(eps),
                                       name=f"layer_norm_fused_{k}"))
         remove.update(id(n) for n in (rm1, sub, sq, rm2, add_eps, sqrt, div, norm, mul_s, add_b))
-    if not fused:
-        return 0
-    nodes, placed = [], 0
-    for n in g.node:  # put each fused node where its last replaced node was (topological order)
-        if id(n) in remove:
-            for f in fused:
-                if f.output[0] in n.output:
-                    nodes.append(f)
-                    placed += 1
-            continue
-        nodes.append(n)
-    assert placed == len(fused)
-    del g.node[:]
-    g.node.extend(nodes)
-    g.initializer.extend(new_inits)
-    used = {i for n in g.node for i in n.input}
-    keep = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    onnx.checker.check_model(model)
+    if fused:
+        # each fused node goes where its last replaced node (the final Add) was: topological
+        gi.replace(remove, {id(add): [f] for f in fused for add in [gi.producer[f.output[0]]]},
+                   new_inits)
     return len(fused)
+
+
+# Winograd F(2x2, 3x3) (Lavin & Gray 2016): Y = A^T [(G g G^T) * (B^T d B)] A for each 4x4 input
+# tile d (stride 2) and 2x2 output tile: 16 multiplies per tile and channel pair instead of 36.
+_WINO_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+_WINO_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float64)
+_WINO_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+
+
+def _winograd_tile_matrix(n: int) -> np.ndarray:
+    """[4 * n/2, n]: row (a, t) = sum_i B^T[a, i] * x[2t + i - 1], the input transform along one
+    spatial axis of length n (even) with the conv's zero padding of 1 folded in."""
+    t = n // 2
+    m = np.zeros((4, t, n), np.float32)
+    for a in range(4):
+        for ti in range(t):
+            for i in range(4):
+                if 0 <= 2 * ti + i - 1 < n:
+                    m[a, ti, 2 * ti + i - 1] = _WINO_BT[a, i]
+    return m.reshape(4 * t, n)
+
+
+def winograd_convs(model, *, min_channels: int = WINOGRAD_MIN_CHANNELS) -> int:
+    """Rewrite the stride-1, pad-1, 3x3, ungrouped convolutions of a jax2onnx graph (NHWC
+    Transpose -> Conv -> Transpose back, even static height and width, at least
+    ``min_channels`` in and out) as Winograd F(2x2, 3x3), in place; returns how many.
+
+    Per conv, with T = batch * H/2 * W/2 tiles: the input transform as two MatMuls with
+    constant [2H, H] / [2W, W] matrices (rows, then columns; the zero padding folded in), a
+    Transpose that keeps channels innermost, one batched MatMul [16, T, C] @ [16, C, C_out]
+    with the transformed weights G g G^T, the output transform as one [4, 16] MatMul, and a
+    Transpose back to NHWC. Exact in real arithmetic; in float32 the outputs differ from the
+    direct conv by a few ulps (relative ~1e-6 on repvgg_a2's logits).
+    """
+    from onnx import helper, numpy_helper
+
+    gi = _GraphIndex(model)
+    remove, insert, new_inits = set(), {}, []
+    aa = np.kron(_WINO_AT, _WINO_AT).astype(np.float32)  # [4 (u, v), 16 (alpha, beta)]
+    k = 0
+    for conv in gi.g.node:
+        if (conv.op_type != "Conv" or gi.attr(conv, "group", 1) != 1
+                or list(gi.attr(conv, "strides", [1, 1])) != [1, 1]
+                or list(gi.attr(conv, "dilations", [1, 1])) != [1, 1]
+                or list(gi.attr(conv, "pads", [0, 0, 0, 0])) != [1, 1, 1, 1]
+                or gi.attr(conv, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
+            continue
+        w = gi.const(conv.input[1])
+        w_t = gi.producer.get(conv.input[1])
+        if w is None and w_t is not None and w_t.op_type == "Transpose":
+            src = gi.const(w_t.input[0])  # jax2onnx: Transpose(HWIO kernel) -> OIHW
+            w = None if src is None else src.transpose(gi.attr(w_t, "perm"))
+        bias = gi.const(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+        if w is None or w.ndim != 4 or w.shape[2:] != (3, 3) or (
+                len(conv.input) > 2 and conv.input[2] and bias is None):
+            continue
+        c_out, c_in = w.shape[:2]
+        t_in = gi.producer.get(conv.input[0])
+        t_out = gi.only(conv.output[0], "Transpose")
+        if (min(c_in, c_out) < min_channels or t_in is None or t_in.op_type != "Transpose"
+                or list(gi.attr(t_in, "perm", [])) != [0, 3, 1, 2] or t_out is None
+                or list(gi.attr(t_out, "perm", [])) != [0, 2, 3, 1]):
+            continue
+        x = t_in.input[0]
+        shape = gi.shapes.get(x)
+        if (shape is None or len(shape) != 4 or None in shape[1:] or shape[1] % 2
+                or shape[2] % 2 or shape[3] != c_in):
+            continue
+        h, wd = shape[1], shape[2]
+        th, tw = h // 2, wd // 2
+        p = f"winograd_{k}_"
+        k += 1
+
+        def const(suffix, arr):
+            new_inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), p + suffix))
+            return p + suffix
+
+        def node(op, inputs, out, **kw):
+            return helper.make_node(op, inputs, [out if out == t_out.output[0] else p + out],
+                                    name=p + out, **kw)
+
+        def dims(suffix, *d):
+            return const(suffix, np.array(d, np.int64))
+
+        # U[alpha * 4 + beta, c, o] = (G g[o, c] G^T)[alpha, beta]
+        u = np.einsum("ai,ocij,bj->abco", _WINO_G, w.astype(np.float64), _WINO_G)
+        y = t_out.output[0] if bias is None else "y"
+        insert[id(t_out)] = [
+            node("Reshape", [x, dims("s0", -1, h, wd * c_in)], "x3"),
+            node("MatMul", [const("rows", _winograd_tile_matrix(h)), p + "x3"], "r"),
+            node("Reshape", [p + "r", dims("s1", -1, wd, c_in)], "r3"),
+            node("MatMul", [const("cols", _winograd_tile_matrix(wd)), p + "r3"], "d"),
+            node("Reshape", [p + "d", dims("s2", -1, 4, th, 4, tw, c_in)], "d6"),
+            node("Transpose", [p + "d6"], "dt", perm=[1, 3, 0, 2, 4, 5]),  # [4, 4, N, th, tw, C]
+            node("Reshape", [p + "dt", dims("s3", 16, -1, c_in)], "v"),
+            node("MatMul", [p + "v", const("u", u.reshape(16, c_in, c_out).astype(np.float32))],
+                 "m"),                                                    # [16, T, C_out]
+            node("Reshape", [p + "m", dims("s4", 16, -1)], "m2"),
+            node("MatMul", [const("at", aa), p + "m2"], "o"),             # [4, T * C_out]
+            node("Reshape", [p + "o", dims("s5", 2, 2, -1, th, tw, c_out)], "o6"),
+            node("Transpose", [p + "o6"], "ot", perm=[2, 3, 0, 4, 1, 5]),
+            node("Reshape", [p + "ot", dims("s6", -1, h, wd, c_out)], y),
+        ]
+        if bias is not None:
+            insert[id(t_out)].append(node("Add", [p + "y", const("bias", bias.reshape(c_out))],
+                                          t_out.output[0]))
+        remove.update((id(conv), id(t_out)))
+        if len(gi.consumers.get(t_in.output[0], [])) == 1 and t_in.output[0] not in gi.outputs:
+            remove.add(id(t_in))
+    if k:
+        gi.replace(remove, insert, new_inits)
+    return k
 
 
 def onnx_session(path: str, *, threads: int | None = None):
@@ -305,6 +453,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=None,
                    help="input height = width (default: the model's default input size)")
     p.add_argument("--deploy", action="store_true", help="fuse (RepVGG reparam + BN folding)")
+    p.add_argument("--winograd", action="store_true",
+                   help="ONNX: write stride-1 3x3 convs with >= %d channels as Winograd F(2x2,3x3) "
+                        "MatMuls (faster in onnxruntime on CPU; not for GPU runtimes)"
+                        % WINOGRAD_MIN_CHANNELS)
     p.add_argument("--opset", type=int, default=21, help="ONNX opset")
     p.add_argument("--no-verify", action="store_true",
                    help="skip running the exported file against JAX on a random batch")
@@ -319,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = model_info(args.model)
         name = info["name"]
         resolution = args.resolution or info["input_size"][1]
+        if args.winograd and args.format != "onnx":
+            raise ValueError("--winograd applies to --format onnx only")
         if not args.dynamic_batch and args.batch < 1:
             raise ValueError(f"--batch must be a positive integer, got {args.batch}")
         validate_resolution(_abstract_model(name), resolution, name=name)  # before any compile
@@ -326,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            deploy=args.deploy)
         kw = dict(resolution=resolution, batch_size=args.batch, dynamic_batch=args.dynamic_batch)
         if args.format == "onnx":
-            export_onnx(model, args.out, opset=args.opset, name=name, **kw)
+            export_onnx(model, args.out, opset=args.opset, name=name, winograd=args.winograd, **kw)
         else:
             export_stablehlo(model, args.out, **kw)
     except (ValueError, TypeError, FileNotFoundError, NotImplementedError, ImportError) as e:

@@ -72,6 +72,9 @@ def test_cli_bad_input(tmp_path, capsys):
     assert "does not support resolution 16" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         export.main(["--model", "repvgg_a0", "--format", "tflite", "--out", out])
+    assert export.main(["--model", "repvgg_a0", "--format", "stablehlo", "--out", out,
+                        "--winograd"]) == 2
+    assert "--winograd applies to --format onnx only" in capsys.readouterr().err
 
 
 def test_pretrained_that_does_not_fit(tmp_path, capsys):
@@ -116,3 +119,30 @@ def test_layer_norms_become_single_onnx_ops(tmp_path):
     # each fused LayerNorm replaced ten nodes, among them two ReduceMeans
     assert len(ops[False]) - len(ops[True]) == 9 * n_ln
     assert ops[False].count("ReduceMean") - ops[True].count("ReduceMean") == 2 * n_ln
+
+
+def test_winograd_convs_match_the_direct_convs(tmp_path):
+    import onnx
+
+    # repvgg_a0 fused at 64 px: stage 3 has 13 stride-1 3x3 convs of 192 channels at 4x4, stage
+    # 2 three of 96 channels at 8x8; the stride-2 convs and the stem stay direct.
+    model = fuse(build_model("repvgg_a0"))
+    x = _x(3)
+    ref = _jax_logits(model, x)
+    path = export.export_onnx(model, str(tmp_path / "direct.onnx"), resolution=RES,
+                              dynamic_batch=True)
+    direct = onnx.load(path)
+    convs = [n.op_type for n in direct.graph.node].count("Conv")
+    for min_channels, expected in ((export.WINOGRAD_MIN_CHANNELS, 13), (64, 16), (1000, 0)):
+        proto = onnx.load(path)
+        assert export.winograd_convs(proto, min_channels=min_channels) == expected
+        assert [n.op_type for n in proto.graph.node].count("Conv") == convs - expected
+        out = tmp_path / f"w{min_channels}.onnx"
+        onnx.save(proto, str(out))
+        err = export.relative_error(export.run_onnx(str(out), x), ref)
+        assert err <= 1e-5, (min_channels, err)
+    # export_onnx(winograd=True) is the same rewrite
+    path = export.export_onnx(model, str(tmp_path / "w.onnx"), resolution=RES, batch_size=3,
+                              winograd=True)
+    assert [n.op_type for n in onnx.load(path).graph.node].count("Conv") == convs - 13
+    assert export.relative_error(export.run_onnx(path, x), ref) <= 1e-5
