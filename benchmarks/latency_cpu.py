@@ -5,8 +5,8 @@
         [--json latency_cpu.json]
 
 One run measures all three in the same process tree, interleaved round by round (a round times
-one untimed and then ``reps`` timed calls of each runtime in turn), so that load from other
-processes hits all three alike; the reported latency is the median over all timed calls (the
+a 50 ms pause, one untimed and then ``reps`` timed calls of each runtime in turn), so that load
+from other processes hits all three alike and no runtime's spinning threads slow the next one; the reported latency is the median over all timed calls (the
 JSON also has the 10th percentile). timm runs in a subprocess of the Python
 given by ``--torch-python`` (a venv with torch + timm; this script itself needs no torch).
 
@@ -84,6 +84,12 @@ for line in sys.stdin:
 """
 
 
+# Before each burst: let the previous runtime's worker threads stop spinning. onnxruntime's keep
+# spinning for tens of ms after a run; two sessions alternating without a pause ran a matmul at
+# 34 GMAC/s instead of 64 (measured on this 2-core machine).
+PAUSE_S = 0.05
+
+
 class TorchWorker:
     def __init__(self, python: str, threads: int):
         self.proc = subprocess.Popen([python, "-c", TORCH_WORKER, str(threads)],
@@ -104,6 +110,7 @@ class TorchWorker:
 
 def _time(call, reps):
     import jax
+    time.sleep(PAUSE_S)
     jax.block_until_ready(call())  # untimed, as in the timm worker: each burst starts warm
     t = []
     for _ in range(reps):
@@ -171,6 +178,7 @@ def main(argv=None):
         for _ in range(a.rounds):
             for k, call in runs.items():
                 times[k] += _time(call, a.reps)
+            time.sleep(PAUSE_S)
             times["timm"] += worker.ask(op="time", model=name, reps=a.reps)["times"]
         worker.ask(op="drop", model=name)
         ms = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
