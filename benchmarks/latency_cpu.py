@@ -6,9 +6,10 @@
 
 One run measures all three in the same process tree, interleaved round by round (a round times
 a 50 ms pause, one untimed and then ``reps`` timed calls of each runtime in turn), so that load
-from other processes hits all three alike and no runtime's spinning threads slow the next one; the reported latency is the median over all timed calls (the
-JSON also has the 10th percentile). timm runs in a subprocess of the Python
-given by ``--torch-python`` (a venv with torch + timm; this script itself needs no torch).
+from other processes hits all three alike and no runtime's spinning threads slow the next one.
+The reported latency is the median over all timed calls (the JSON also has the 10th
+percentile). timm runs in a subprocess of the Python given by ``--torch-python`` (a venv with
+torch + timm; this script itself needs no torch).
 
 - edgejax: ``edgejax.deploy.fuse`` (RepVGG reparameterisation + BN folding), then ``jax.jit`` of
   the forward twice: weights passed as arguments, and weights closed over as compile-time
@@ -203,10 +204,10 @@ def main(argv=None):
            "edgejax/timm", "onnx/timm", "best/timm", "target <= 0.7")
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for r in rows:
+        wino = "-" if r["onnx_winograd_ms"] is None else f"{r['onnx_winograd_ms']:.2f}"
         lines.append(f"| {r['model']} | {r['jax_args_ms']:.2f} / {r['jax_const_ms']:.2f} | "
-                     f"{r['onnx_direct_ms']:.2f} / "
-                     f"{'-' if r['onnx_winograd_ms'] is None else format(r['onnx_winograd_ms'], '.2f')}"
-                     f" | {r['timm_ms']:.2f} ({r['timm_format']}) | "
+                     f"{r['onnx_direct_ms']:.2f} / {wino} | "
+                     f"{r['timm_ms']:.2f} ({r['timm_format']}) | "
                      f"{r['jax_ratio']:.2f} | {r['onnx_ratio']:.2f} | {r['best_ratio']:.2f} | "
                      f"{'met' if r['best_ratio'] <= 0.7 else 'MISSED'} |")
     print("\n".join(lines))

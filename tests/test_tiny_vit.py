@@ -176,7 +176,8 @@ def test_init_follows_timm(tiny):
         assert not np.any(np.asarray(blk.conv3.bn.scale[...]))
         assert np.all(np.asarray(blk.conv1.bn.scale[...]) == 1)
     attn = model.stages[1].blocks[0].attn
-    assert attn.attention_biases.shape == (2, 9) and not np.any(np.asarray(attn.attention_biases[...]))
+    assert attn.attention_biases.shape == (2, 9)
+    assert not np.any(np.asarray(attn.attention_biases[...]))
     # Linear layers: truncated normal, std 0.02 (timm trunc_normal_(std=.02)), zero bias. The
     # shared Linear truncates at 2 std without rescaling, so the sample std is ~0.0176.
     w = np.asarray(model.stages[2].blocks[0].mlp.fc1.kernel[...])
