@@ -137,7 +137,6 @@ def main(argv=None):
     from flax import nnx
     from edgejax.bench import build_model, resolve_models, validate_resolution, _abstract_model
     from edgejax.deploy import fuse
-    import copy
     import onnx
     from edgejax.export import export_onnx, onnx_session, relative_error, winograd_convs
 
@@ -161,7 +160,7 @@ def main(argv=None):
         ref = np.asarray(f_args(state, xj))
         path = os.path.join(tmp, f"{name}.onnx")
         export_onnx(model, path, resolution=a.resolution, batch_size=1, name=name)
-        proto = copy.deepcopy(onnx.load(path))
+        proto = onnx.load(path)
         n_wino = winograd_convs(proto)
         sessions = {"onnx": onnx_session(path, threads=a.threads)}
         if n_wino:

@@ -224,7 +224,7 @@ def _fuse_layer_norms(model) -> int:
             return False
         return int(axes[0]) == -1 or int(axes[0]) == len(gi.shapes.get(rm.input[0], ())) - 1
 
-    remove, fused, new_inits = set(), [], []
+    remove, insert, new_inits = set(), {}, []
     for rm1 in gi.g.node:
         if rm1.op_type != "ReduceMean" or not last_axis(rm1):
             continue
@@ -257,19 +257,18 @@ def _fuse_layer_norms(model) -> int:
         c = scale.shape[-1] if scale.ndim else 0
         if c == 0 or scale.size != c or bias.size != c:
             continue
-        k = len(fused)
+        k = len(insert)
         s_name, b_name = f"ln_fused_scale_{k}", f"ln_fused_bias_{k}"
         new_inits += [numpy_helper.from_array(scale.reshape(c).astype(np.float32), s_name),
                       numpy_helper.from_array(bias.reshape(c).astype(np.float32), b_name)]
-        fused.append(helper.make_node("LayerNormalization", [x, s_name, b_name],
-                                      [add_b.output[0]], axis=-1, epsilon=float(eps),
-                                      name=f"layer_norm_fused_{k}"))
+        # where the last replaced node (the final Add) was: the order stays topological
+        insert[id(add_b)] = [helper.make_node("LayerNormalization", [x, s_name, b_name],
+                                              [add_b.output[0]], axis=-1, epsilon=float(eps),
+                                              name=f"layer_norm_fused_{k}")]
         remove.update(id(n) for n in (rm1, sub, sq, rm2, add_eps, sqrt, div, norm, mul_s, add_b))
-    if fused:
-        # each fused node goes where its last replaced node (the final Add) was: topological
-        gi.replace(remove, {id(add): [f] for f in fused for add in [gi.producer[f.output[0]]]},
-                   new_inits)
-    return len(fused)
+    if insert:
+        gi.replace(remove, insert, new_inits)
+    return len(insert)
 
 
 # Winograd F(2x2, 3x3) (Lavin & Gray 2016): Y = A^T [(G g G^T) * (B^T d B)] A for each 4x4 input

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jitted import fwd
 import edgejax
 from edgejax.layers import BatchNorm2d
 from edgejax.models._efficientnet_blocks import (BlockDef, ConvBnAct, EdgeResidual, GlobalContext,
@@ -79,12 +80,6 @@ def b0():
     return m
 
 
-# One compile per model structure instead of op-by-op eager dispatch (each primitive compiled on
-# its own: tens of seconds per forward of a whole model on a 2-core CPU); nnx.jit carries the
-# module's state (dropout rng counts) like an eager call.
-_fwd = nnx.jit(lambda model, x: model(x))
-
-
 def _x(size=64, batch=2, seed=0):
     return jax.random.normal(jax.random.key(seed), (batch, size, size, 3))
 
@@ -105,10 +100,10 @@ def test_num_classes_zero_returns_pooled_features():
 
 def test_bfloat16_close_to_float32(b0):
     x = _x()
-    ref = _fwd(b0, x)
+    ref = fwd(b0, x)
     m16 = edgejax.create_model("tf_efficientnetv2_b0", rngs=0, dtype=jnp.bfloat16)
     nnx.update(m16, nnx.state(b0))
-    y = _fwd(m16, x)
+    y = fwd(m16, x)
     assert y.dtype == jnp.bfloat16
     err = float(jnp.linalg.norm(y.astype(jnp.float32) - ref) / jnp.linalg.norm(ref))
     assert err < 5e-2, err
@@ -123,18 +118,18 @@ def test_drop_path_train_varies_eval_does_not():
     nnx.update(b, nnx.state(a, nnx.Param))
     nnx.update(plain, nnx.state(a, nnx.Param))
     x = _x()
-    np.testing.assert_array_equal(np.asarray(_fwd(a, x)), np.asarray(_fwd(plain, x)))
-    np.testing.assert_array_equal(np.asarray(_fwd(b, x)), np.asarray(_fwd(plain, x)))
+    np.testing.assert_array_equal(np.asarray(fwd(a, x)), np.asarray(fwd(plain, x)))
+    np.testing.assert_array_equal(np.asarray(fwd(b, x)), np.asarray(fwd(plain, x)))
     a.train(), b.train()
-    assert not np.allclose(np.asarray(_fwd(a, x)), np.asarray(_fwd(b, x)))
+    assert not np.allclose(np.asarray(fwd(a, x)), np.asarray(fwd(b, x)))
 
 
 def test_fuse_pairs_fold_exactly(b0):
     x = _x()
-    ref = _fwd(b0, x)
+    ref = fwd(b0, x)
     fused, n = fold_bn_everywhere(b0)
     assert n == sum(isinstance(m, BatchNorm2d) for _, m in nnx.iter_modules(b0))
-    np.testing.assert_allclose(np.asarray(_fwd(fused, x)), np.asarray(ref), rtol=1e-4,
+    np.testing.assert_allclose(np.asarray(fwd(fused, x)), np.asarray(ref), rtol=1e-4,
                                atol=1e-4)
 
 

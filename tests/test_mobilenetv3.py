@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jitted import fwd, features
 import edgejax
 from edgejax.layers import BatchNorm2d, Conv2d
 from edgejax.models._efficientnet_blocks import DepthwiseSeparable, InvertedResidual
@@ -73,13 +74,6 @@ def small_model():
     return m
 
 
-# One compile per model structure instead of op-by-op eager dispatch (each primitive compiled on
-# its own: tens of seconds per forward of a whole model on a 2-core CPU); nnx.jit carries the
-# module's state (dropout rng counts) like an eager call.
-_fwd = nnx.jit(lambda model, x: model(x))
-_feats = nnx.jit(lambda model, x: model.forward_features(x))
-
-
 def _x(size=64, batch=2, seed=0):
     return jax.random.normal(jax.random.key(seed), (batch, size, size, 3))
 
@@ -98,19 +92,19 @@ def test_bad_inputs_raise_clear_errors(small_model):
 def test_num_classes_zero_returns_head_features():
     m = edgejax.create_model("mobilenetv3_small_100", num_classes=0, rngs=0)
     assert m.classifier is None
-    y = _fwd(m, _x())
+    y = fwd(m, _x())
     assert y.shape == (2, 1024)  # the pooled conv_head width, as timm's pre-logits
-    feats = _feats(m, _x())
+    feats = features(m, _x())
     assert feats.shape == (2, 2, 2, 576)
 
 
 def test_bfloat16_close_to_float32(small_model):
     x = _x()
-    ref = _fwd(small_model, x)
+    ref = fwd(small_model, x)
     params_state = nnx.state(small_model)
     m16 = edgejax.create_model("mobilenetv3_small_075", rngs=0, dtype=jnp.bfloat16)
     nnx.update(m16, params_state)
-    y = _fwd(m16, x)
+    y = fwd(m16, x)
     assert y.dtype == jnp.bfloat16
     err = float(jnp.linalg.norm(y.astype(jnp.float32) - ref) / jnp.linalg.norm(ref))
     assert err < 5e-2, err
@@ -125,20 +119,20 @@ def test_drop_path_train_varies_eval_does_not():
     nnx.update(b, nnx.state(a, nnx.Param))
     nnx.update(plain, nnx.state(a, nnx.Param))
     x = _x()
-    np.testing.assert_array_equal(np.asarray(_fwd(a, x)), np.asarray(_fwd(plain, x)))
-    np.testing.assert_array_equal(np.asarray(_fwd(b, x)), np.asarray(_fwd(plain, x)))
+    np.testing.assert_array_equal(np.asarray(fwd(a, x)), np.asarray(fwd(plain, x)))
+    np.testing.assert_array_equal(np.asarray(fwd(b, x)), np.asarray(fwd(plain, x)))
     a.train(), b.train()
-    assert not np.allclose(np.asarray(_fwd(a, x)), np.asarray(_fwd(b, x)))
+    assert not np.allclose(np.asarray(fwd(a, x)), np.asarray(fwd(b, x)))
 
 
 def test_fuse_pairs_fold_exactly(small_model):
     """Every declared (conv, bn) pair is conv directly followed by BN: folding all of them
     leaves the eval outputs unchanged."""
     x = _x()
-    ref = _fwd(small_model, x)
+    ref = fwd(small_model, x)
     fused, n = fold_bn_everywhere(small_model)
     assert n == sum(isinstance(m, BatchNorm2d) for _, m in nnx.iter_modules(small_model))
-    np.testing.assert_allclose(np.asarray(_fwd(fused, x)), np.asarray(ref), rtol=1e-4,
+    np.testing.assert_allclose(np.asarray(fwd(fused, x)), np.asarray(ref), rtol=1e-4,
                                atol=1e-4)
 
 

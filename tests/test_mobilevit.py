@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jitted import fwd, features
 import edgejax
 from edgejax.registry import count_params, get_entry, model_info
 from edgejax.models import mobilevit as mv
@@ -193,7 +194,7 @@ def test_v2_keeps_the_resized_map_and_v1_resizes_back(v2_small):
 
 def test_forward_runs_at_odd_size_without_nans(v2_small):
     x = jax.random.uniform(jax.random.key(0), (2, 72, 72, 3))
-    y = _fwd(v2_small, x)
+    y = fwd(v2_small, x)
     assert y.shape == (2, 1000) and bool(jnp.all(jnp.isfinite(y)))
 
 
@@ -201,24 +202,17 @@ def test_num_classes_zero_gives_pooled_features():
     m = edgejax.create_model("mobilevit_xxs", num_classes=0, rngs=0)
     assert m.head.fc is None and m.num_features == 320
     x = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
-    feats = _fwd(m, x)
+    feats = fwd(m, x)
     assert feats.shape == (2, 320)
-    np.testing.assert_allclose(feats, jnp.mean(_feats(m, x), axis=(1, 2)), rtol=1e-5,
+    np.testing.assert_allclose(feats, jnp.mean(features(m, x), axis=(1, 2)), rtol=1e-5,
                                atol=1e-6)
-
-
-# One compile per model structure instead of op-by-op eager dispatch (each primitive compiled on
-# its own: tens of seconds per forward of a whole model on a 2-core CPU); nnx.jit carries the
-# module's state (dropout rng counts) like an eager call.
-_fwd = nnx.jit(lambda model, x: model(x))
-_feats = nnx.jit(lambda model, x: model.forward_features(x))
 
 
 def test_bfloat16_close_to_float32():
     x = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
     f32 = edgejax.create_model("mobilevitv2_050", rngs=0)
     bf16 = edgejax.create_model("mobilevitv2_050", rngs=0, dtype=jnp.bfloat16)
-    y32, y16 = _fwd(f32, x), _fwd(bf16, x)
+    y32, y16 = fwd(f32, x), fwd(bf16, x)
     assert y16.dtype == jnp.bfloat16
     # bfloat16 keeps 8 mantissa bits: over ~40 layers of a random-init net the logits drift by
     # ~5-7%; a wrong cast (e.g. float16 overflow, params in bf16) gives O(1).
@@ -230,9 +224,9 @@ def test_drop_path_is_random_in_train_and_off_in_eval():
     m = edgejax.create_model("mobilevit_xxs", drop_path_rate=0.3, rngs=0)
     plain = edgejax.create_model("mobilevit_xxs", rngs=1)
     nnx.update(plain, nnx.state(m, nnx.Param))
-    np.testing.assert_allclose(_fwd(m, x), _fwd(plain, x), rtol=1e-6, atol=1e-6)  # eval
+    np.testing.assert_allclose(fwd(m, x), fwd(plain, x), rtol=1e-6, atol=1e-6)  # eval
     m.train()
-    a, b = _fwd(m, x), _fwd(m, x)
+    a, b = fwd(m, x), fwd(m, x)
     assert not np.allclose(a, b), "drop path should draw a new mask each train call"
 
 

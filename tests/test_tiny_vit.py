@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jitted import fwd, features
 import edgejax
 from edgejax.convert import from_timm, to_timm
 from edgejax.models import tiny_vit as tv
@@ -193,8 +194,8 @@ def test_init_follows_timm(tiny):
 
 def test_forward_shapes_and_features(tiny):
     x = _x()
-    assert _fwd(tiny, x).shape == (2, 10)
-    feats = _feats(tiny, x)
+    assert fwd(tiny, x).shape == (2, 10)
+    feats = features(tiny, x)
     assert feats.shape == (2, 2, 2, 48)
     # Odd sizes round up at every stride-2 conv (50 -> 25 -> 13 -> 7 -> 4 -> 2), windows pad.
     odd = jax.eval_shape(tiny.forward_features, jax.ShapeDtypeStruct((1, 50, 50, 3), jnp.float32))
@@ -205,7 +206,7 @@ def test_forward_shapes_and_features(tiny):
     np.testing.assert_allclose(np.asarray(pre).mean(-1), 0, atol=1e-5)
     headless = _tiny(num_classes=0, rngs=0)
     assert headless.head.fc is None and headless.num_features == 48
-    np.testing.assert_allclose(_fwd(headless, x), pre, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fwd(headless, x), pre, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_inputs_raise_clear_errors(tiny):
@@ -249,23 +250,11 @@ def test_window_padding_is_cropped_and_unmasked():
                                rtol=1e-5, atol=1e-6)
 
 
-# One compile per model structure instead of op-by-op eager dispatch (each primitive compiled on
-# its own: tens of seconds per forward of a whole model on a 2-core CPU); nnx.jit carries the
-# module's state (dropout rng counts) like an eager call.
-_fwd = nnx.jit(lambda model, x: model(x))
-_feats = nnx.jit(lambda model, x: model.forward_features(x))
-
-
-def _jit_forward(model, x):
-    graphdef, state = nnx.split(model)
-    return jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))(state, x)
-
-
 def test_bfloat16_forward_close_to_float32(tiny):
     x = _x()
-    low = _jit_forward(_tiny(num_classes=10, rngs=0, dtype=jnp.bfloat16), x)
+    low = fwd(_tiny(num_classes=10, rngs=0, dtype=jnp.bfloat16), x)
     assert low.dtype == jnp.bfloat16
-    ref = _fwd(tiny, x)
+    ref = fwd(tiny, x)
     err = float(jnp.linalg.norm(low.astype(jnp.float32) - ref) / jnp.linalg.norm(ref))
     assert err < 3e-2, err
 
@@ -278,12 +267,12 @@ def test_drop_path_changes_train_outputs_only():
                for d in (1, 2, 1))
     assert a.stages[0].blocks[0].drop_path.rate == 0.0  # linear rule starts at 0 ...
     assert a.stages[3].blocks[-1].drop_path2.rate == 0.5  # ... and ends at drop_path_rate
-    np.testing.assert_array_equal(_fwd(a, x), _fwd(b, x))  # eval: drop path is off
+    np.testing.assert_array_equal(fwd(a, x), fwd(b, x))  # eval: drop path is off
     for m in (a, b, c):
         m.train()
-    ya = np.asarray(_fwd(a, x))
-    assert not np.allclose(ya, np.asarray(_fwd(b, x)), atol=1e-4)  # other dropout key, other output
-    np.testing.assert_array_equal(ya, _fwd(c, x))  # same key, same output
+    ya = np.asarray(fwd(a, x))
+    assert not np.allclose(ya, np.asarray(fwd(b, x)), atol=1e-4)  # other dropout key, other output
+    np.testing.assert_array_equal(ya, fwd(c, x))  # same key, same output
 
 
 def _modules(model):
