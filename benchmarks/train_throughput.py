@@ -24,17 +24,22 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 
 STUDY_MODELS = ("efficientnetv2_s", "tf_efficientnetv2_s", "convnext_tiny", "mobilevitv2_050",
                 "mobilevitv2_075", "mobilevitv2_100", "mobilenetv3_large_100", "tiny_vit_21m_224",
                 "repvgg_a2")
 
 
-def bench(name: str, batch: int, size: int, steps: int, dtype: str, warmup: int = 2) -> dict:
+def prepare(name: str, batch: int, size: int, dtype: str):
+    """Build the production train step for ``name`` and compile it (no step is run).
+
+    Returns ``(compiled step, state, batch on device, compile seconds)``. The same program every
+    time for the same arguments, so a persistent compilation cache warmed by one process (see
+    ``benchmarks/gpu_suite.py --precompile``) serves the next."""
     import jax
     import numpy as np
 
-    import edgejax
     from edgejax.train import base_config, build
 
     c = base_config()
@@ -53,8 +58,15 @@ def bench(name: str, batch: int, size: int, steps: int, dtype: str, warmup: int 
                      "label": rng.integers(0, 1000, batch).astype(np.int32)})
     t0 = time.perf_counter()
     compiled = r.train_step.lower(r.state, b).compile()
-    compile_s = time.perf_counter() - t0
-    state = r.state
+    return compiled, r.state, b, time.perf_counter() - t0
+
+
+def bench(name: str, batch: int, size: int, steps: int, dtype: str, warmup: int = 2) -> dict:
+    import jax
+
+    import edgejax
+
+    compiled, state, b, compile_s = prepare(name, batch, size, dtype)
     for _ in range(warmup):
         state, m = compiled(state, b)
     jax.block_until_ready(m)
@@ -65,11 +77,14 @@ def bench(name: str, batch: int, size: int, steps: int, dtype: str, warmup: int 
     dt = time.perf_counter() - t0
     peak = None
     stats = jax.local_devices()[0].memory_stats() or {}
-    if "peak_bytes_in_use" in stats:
+    if "peak_bytes_in_use" in stats:  # the process's high-water mark, all models so far
         peak = stats["peak_bytes_in_use"] / 2**30
+    mem = compiled.memory_analysis()  # this step's own footprint, as XLA planned it
+    est = None if mem is None else (mem.argument_size_in_bytes + mem.output_size_in_bytes
+                                    + mem.temp_size_in_bytes - mem.alias_size_in_bytes) / 2**30
     return {"model": name, "params_m": edgejax.model_info(name)["num_params"] / 1e6,
             "img_s": steps * batch / dt, "step_ms": 1000 * dt / steps, "compile_s": compile_s,
-            "peak_gib": peak, "loss": float(m["loss"])}
+            "mem_gib": est, "peak_gib": peak, "loss": float(m["loss"])}
 
 
 def main():
@@ -86,6 +101,7 @@ def main():
                    help="a Python with torch + timm for --baseline (default: this one)")
     p.add_argument("--baseline-compile", default=None,
                    help="models timm also runs under torch.compile (default: the baseline's own)")
+    p.add_argument("--json", default=None, help="write the records here (one JSON list)")
     args = p.parse_args()
 
     import jax
@@ -103,22 +119,33 @@ def main():
         try:
             rows.append(bench(name, args.batch, args.size, args.steps, args.dtype, args.warmup))
         except Exception as e:  # one model failing must not hide the others
+            traceback.print_exc()
             rows.append({"model": name, "error": f"{type(e).__name__}: {str(e)[:80]}"})
-        print(f"# done {name}", flush=True)
+        print(f"# done {name}: {json.dumps(rows[-1])}", flush=True)
+        if args.json:  # record by record, so a run cut short leaves what it measured
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
     eager, compiled = (run_baseline(args, [r["model"] for r in rows if "error" not in r])
                        if args.baseline else ({}, {}))
-    cols = "| model | params (M) | img/s | step (ms) | compile (s) | peak mem (GiB) |"
+    if args.json and args.baseline:
+        for r in rows:
+            r["timm_eager_img_s"], r["timm_compiled_img_s"] = (eager.get(r["model"]),
+                                                               compiled.get(r["model"]))
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    cols = ("| model | params (M) | img/s | step (ms) | compile (s) | XLA mem (GiB) |"
+            " process peak (GiB) |")
     if args.baseline:
         cols += " timm eager img/s | ratio | timm compiled img/s | ratio |"
     print("\n" + cols)
     print("|---" * (cols.count("|") - 1) + "|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['model']} | - | - | - | - | {r['error']} |")
+            print(f"| {r['model']} | - | - | - | - | - | {r['error']} |")
             continue
-        peak = "n/a" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
+        est, peak = ("n/a" if v is None else f"{v:.2f}" for v in (r["mem_gib"], r["peak_gib"]))
         line = (f"| {r['model']} | {r['params_m']:.2f} | {r['img_s']:.1f} | {r['step_ms']:.1f} | "
-                f"{r['compile_s']:.1f} | {peak} |")
+                f"{r['compile_s']:.1f} | {est} | {peak} |")
         if args.baseline:
             for ref in (eager.get(r["model"]), compiled.get(r["model"])):
                 line += (f" {ref:.1f} | {r['img_s'] / ref:.2f}x |" if ref else " - | - |")

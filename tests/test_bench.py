@@ -38,6 +38,8 @@ def test_bad_input_fails_before_compiling(monkeypatch):
         bench.benchmark("repvgg_a0", [1], dtype="int8")
     with pytest.raises(ValueError, match="train mode"):
         bench.benchmark("repvgg_a0", [1], mode="train", deploy=True)
+    with pytest.raises(ValueError, match="reps must be an integer >= 0"):
+        bench.benchmark("repvgg_a0", [1], reps=-1)
 
 
 def test_cli_bad_input_exit_code(capsys, monkeypatch):
@@ -91,3 +93,14 @@ def test_benchmark_train_mode():
     assert rec["mode"] == "train" and rec["lat_ms_p50"] > 0
     # a train step costs roughly 3x the forward pass
     assert rec["gflops"] > 2 * 2 * rec["gmacs"]
+
+
+def test_compile_only_runs_nothing(monkeypatch):
+    """``reps=0`` (``--reps 0``) compiles and counts but never calls the program."""
+    def never(*a, **k):
+        raise AssertionError("a compile-only benchmark ran the program")
+    monkeypatch.setattr(bench, "_time_calls", never)
+    (rec,) = bench.benchmark("repvgg_a0", [2], resolution=32, reps=0)
+    assert rec["compile_s"] > 0 and rec["gmacs"] > 0 and rec["params"] > 0
+    assert "lat_ms_p50" not in rec and "img_s" not in rec
+    assert "repvgg_a0" in bench.format_table([rec])
