@@ -231,6 +231,9 @@ class TinyVitBlock(nnx.Module):
         if pad_b or pad_r:
             x = jnp.pad(x, ((0, 0), (0, pad_b), (0, pad_r), (0, 0)))
         nh, nw = (h + pad_b) // ws, (w + pad_r) // ws
+        if nh == nw == 1:  # one window (stages 2-3 at 224 px): no partition, so exported graphs
+            # carry no 6-D transposes (onnxruntime ran each at ~5 ns per element)
+            return self.attn(x.reshape(b, ws * ws, c)).reshape(b, ws, ws, c)[:, :h, :w]
         x = x.reshape(b, nh, ws, nw, ws, c).transpose(0, 1, 3, 2, 4, 5).reshape(b * nh * nw, ws * ws, c)
         x = self.attn(x)
         x = x.reshape(b, nh, nw, ws, ws, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, nh * ws, nw * ws, c)
