@@ -133,14 +133,27 @@ def test_winograd_convs_match_the_direct_convs(tmp_path):
                               dynamic_batch=True)
     direct = onnx.load(path)
     convs = [n.op_type for n in direct.graph.node].count("Conv")
-    for min_channels, expected in ((export.WINOGRAD_MIN_CHANNELS, 13), (64, 16), (1000, 0)):
-        proto = onnx.load(path)
-        assert export.winograd_convs(proto, min_channels=min_channels) == expected
-        assert [n.op_type for n in proto.graph.node].count("Conv") == convs - expected
-        out = tmp_path / f"w{min_channels}.onnx"
+    # At 64 px both maps are multiples of 4: the default tiles give F(4x4), tiles=(2,) F(2x2).
+    # At 96 px (stage 2 at 12x12, stage 3 at 6x6) the default tiles mix F(4x4) and F(2x2), and
+    # tiles=(4,) leaves stage 3 direct.
+    for min_channels, tiles, res, expected in (
+            (export.WINOGRAD_MIN_CHANNELS, export.WINOGRAD_TILES, RES, 13), (64, (2,), RES, 16),
+            (64, (4, 2), 96, 16), (64, (4,), 96, 3), (1000, (4, 2), RES, 0)):
+        xr = x if res == RES else np.random.default_rng(1).standard_normal((2, res, res, 3),
+                                                                          dtype=np.float32)
+        ref_r = ref if res == RES else _jax_logits(model, xr)
+        src = path if res == RES else export.export_onnx(
+            model, str(tmp_path / f"direct{res}.onnx"), resolution=res, dynamic_batch=True)
+        proto = onnx.load(src)
+        n_conv = [n.op_type for n in proto.graph.node].count("Conv")
+        assert export.winograd_convs(proto, min_channels=min_channels, tiles=tiles) == expected
+        assert [n.op_type for n in proto.graph.node].count("Conv") == n_conv - expected
+        out = tmp_path / f"w{min_channels}_{tiles}_{res}.onnx"
         onnx.save(proto, str(out))
-        err = export.relative_error(export.run_onnx(str(out), x), ref)
-        assert err <= 1e-5, (min_channels, err)
+        err = export.relative_error(export.run_onnx(str(out), xr), ref_r)
+        assert err <= 1e-5, (min_channels, tiles, res, err)
+    with pytest.raises(ValueError, match="tiles must be output tile sizes"):
+        export.winograd_convs(onnx.load(path), tiles=(3,))
     # export_onnx(winograd=True) is the same rewrite
     path = export.export_onnx(model, str(tmp_path / "w.onnx"), resolution=RES, batch_size=3,
                               winograd=True)
