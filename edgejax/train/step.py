@@ -16,6 +16,9 @@ import optax
 
 from .state import ModelDef, TrainState, merge, split_back
 
+# optax >= 0.2.5 has optax.tree.norm; optax.global_norm (deprecated since) for older ones
+_global_norm = getattr(getattr(optax, "tree", None), "norm", None) or optax.global_norm
+
 __all__ = ["make_train_step", "make_eval_step", "cross_entropy", "topk_correct"]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -120,9 +123,9 @@ def make_train_step(config, mdef: ModelDef, tx: optax.GradientTransformation, sc
             "loss": loss.astype(jnp.float32),
             "top1": jnp.mean(correct.astype(jnp.float32)),
             "lr": jnp.asarray(schedule(state.step), jnp.float32),
-            "grad_norm": optax.global_norm(grads).astype(jnp.float32),
-            "update_norm": optax.global_norm(updates).astype(jnp.float32),
-            "param_norm": optax.global_norm(params).astype(jnp.float32),
+            "grad_norm": _global_norm(grads).astype(jnp.float32),
+            "update_norm": _global_norm(updates).astype(jnp.float32),
+            "param_norm": _global_norm(params).astype(jnp.float32),
         }
         new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                                   model_state=model_state, opt_state=opt_state,
