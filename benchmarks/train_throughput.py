@@ -79,9 +79,12 @@ def bench(name: str, batch: int, size: int, steps: int, dtype: str, warmup: int 
     stats = jax.local_devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:  # the process's high-water mark, all models so far
         peak = stats["peak_bytes_in_use"] / 2**30
-    mem = compiled.memory_analysis()  # this step's own footprint, as XLA planned it
-    est = None if mem is None else (mem.argument_size_in_bytes + mem.output_size_in_bytes
-                                    + mem.temp_size_in_bytes - mem.alias_size_in_bytes) / 2**30
+    try:  # this step's own footprint, as XLA planned it (not every backend reports it)
+        mem = compiled.memory_analysis()
+        est = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+               - mem.alias_size_in_bytes) / 2**30
+    except Exception:  # noqa: BLE001
+        est = None
     return {"model": name, "params_m": edgejax.model_info(name)["num_params"] / 1e6,
             "img_s": steps * batch / dt, "step_ms": 1000 * dt / steps, "compile_s": compile_s,
             "mem_gib": est, "peak_gib": peak, "loss": float(m["loss"])}
