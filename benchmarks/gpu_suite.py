@@ -42,6 +42,12 @@ PHASES = ("precompile", "infer", "timm", "train", "deploy", "timm-compile")
 INFER_TARGET, LATENCY_TARGET_MS, TRAIN_EAGER_TARGET, TRAIN_COMPILED_TARGET = 1.5, 2.0, 1.5, 1.2
 
 
+def _reparameterised_by_timm(model: str) -> bool:
+    """timm_baseline.py also times these re-parameterised (``deploy_*``), so the suite times
+    edgejax's fused form at the large batch too and compares like with like."""
+    return model.startswith("repvgg")
+
+
 # ----------------------------------------------------------------------------------------------
 # Precompile workers (spawned processes: they share the GPU, so no memory is preallocated)
 
@@ -79,7 +85,7 @@ def _jobs(args, models: list[str]) -> list[dict]:
             jobs += [dict(base, kind="infer", model=m, batch=b, deploy=False) for m in models]
         if "deploy" in args.phases:
             jobs += [dict(base, kind="infer", model=m, batch=b, deploy=True) for m in models
-                     if b == 1 or m.startswith("repvgg")]
+                     if b == 1 or _reparameterised_by_timm(m)]
     return jobs  # the longest (train steps, large batches) first
 
 
@@ -139,20 +145,12 @@ def _load(path: str, default):
 
 
 def _timm_records(path: str) -> tuple[dict, dict]:
-    eager, compiled = {}, {}
+    from train_throughput import parse_baseline
     try:
-        lines = open(path).read().splitlines()
+        with open(path) as f:
+            return parse_baseline(f.read().splitlines())
     except OSError:
-        return eager, compiled
-    for line in lines:
-        if line.startswith("{"):
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if "model" in rec and "train_img_s" in rec:
-                (compiled if rec.get("compiled") else eager)[rec["model"]] = rec
-    return eager, compiled
+        return {}, {}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -181,7 +179,7 @@ def inference_table(infer: list, deploy: list, eager: dict, batch: int, precompi
         big, one = by.get((m, batch, False)), by.get((m, 1, False))
         big_d, one_d = by.get((m, batch, True)), by.get((m, 1, True))
         t = eager.get(m, {})
-        if m.startswith("repvgg") and big_d:  # re-parameterised against re-parameterised
+        if _reparameterised_by_timm(m) and big_d:  # re-parameterised against re-parameterised
             big, ref, ref_lat = big_d, t.get("deploy_infer_img_s"), t.get("deploy_lat_b1_ms")
             tag = " (both re-parameterised)"
         else:
@@ -248,7 +246,7 @@ def main(argv=None) -> int:
         p.error("--batch and --resolution must be positive")
     if args.baseline and not os.path.isfile(args.baseline):
         p.error(f"--baseline {args.baseline}: no such file")
-    sys.path.insert(0, REPO)
+    sys.path[:0] = [REPO, HERE]
     from edgejax.bench import resolve_models, validate_resolution, _abstract_model
     try:
         models = resolve_models(args.models)
@@ -290,7 +288,7 @@ def main(argv=None) -> int:
         elif phase == "deploy":
             _run([py, "-m", "edgejax.bench", "--models", mlist, "--batch-sizes", "1", "--deploy",
                   "--json", paths["deploy"], *bench_args], env, left(), log)
-            rep = [m for m in models if m.startswith("repvgg")]
+            rep = [m for m in models if _reparameterised_by_timm(m)]
             if rep and left() > 15:
                 extra = paths["deploy"] + ".b"
                 _run([py, "-m", "edgejax.bench", "--models", ",".join(rep), "--batch-sizes",

@@ -165,16 +165,30 @@ def run_baseline(args, models: list[str]) -> tuple[dict, dict]:
     print("# timm baseline: " + " ".join(cmd), flush=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    eager, compiled = {}, {}
     for line in p.stdout.splitlines():
-        if not line.startswith("{"):
-            continue
-        rec = json.loads(line)
-        if "train_img_s" in rec:
-            (compiled if rec.get("compiled") else eager)[rec["model"]] = rec["train_img_s"]
-        print("# timm: " + line, flush=True)
+        if line.startswith("{"):
+            print("# timm: " + line, flush=True)
     if p.returncode:
         print(f"# timm baseline failed ({p.returncode}): {p.stderr[-1500:]}", flush=True)
+    eager, compiled = parse_baseline(p.stdout.splitlines())
+    return ({m: r["train_img_s"] for m, r in eager.items()},
+            {m: r["train_img_s"] for m, r in compiled.items()})
+
+
+def parse_baseline(lines) -> tuple[dict, dict]:
+    """timm_baseline.py's JSON lines -> ``(eager, compiled)``: its record per model (train img/s,
+    inference img/s and batch-1 latency, re-parameterised RepVGG figures), without torch.compile
+    and with. Other lines (and lines cut short) are skipped."""
+    eager, compiled = {}, {}
+    for line in lines:
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if "model" in rec and "train_img_s" in rec:
+            (compiled if rec.get("compiled") else eager)[rec["model"]] = rec
     return eager, compiled
 
 
