@@ -11,7 +11,8 @@ Two mechanisms, both declared by the modules themselves:
 
 Families and what is folded: RepVGG (branches -> one 3x3 conv; 28,210,600 -> 25,499,944 params
 for repvgg_a2), MobileNetV3 and EfficientNetV2 (every conv+BN), MobileViT (every ConvNormAct),
-TinyViT (every ConvNorm). ConvNeXt has no BatchNorm and is returned unchanged (in eval mode).
+TinyViT (every ConvNorm). ConvNeXt has no BatchNorm; its blocks' layer scale ``gamma`` is
+folded into ``mlp.fc2`` (convnext_tiny: 28,589,128 -> 28,582,504 params).
 
 The fused model is for inference only (eval mode; BatchNorm statistics are baked in). The
 arithmetic of the transform runs as one jitted program (one compile instead of one per op), so

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .layers.core import depthwise_impl
+from .layers.core import channels_first as _channels_first, depthwise_impl
 
 __all__ = ["load_model", "export_onnx", "export_stablehlo", "load_stablehlo", "run_onnx",
            "onnx_session", "relative_error", "winograd_convs", "main"]
@@ -105,7 +105,7 @@ def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: 
                 dynamic_batch: bool = False, opset: int = 21, name: str = "edgejax",
                 fuse_layer_norms: bool = True, winograd: bool = False,
                 winograd_min_channels: int = WINOGRAD_MIN_CHANNELS,
-                winograd_tiles: tuple[int, ...] = WINOGRAD_TILES) -> str:
+                winograd_tiles: tuple[int, ...] = WINOGRAD_TILES, channels_first: bool = True) -> str:
     """Write ``model`` (eval mode) as an ONNX file through jax2onnx; returns ``path``.
 
     Input ``input`` [B, H, W, C] float32 NHWC (B symbolic with ``dynamic_batch``), output
@@ -115,7 +115,10 @@ def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: 
     as Winograd F(4x4, 3x3) / F(2x2, 3x3) MatMuls (``winograd_convs``, ``winograd_tiles``): 4x /
     2.25x fewer multiplies, for CPU runtimes whose convolutions are direct (onnxruntime's MLAS);
     leave it off for runtimes that pick their own conv algorithm (cuDNN, TensorRT). Check with
-    ``run_onnx``.
+    ``run_onnx``. ``channels_first``: families that support it (ConvNeXt) are traced with their
+    stage bodies in NCHW (``edgejax.layers.channels_first``): the same values, and onnxruntime
+    keeps every conv, bias and residual add of a stage in its blocked layout (convnext_tiny ~7%
+    faster on CPU).
     """
     import jax
     import jax.numpy as jnp
@@ -134,7 +137,8 @@ def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: 
         return nnx.merge(graphdef, state)(x).astype(jnp.float32)
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with depthwise_impl("conv"):  # one Conv op per depthwise conv, whatever the backend
+    # one Conv op per depthwise conv, whatever the backend
+    with depthwise_impl("conv"), _channels_first(channels_first):
         proto = to_onnx(forward, [shape], model_name=name, opset=opset, return_mode="proto",
                         input_names=["input"], output_names=["logits"])
     if fuse_layer_norms and opset >= 17:

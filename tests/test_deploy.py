@@ -9,7 +9,8 @@ from edgejax.bench import PAPER_MODELS, build_model
 from edgejax.deploy import _fuse_inplace, fuse, unfused_batchnorms
 from edgejax.layers import BatchNorm2d
 
-# timm's / the porting spec's counts; deploy: RepVGG re-parameterised, TinyViT's BN folded.
+# timm's / the porting spec's counts; deploy: RepVGG re-parameterised, BNs folded, ConvNeXt's
+# layer scales folded.
 TRAIN_PARAMS = {
     "efficientnetv2_s": 21_458_488, "tf_efficientnetv2_s": 21_458_488,
     "convnext_tiny": 28_589_128, "mobilevitv2_050": 1_370_593, "mobilevitv2_075": 2_866_009,
@@ -35,7 +36,8 @@ def test_fused_param_counts(name):
     if name == "repvgg_a2":
         assert nf == 25_499_944
     elif name == "convnext_tiny":
-        assert nf == n  # no BatchNorm
+        # no BatchNorm; each block's layer scale (one per channel) is folded into its fc2
+        assert nf == n - (3 * 96 + 3 * 192 + 9 * 384 + 3 * 768) == 28_582_504
     else:
         # each folded BN keeps its bias (as the conv bias) and drops its scale
         assert nf == n - _bn_channels(model)
@@ -64,6 +66,43 @@ def test_fused_outputs_equal(name):
     y, yf = _outputs_before_after(model, x)
     err = float(np.max(np.abs(np.asarray(y) - np.asarray(yf))) / np.max(np.abs(np.asarray(y))))
     assert err <= 1e-5, err
+
+
+@pytest.mark.parametrize("name", ["convnext_atto", "convnext_zepto_rms", "convnext_tiny"])
+def test_convnext_channels_first_stages_equal(name):
+    # conv_mlp (atto: 1x1 Conv2d MLP), SimpleNorm (zepto_rms), Linear MLP (tiny); with and
+    # without the layer scale folded in. channels_first is what the ONNX export traces.
+    from edgejax.layers import channels_first
+
+    model = build_model(name)
+    fused = fuse(model)
+    assert all(b.gamma is None for st in fused.stages for b in st.blocks)
+    x = jax.random.normal(jax.random.PRNGKey(2), (2, 64, 64, 3))
+    run = lambda m: np.asarray(jax.jit(lambda s, x: nnx.merge(nnx.graphdef(m), s)(x))(
+        nnx.state(m), x))
+    y = run(model)
+    for m in (model, fused):
+        with channels_first():
+            y_cf = run(m)
+        assert np.max(np.abs(y_cf - y)) / np.max(np.abs(y)) <= 1e-5
+    # the blocks' three convs (dw, fc1, fc2) ran on NCHW maps; stem and downsamples stayed NHWC
+    n_blocks = sum(len(st.blocks) for st in model.stages)
+    with channels_first():
+        specs = _conv_lhs_specs(jax.make_jaxpr(lambda x: fused(x))(x).jaxpr)
+    assert specs.count((0, 1, 2, 3)) == 3 * n_blocks and specs.count((0, 3, 1, 2)) == 4
+
+
+def _conv_lhs_specs(jaxpr):
+    """The input layout (``lhs_spec``) of every convolution in ``jaxpr``, nested ones included."""
+    out = []
+    for e in jaxpr.eqns:
+        if e.primitive.name == "conv_general_dilated":
+            out.append(tuple(e.params["dimension_numbers"].lhs_spec))
+        for v in e.params.values():
+            inner = getattr(v, "jaxpr", None)
+            if inner is not None:
+                out += _conv_lhs_specs(getattr(inner, "jaxpr", inner))
+    return out
 
 
 def test_fuse_public_api_repvgg():

@@ -18,8 +18,9 @@ from flax import nnx
 from . import init as _init
 
 __all__ = [
-    "get_padding", "Conv2d", "depthwise_impl", "set_depthwise_impl", "Linear", "BatchNorm2d",
-    "LayerNorm", "GroupNorm1", "DropPath", "Identity", "cast",
+    "get_padding", "Conv2d", "depthwise_impl", "set_depthwise_impl", "channels_first",
+    "channels_first_enabled", "conv_nchw", "Linear", "BatchNorm2d", "LayerNorm", "GroupNorm1",
+    "DropPath", "Identity", "cast",
 ]
 
 
@@ -64,6 +65,44 @@ def depthwise_impl(impl: str):
         yield
     finally:
         set_depthwise_impl(old)
+
+
+# Channels-first stages: NHWC is the models' layout (XLA picks physical layouts itself), but an
+# exported graph is run by a runtime that does not: onnxruntime's CPU convolutions work on a
+# channel-blocked NCHW layout and fuse a bias, an activation or a residual add into the conv only
+# when producer and consumer are convs in that layout. Inside ``channels_first()`` a family that
+# supports it (ConvNeXt) runs the body of each stage in NCHW: same values, fewer layout reorders
+# and element-wise passes in the ONNX graph. Export turns it on; nothing else needs it.
+_CHANNELS_FIRST = [False]
+
+
+@contextlib.contextmanager
+def channels_first(enabled: bool = True):
+    """Trace the residual stages of families that support it in NCHW (see above)."""
+    old, _CHANNELS_FIRST[0] = _CHANNELS_FIRST[0], bool(enabled)
+    try:
+        yield
+    finally:
+        _CHANNELS_FIRST[0] = old
+
+
+def channels_first_enabled() -> bool:
+    return _CHANNELS_FIRST[0]
+
+
+def conv_nchw(x, kernel, bias=None, *, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1),
+              groups: int = 1):
+    """``Conv2d`` arithmetic on an NCHW input: ``kernel`` HWIO (a dense ``[in, out]`` kernel is a
+    1x1 conv), ``bias`` per output channel. Always a grouped convolution (no shifted form)."""
+    if kernel.ndim == 2:
+        kernel = kernel.reshape(1, 1, *kernel.shape)
+    y = jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), window_strides=stride,
+                                     padding=padding, rhs_dilation=dilation,
+                                     dimension_numbers=("NCHW", "HWIO", "NCHW"),
+                                     feature_group_count=groups)
+    if bias is not None:
+        y = y + bias.astype(x.dtype)[:, None, None]
+    return y
 
 
 def _use_shift() -> bool:
@@ -149,6 +188,13 @@ class Conv2d(nnx.Module):
         if self.bias is not None:
             y = y + cast(self.bias[...], dtype)
         return y
+
+    def call_nchw(self, x):
+        """The same convolution on an NCHW input (for ``channels_first`` tracing)."""
+        x = cast(x, self.dtype or x.dtype)
+        return conv_nchw(x, self.kernel[...], None if self.bias is None else self.bias[...],
+                         stride=self.stride, padding=self.padding, dilation=self.dilation,
+                         groups=self.groups)
 
 
 class Linear(nnx.Module):

@@ -40,6 +40,7 @@ from flax import nnx
 from ..layers import init as layer_init
 
 from ..layers import Conv2d, DropPath, LayerNorm, Linear, get_act, global_avg_pool, make_divisible
+from ..layers.core import channels_first_enabled, conv_nchw
 from ..registry import register_model
 from .base import Classifier
 
@@ -169,6 +170,13 @@ class Mlp(nnx.Module):
     def __call__(self, x):
         return self.fc2(get_act(self.act)(self.fc1(x)))
 
+    def call_nchw(self, x):
+        """The same MLP on an NCHW map, as 1x1 convolutions."""
+        def fc(layer, x):
+            return conv_nchw(x, layer.kernel[...], None if layer.bias is None else layer.bias[...])
+        x = x.astype(self.fc1.dtype or x.dtype)
+        return fc(self.fc2, get_act(self.act)(fc(self.fc1, x)))
+
 
 class ConvNeXtBlock(nnx.Module):
     """dw conv -> norm -> MLP (ratio 4) -> layer scale ``gamma`` -> drop path -> + input.
@@ -200,6 +208,30 @@ class ConvNeXtBlock(nnx.Module):
             y = self.drop_path(y)
         return y + shortcut
 
+    def call_nchw(self, x):
+        """``__call__`` on an NCHW map ``[B, C, H, W]`` (``channels_first`` tracing): the norm
+        runs channels-last between two transposes, the MLP as 1x1 convolutions."""
+        y = self.conv_dw.call_nchw(x)
+        y = self.norm(y.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        y = self.mlp.call_nchw(y)
+        if self.gamma is not None:
+            y = y * self.gamma[...].astype(y.dtype)[:, None, None]
+        if self.drop_path is not None:
+            y = self.drop_path(y)
+        return y + x
+
+    def reparameterize(self):
+        """Deploy form (``edgejax.deploy.fuse``): the layer scale folded into ``mlp.fc2``
+        (``fc2(h) * gamma == h @ (W * gamma) + b * gamma``); ``gamma`` becomes None."""
+        if self.gamma is None:
+            return
+        g = self.gamma[...]
+        fc2 = self.mlp.fc2
+        fc2.kernel[...] = fc2.kernel[...] * g  # output channels are the last axis of both forms
+        if fc2.bias is not None:
+            fc2.bias[...] = fc2.bias[...] * g
+        self.gamma = None
+
 
 class ConvNeXtStage(nnx.Module):
     """Optional downsample (norm -> 2x2 s2 conv, timm ``downsample.0/1``) then ``blocks``.
@@ -230,6 +262,13 @@ class ConvNeXtStage(nnx.Module):
         if self.downsample is not None:
             for layer in self.downsample:
                 x = layer(x)
+        if channels_first_enabled() and len(self.blocks):
+            # One transpose in and one out per stage; in an exported graph every conv, bias and
+            # residual add of the blocks then stays in the runtime's channel-blocked layout.
+            x = x.transpose(0, 3, 1, 2)
+            for block in self.blocks:
+                x = block.call_nchw(x)
+            return x.transpose(0, 2, 3, 1)
         for block in self.blocks:
             x = block(x)
         return x
