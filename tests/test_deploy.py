@@ -92,6 +92,36 @@ def test_convnext_channels_first_stages_equal(name):
     assert specs.count((0, 1, 2, 3)) == 3 * n_blocks and specs.count((0, 3, 1, 2)) == 4
 
 
+def test_tiny_vit_channels_first_stages_equal():
+    # 112 px: stage 1 is 14x14 with 7x7 windows (four windows: the stage stays channels-last),
+    # stage 2 one padded 14x14 window, stage 3 one padded 7x7 window (both run in NCHW);
+    # call_nchw's several-window branch is checked directly below.
+    from edgejax.layers import channels_first
+
+    model = build_model("tiny_vit_5m_224")
+    fused = fuse(model)
+    assert all(b.attn.scale == 1.0 for st in fused.stages[1:] for b in st.blocks)  # folded
+    x = jax.random.normal(jax.random.PRNGKey(3), (2, 112, 112, 3))
+    run = lambda m: np.asarray(jax.jit(lambda s, x: nnx.merge(nnx.graphdef(m), s)(x))(
+        nnx.state(m), x))
+    y = run(model)
+    for m in (model, fused):
+        for cf in (False, True):
+            with channels_first(cf):
+                y2 = run(m)
+            assert np.max(np.abs(y2 - y)) / np.max(np.abs(y)) <= 1e-5, (m is fused, cf)
+    with channels_first():
+        specs = _conv_lhs_specs(jax.make_jaxpr(lambda x: fused(x))(x).jaxpr)
+    # stages 2 and 3: per block the local conv, MLP fc1/fc2, attention qkv/proj
+    assert specs.count((0, 1, 2, 3)) == 5 * sum(len(st.blocks) for st in model.stages[2:])
+    # a several-window map through call_nchw equals the channels-last block
+    blk = fused.stages[1].blocks[0]
+    xm = jax.random.normal(jax.random.PRNGKey(4), (1, 15, 13, blk.dim))  # 3x2 windows, padded
+    ref = np.asarray(blk(xm))
+    got = np.asarray(blk.call_nchw(xm.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1))
+    assert np.max(np.abs(got - ref)) / np.max(np.abs(ref)) <= 1e-5
+
+
 def _conv_lhs_specs(jaxpr):
     """The input layout (``lhs_spec``) of every convolution in ``jaxpr``, nested ones included."""
     out = []

@@ -29,7 +29,9 @@ import numpy as np
 from flax import nnx
 
 from ..layers import init as _init
-from ..layers import BatchNorm2d, Conv2d, DropPath, LayerNorm, Linear, cast, get_act, global_avg_pool
+from ..layers import (BatchNorm2d, Conv2d, DropPath, Identity, LayerNorm, Linear, cast, get_act,
+                      global_avg_pool)
+from ..layers.core import channels_first_enabled, conv_nchw
 from ..registry import register_model
 from .base import Classifier
 
@@ -74,6 +76,16 @@ def relative_bias_index(window_size: int) -> np.ndarray:
     return idx
 
 
+def _channels_last_op(fn, x):
+    """Apply ``fn``, an op on the last (channel) axis, to an NCHW map."""
+    return fn(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def _dense_nchw(layer: Linear, x):
+    """A ``Linear`` over the channels of an NCHW map, as a 1x1 convolution."""
+    return conv_nchw(x, layer.kernel[...], None if layer.bias is None else layer.bias[...])
+
+
 class ConvNorm(nnx.Module):
     """Conv2d (no bias) -> BatchNorm2d, timm's ``ConvNorm`` (an nn.Sequential of conv, bn)."""
 
@@ -88,6 +100,10 @@ class ConvNorm(nnx.Module):
 
     def __call__(self, x):
         return self.bn(self.conv(x))
+
+    def call_nchw(self, x):
+        y = self.conv.call_nchw(x)
+        return y if isinstance(self.bn, Identity) else _channels_last_op(self.bn, y)
 
 
 class PatchEmbed(nnx.Module):
@@ -172,7 +188,9 @@ class Attention(nnx.Module):
         bias = self.attention_biases[...][:, relative_bias_index(self.window_size)]  # [h, n, n]
         # Batched matmuls over (b, h) with the contraction in matmul position, not einsums: the
         # same XLA program, but ONNX gets MatMul ops, which onnxruntime runs much faster than Einsum.
-        q = (q * cast(jnp.asarray(self.scale), q.dtype)).transpose(0, 2, 1, 3)  # [b, h, n, d]
+        if self.scale != 1.0:  # 1.0 once folded into qkv (reparameterize)
+            q = q * cast(jnp.asarray(self.scale), q.dtype)
+        q = q.transpose(0, 2, 1, 3)  # [b, h, n, d]
         logits = jnp.matmul(q, k.transpose(0, 2, 3, 1))                       # [b, h, n, n]
         # Softmax in float32 whatever the compute dtype (a no-op in float32).
         logits = logits.astype(jnp.float32) + bias.astype(jnp.float32)
@@ -180,6 +198,39 @@ class Attention(nnx.Module):
         out = jnp.matmul(attn, v.astype(dtype).transpose(0, 2, 1, 3))          # [b, h, n, dv]
         out = out.transpose(0, 2, 1, 3)
         return self.proj(out.reshape(b, n, self.num_heads * self.val_dim))
+
+    def call_nchw(self, x):
+        """``__call__`` on windows given as NCHW maps ``[B', dim, ws, ws]``: qkv and proj as 1x1
+        convolutions, heads split along the channels (no token transposes), the attention
+        computed transposed (``v^T attn^T``) so that its output is NCHW again."""
+        b, c, hh, ww = x.shape
+        n = hh * ww
+        if n != self.window_size ** 2:
+            raise ValueError(f"Attention: expected {self.window_size ** 2} tokens per window, got {n}")
+        dtype = self.dtype or x.dtype
+        x = _dense_nchw(self.qkv, _channels_last_op(self.norm, x).astype(dtype))
+        x = x.reshape(b, self.num_heads, 2 * self.key_dim + self.val_dim, n)
+        q, k, v = jnp.split(x, [self.key_dim, 2 * self.key_dim], axis=2)  # each [b, h, d, n]
+        if self.scale != 1.0:
+            q = q * cast(jnp.asarray(self.scale), q.dtype)
+        bias = self.attention_biases[...][:, relative_bias_index(self.window_size)]  # [h, n, n]
+        logits = jnp.matmul(q.transpose(0, 1, 3, 2), k)                      # [b, h, n, n]
+        logits = logits.astype(jnp.float32) + bias.astype(jnp.float32)
+        attn = jax.nn.softmax(logits, axis=-1).astype(dtype)
+        out = jnp.matmul(v.astype(dtype), attn.transpose(0, 1, 3, 2))        # [b, h, dv, n]
+        return _dense_nchw(self.proj, out.reshape(b, self.num_heads * self.val_dim, hh, ww))
+
+    def reparameterize(self):
+        """Deploy form (``edgejax.deploy.fuse``): the query scale folded into ``qkv``'s query
+        columns (weights and bias); ``scale`` becomes 1.0 and the multiply is skipped."""
+        if self.scale == 1.0:
+            return
+        per_head = jnp.ones((2 * self.key_dim + self.val_dim,), jnp.float32)
+        cols = jnp.tile(per_head.at[:self.key_dim].set(self.scale), self.num_heads)
+        self.qkv.kernel[...] = self.qkv.kernel[...] * cols
+        if self.qkv.bias is not None:
+            self.qkv.bias[...] = self.qkv.bias[...] * cols
+        self.scale = 1.0
 
 
 class NormMlp(nnx.Module):
@@ -197,6 +248,10 @@ class NormMlp(nnx.Module):
     def __call__(self, x):
         x = self._drop(get_act(_ACT)(self.fc1(self.norm(x))))
         return self._drop(self.fc2(x))
+
+    def call_nchw(self, x):
+        x = self._drop(get_act(_ACT)(_dense_nchw(self.fc1, _channels_last_op(self.norm, x))))
+        return self._drop(_dense_nchw(self.fc2, x))
 
 
 class TinyVitBlock(nnx.Module):
@@ -244,6 +299,20 @@ class TinyVitBlock(nnx.Module):
         x = self.local_conv(x)
         return x + self.drop_path2(self.mlp(x))
 
+    def call_nchw(self, x):
+        """``__call__`` on an NCHW map (``channels_first`` tracing). A map that is one window is
+        attended in NCHW; several windows go through the channels-last partition."""
+        b, c, h, w = x.shape
+        ws = self.window_size
+        if h <= ws and w <= ws:
+            a = jnp.pad(x, ((0, 0), (0, 0), (0, ws - h), (0, ws - w))) if (h, w) != (ws, ws) else x
+            a = self.attn.call_nchw(a)[:, :, :h, :w]
+        else:
+            a = _channels_last_op(self._window_attention, x)
+        x = x + self.drop_path1(a)
+        x = self.local_conv.call_nchw(x)
+        return x + self.drop_path2(self.mlp.call_nchw(x))
+
 
 class ConvStage(nnx.Module):
     """Stage 0 (timm ``ConvLayer``): MBConv blocks only, no downsample."""
@@ -274,6 +343,17 @@ class TinyVitStage(nnx.Module):
 
     def __call__(self, x):
         x = self.downsample(x)
+        ws = self.blocks[0].window_size if len(self.blocks) else 0
+        if channels_first_enabled() and x.shape[1] <= ws and x.shape[2] <= ws:
+            # ONNX export, map of one window: NCHW through the blocks, so that the runtime's
+            # blocked-layout convs absorb the biases and residual adds (see
+            # edgejax.layers.channels_first). Several windows stay channels-last: onnxruntime
+            # would fold the layout change into each window partition, a 6-D transpose with
+            # 7-float rows (~1 ms per block for stage 1 of tiny_vit_21m_224).
+            x = x.transpose(0, 3, 1, 2)
+            for blk in self.blocks:
+                x = blk.call_nchw(x)
+            return x.transpose(0, 2, 3, 1)
         for blk in self.blocks:
             x = blk(x)
         return x
