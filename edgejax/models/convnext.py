@@ -211,8 +211,7 @@ class ConvNeXtBlock(nnx.Module):
     def call_nchw(self, x):
         """``__call__`` on an NCHW map ``[B, C, H, W]`` (``channels_first`` tracing): the norm
         runs channels-last between two transposes, the MLP as 1x1 convolutions."""
-        y = self.conv_dw.call_nchw(x)
-        y = self.norm(y.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        y = _layer_nchw(self.norm, self.conv_dw.call_nchw(x))
         y = self.mlp.call_nchw(y)
         if self.gamma is not None:
             y = y * self.gamma[...].astype(y.dtype)[:, None, None]
@@ -262,16 +261,27 @@ class ConvNeXtStage(nnx.Module):
         if self.downsample is not None:
             for layer in self.downsample:
                 x = layer(x)
-        if channels_first_enabled() and len(self.blocks):
-            # One transpose in and one out per stage; in an exported graph every conv, bias and
-            # residual add of the blocks then stays in the runtime's channel-blocked layout.
-            x = x.transpose(0, 3, 1, 2)
-            for block in self.blocks:
-                x = block.call_nchw(x)
-            return x.transpose(0, 2, 3, 1)
         for block in self.blocks:
             x = block(x)
         return x
+
+    def call_nchw(self, x):
+        """``__call__`` on an NCHW map (``channels_first`` tracing)."""
+        if self.downsample is not None:
+            for layer in self.downsample:
+                x = _layer_nchw(layer, x)
+        for block in self.blocks:
+            x = block.call_nchw(x)
+        return x
+
+
+def _layer_nchw(layer, x):
+    """A stem or downsample layer (conv, activation or channel norm) on an NCHW map."""
+    if isinstance(layer, Conv2d):
+        return layer.call_nchw(x)
+    if isinstance(layer, Activation):
+        return layer(x)
+    return layer(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # norms act on the last axis
 
 
 class PreLogits(nnx.Module):
@@ -406,10 +416,21 @@ class ConvNeXt(Classifier):
 
     def forward_features(self, x):
         """``[B, H, W, in_chans]`` -> ``[B, H/32, W/32, num_features]``."""
-        for layer in self.stem:
-            x = layer(x)
-        for stage in self.stages:
-            x = stage(x)
+        if channels_first_enabled():
+            # ONNX export: stem and stages in NCHW (one transpose in, one out), so that the
+            # runtime's channel-blocked convs absorb every bias and residual add; the norms run
+            # channels-last between two transposes (see edgejax.layers.channels_first).
+            x = x.transpose(0, 3, 1, 2)
+            for layer in self.stem:
+                x = _layer_nchw(layer, x)
+            for stage in self.stages:
+                x = stage.call_nchw(x)
+            x = x.transpose(0, 2, 3, 1)
+        else:
+            for layer in self.stem:
+                x = layer(x)
+            for stage in self.stages:
+                x = stage(x)
         if self.norm_pre is not None:
             x = self.norm_pre(x)
         return x
