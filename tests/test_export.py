@@ -75,6 +75,32 @@ def test_cli_bad_input(tmp_path, capsys):
     assert export.main(["--model", "repvgg_a0", "--format", "stablehlo", "--out", out,
                         "--winograd"]) == 2
     assert "--winograd applies to --format onnx only" in capsys.readouterr().err
+    assert export.main(["--model", "repvgg_a0", "--format", "stablehlo", "--out", out,
+                        "--channels-last"]) == 2
+    assert "--channels-last applies to --format onnx only" in capsys.readouterr().err
+
+
+def test_channels_first_export_writes_1x1_convs(tmp_path, capsys):
+    import onnx
+
+    # tiny_vit_5m_224 at 64 px: stages 2-3 are one (padded) window each, so with the default
+    # channels_first tracing their qkv, proj, fc1 and fc2 are Conv ops; --channels-last keeps
+    # them MatMuls. Both match JAX.
+    model = fuse(build_model("tiny_vit_5m_224"))
+    x = _x(2)
+    ref = _jax_logits(model, x)
+    ops = {}
+    for cl in (False, True):
+        path = str(tmp_path / f"cl{cl}.onnx")
+        rc = export.main(["--model", "tiny_vit_5m_224", "--deploy", "--format", "onnx", "--out",
+                          path, "--resolution", str(RES), "--dynamic-batch", "--no-verify"]
+                         + ["--channels-last"] * cl)
+        assert rc == 0, capsys.readouterr().err
+        ops[cl] = [n.op_type for n in onnx.load(path).graph.node]
+        assert export.relative_error(export.run_onnx(path, x), ref) <= 1e-4
+    n_blocks = sum(len(st.blocks) for st in model.stages[2:])
+    assert ops[True].count("MatMul") - ops[False].count("MatMul") == 4 * n_blocks
+    assert ops[False].count("Conv") - ops[True].count("Conv") == 4 * n_blocks
 
 
 def test_pretrained_that_does_not_fit(tmp_path, capsys):
