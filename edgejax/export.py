@@ -117,10 +117,10 @@ def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: 
     as Winograd F(4x4, 3x3) / F(2x2, 3x3) MatMuls (``winograd_convs``, ``winograd_tiles``): 4x /
     2.25x fewer multiplies, for CPU runtimes whose convolutions are direct (onnxruntime's MLAS);
     leave it off for runtimes that pick their own conv algorithm (cuDNN, TensorRT). Check with
-    ``run_onnx``. ``channels_first``: families that support it (ConvNeXt) are traced with their
-    stage bodies in NCHW (``edgejax.layers.channels_first``): the same values, and onnxruntime
-    keeps every conv, bias and residual add of a stage in its blocked layout (convnext_tiny ~7%
-    faster on CPU).
+    ``run_onnx``. ``channels_first``: families that support it (ConvNeXt, TinyViT's one-window
+    stages) are traced with their stages in NCHW (``edgejax.layers.channels_first``): the same
+    values, and onnxruntime keeps every conv, bias and residual add of a stage in its blocked
+    layout (in A/Bs on CPU: convnext_tiny 71.1 -> 63.3 ms, tiny_vit_21m_224 75.1 -> 71.6 ms).
     """
     import jax
     import jax.numpy as jnp

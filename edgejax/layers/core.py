@@ -19,7 +19,7 @@ from . import init as _init
 
 __all__ = [
     "get_padding", "Conv2d", "depthwise_impl", "set_depthwise_impl", "channels_first",
-    "channels_first_enabled", "conv_nchw", "Linear", "BatchNorm2d", "LayerNorm", "GroupNorm1",
+    "channels_first_enabled", "channels_last_op", "conv_nchw", "Linear", "BatchNorm2d", "LayerNorm", "GroupNorm1",
     "DropPath", "Identity", "cast",
 ]
 
@@ -71,8 +71,9 @@ def depthwise_impl(impl: str):
 # exported graph is run by a runtime that does not: onnxruntime's CPU convolutions work on a
 # channel-blocked NCHW layout and fuse a bias, an activation or a residual add into the conv only
 # when producer and consumer are convs in that layout. Inside ``channels_first()`` a family that
-# supports it (ConvNeXt) runs the body of each stage in NCHW: same values, fewer layout reorders
-# and element-wise passes in the ONNX graph. Export turns it on; nothing else needs it.
+# supports it (ConvNeXt; TinyViT's one-window stages) runs its stages in NCHW: same values, fewer
+# layout reorders and element-wise passes in the ONNX graph. Leaves have ``call_nchw``; ONNX
+# export turns it on; nothing else needs it.
 _CHANNELS_FIRST = [False]
 
 
@@ -88,6 +89,11 @@ def channels_first(enabled: bool = True):
 
 def channels_first_enabled() -> bool:
     return _CHANNELS_FIRST[0]
+
+
+def channels_last_op(fn, x):
+    """Apply ``fn``, an op on the last (channel) axis such as a norm, to an NCHW map."""
+    return fn(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
 def conv_nchw(x, kernel, bias=None, *, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1),
@@ -214,6 +220,11 @@ class Linear(nnx.Module):
         if self.bias is not None:
             y = y + cast(self.bias[...], dtype)
         return y
+
+    def call_nchw(self, x):
+        """The same layer over the channels of an NCHW map, as a 1x1 convolution."""
+        x = cast(x, self.dtype or x.dtype)
+        return conv_nchw(x, self.kernel[...], None if self.bias is None else self.bias[...])
 
 
 class BatchNorm2d(nnx.Module):

@@ -40,7 +40,7 @@ from flax import nnx
 from ..layers import init as layer_init
 
 from ..layers import Conv2d, DropPath, LayerNorm, Linear, get_act, global_avg_pool, make_divisible
-from ..layers.core import channels_first_enabled, conv_nchw
+from ..layers.core import channels_first_enabled, channels_last_op
 from ..registry import register_model
 from .base import Classifier
 
@@ -171,11 +171,8 @@ class Mlp(nnx.Module):
         return self.fc2(get_act(self.act)(self.fc1(x)))
 
     def call_nchw(self, x):
-        """The same MLP on an NCHW map, as 1x1 convolutions."""
-        def fc(layer, x):
-            return conv_nchw(x, layer.kernel[...], None if layer.bias is None else layer.bias[...])
-        x = x.astype(self.fc1.dtype or x.dtype)
-        return fc(self.fc2, get_act(self.act)(fc(self.fc1, x)))
+        """The same MLP on an NCHW map, as 1x1 convolutions (``Linear`` or ``Conv2d`` layers)."""
+        return self.fc2.call_nchw(get_act(self.act)(self.fc1.call_nchw(x)))
 
 
 class ConvNeXtBlock(nnx.Module):
@@ -281,7 +278,7 @@ def _layer_nchw(layer, x):
         return layer.call_nchw(x)
     if isinstance(layer, Activation):
         return layer(x)
-    return layer(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # norms act on the last axis
+    return channels_last_op(layer, x)  # norms act on the last axis
 
 
 class PreLogits(nnx.Module):

@@ -31,7 +31,7 @@ from flax import nnx
 from ..layers import init as _init
 from ..layers import (BatchNorm2d, Conv2d, DropPath, Identity, LayerNorm, Linear, cast, get_act,
                       global_avg_pool)
-from ..layers.core import channels_first_enabled, conv_nchw
+from ..layers.core import channels_first_enabled, channels_last_op as _channels_last_op
 from ..registry import register_model
 from .base import Classifier
 
@@ -74,16 +74,6 @@ def relative_bias_index(window_size: int) -> np.ndarray:
     idx = (dy * window_size + dx).astype(np.int32)
     idx.setflags(write=False)
     return idx
-
-
-def _channels_last_op(fn, x):
-    """Apply ``fn``, an op on the last (channel) axis, to an NCHW map."""
-    return fn(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-
-
-def _dense_nchw(layer: Linear, x):
-    """A ``Linear`` over the channels of an NCHW map, as a 1x1 convolution."""
-    return conv_nchw(x, layer.kernel[...], None if layer.bias is None else layer.bias[...])
 
 
 class ConvNorm(nnx.Module):
@@ -187,19 +177,22 @@ class Attention(nnx.Module):
         x = self.qkv(x if normed else self.norm(x))
         x = x.reshape(b, n, self.num_heads, 2 * self.key_dim + self.val_dim)
         q, k, v = jnp.split(x, [self.key_dim, 2 * self.key_dim], axis=-1)  # each [b, n, h, d]
-        bias = self.attention_biases[...][:, relative_bias_index(self.window_size)]  # [h, n, n]
         # Batched matmuls over (b, h) with the contraction in matmul position, not einsums: the
         # same XLA program, but ONNX gets MatMul ops, which onnxruntime runs much faster than Einsum.
-        if self.scale != 1.0:  # 1.0 once folded into qkv (reparameterize)
-            q = q * cast(jnp.asarray(self.scale), q.dtype)
-        q = q.transpose(0, 2, 1, 3)  # [b, h, n, d]
-        logits = jnp.matmul(q, k.transpose(0, 2, 3, 1))                       # [b, h, n, n]
-        # Softmax in float32 whatever the compute dtype (a no-op in float32).
-        logits = logits.astype(jnp.float32) + bias.astype(jnp.float32)
-        attn = jax.nn.softmax(logits, axis=-1).astype(dtype)
+        attn = self._weights(q.transpose(0, 2, 1, 3), k.transpose(0, 2, 3, 1), dtype)
         out = jnp.matmul(attn, v.astype(dtype).transpose(0, 2, 1, 3))          # [b, h, n, dv]
         out = out.transpose(0, 2, 1, 3)
         return self.proj(out.reshape(b, n, self.num_heads * self.val_dim))
+
+    def _weights(self, q, k_t, dtype):
+        """Attention weights ``[b, h, n, n]`` from ``q`` ``[b, h, n, d]`` and ``k_t``
+        ``[b, h, d, n]``: scaled logits plus the relative-offset bias, softmax in float32 whatever
+        the compute dtype (a no-op in float32)."""
+        if self.scale != 1.0:  # 1.0 once folded into qkv (reparameterize)
+            q = q * cast(jnp.asarray(self.scale), q.dtype)
+        bias = self.attention_biases[...][:, relative_bias_index(self.window_size)]  # [h, n, n]
+        logits = jnp.matmul(q, k_t).astype(jnp.float32) + bias.astype(jnp.float32)
+        return jax.nn.softmax(logits, axis=-1).astype(dtype)
 
     def call_nchw(self, x):
         """``__call__`` on windows given as NCHW maps ``[B', dim, ws, ws]``: qkv and proj as 1x1
@@ -210,17 +203,12 @@ class Attention(nnx.Module):
         if n != self.window_size ** 2:
             raise ValueError(f"Attention: expected {self.window_size ** 2} tokens per window, got {n}")
         dtype = self.dtype or x.dtype
-        x = _dense_nchw(self.qkv, _channels_last_op(self.norm, x).astype(dtype))
+        x = self.qkv.call_nchw(_channels_last_op(self.norm, x).astype(dtype))
         x = x.reshape(b, self.num_heads, 2 * self.key_dim + self.val_dim, n)
         q, k, v = jnp.split(x, [self.key_dim, 2 * self.key_dim], axis=2)  # each [b, h, d, n]
-        if self.scale != 1.0:
-            q = q * cast(jnp.asarray(self.scale), q.dtype)
-        bias = self.attention_biases[...][:, relative_bias_index(self.window_size)]  # [h, n, n]
-        logits = jnp.matmul(q.transpose(0, 1, 3, 2), k)                      # [b, h, n, n]
-        logits = logits.astype(jnp.float32) + bias.astype(jnp.float32)
-        attn = jax.nn.softmax(logits, axis=-1).astype(dtype)
+        attn = self._weights(q.transpose(0, 1, 3, 2), k, dtype)
         out = jnp.matmul(v.astype(dtype), attn.transpose(0, 1, 3, 2))        # [b, h, dv, n]
-        return _dense_nchw(self.proj, out.reshape(b, self.num_heads * self.val_dim, hh, ww))
+        return self.proj.call_nchw(out.reshape(b, self.num_heads * self.val_dim, hh, ww))
 
     def reparameterize(self):
         """Deploy form (``edgejax.deploy.fuse``): the query scale folded into ``qkv``'s query
@@ -252,8 +240,8 @@ class NormMlp(nnx.Module):
         return self._drop(self.fc2(x))
 
     def call_nchw(self, x):
-        x = self._drop(get_act(_ACT)(_dense_nchw(self.fc1, _channels_last_op(self.norm, x))))
-        return self._drop(_dense_nchw(self.fc2, x))
+        x = self._drop(get_act(_ACT)(self.fc1.call_nchw(_channels_last_op(self.norm, x))))
+        return self._drop(self.fc2.call_nchw(x))
 
 
 class TinyVitBlock(nnx.Module):
