@@ -338,11 +338,16 @@ def rand_augment(
     interpolation: str = "bilinear",
     ops: Sequence[str] | None = None,
     impl: str = "auto",
+    active_ops=None,
 ) -> jax.Array:
     """timm RandAugment on a uint8 batch [B, H, W, 3] -> uint8 [B, H, W, 3].
 
     Defaults are timm's 'rand-m9-mstd0.5-inc1'. `magnitude_std=inf` samples the magnitude
     uniformly in [0, magnitude] (timm's mstd > 100). `ops` overrides the op set (timm names).
+    `magnitude`, `magnitude_std`, `prob` may be arrays (traced), and `active_ops` (an array
+    <= `num_ops`) applies only the first layers: one compiled program serves any values. Each
+    layer draws from its own key (`fold_in(key_i, layer)`), so a layer's draw does not depend on
+    how many layers there are.
 
     `impl`: "vmap" vectorises over the batch, so every sample computes every op family and selects
     (fast on GPUs/TPUs); "map" loops over samples with ``lax.switch`` so each sample computes only
@@ -358,13 +363,22 @@ def rand_augment(
     batch = images.shape[0]
 
     def one(key_i, image):
-        # One draw per sample (fewer RNG kernels to compile): op, apply, magnitude, sign per layer.
-        u = jax.random.uniform(key_i, (num_ops, 4), minval=1e-7, maxval=1.0 - 1e-7)
         for layer in range(num_ops):
-            u_op, u_apply, u_mag, u_sign = u[layer]
+            # One draw per sample and layer: op, apply, magnitude, sign.
+            u = jax.random.uniform(jax.random.fold_in(key_i, layer), (4,), minval=1e-7,
+                                   maxval=1.0 - 1e-7)
+            u_op, u_apply, u_mag, u_sign = u
             op_index = jnp.minimum(jnp.floor(u_op * len(ops)).astype(jnp.int32), len(ops) - 1)
-            apply = u_apply < prob if prob < 1.0 else jnp.bool_(True)
-            if magnitude_std == float("inf") or magnitude_std > 100:
+            if isinstance(prob, (int, float)):
+                apply = u_apply < prob if prob < 1.0 else jnp.bool_(True)
+            else:
+                apply = u_apply < prob
+            if active_ops is not None:
+                apply = apply & (layer < active_ops)
+            if not isinstance(magnitude_std, (int, float)):
+                normal = magnitude + magnitude_std * jax.scipy.special.ndtri(u_mag)
+                mag = jnp.where(magnitude_std > 100, u_mag * magnitude, normal)
+            elif magnitude_std == float("inf") or magnitude_std > 100:
                 mag = u_mag * magnitude
             elif magnitude_std > 0:
                 mag = magnitude + magnitude_std * jax.scipy.special.ndtri(u_mag)
@@ -454,16 +468,28 @@ def mixup_cutmix(
         c = labels_onehot.shape[-1]
         targets = labels_onehot.astype(jnp.float32) * (1.0 - label_smoothing) + label_smoothing / c
     x = images.astype(jnp.float32)
-    if mixup_alpha <= 0 and cutmix_alpha <= 0:
+    static = isinstance(mixup_alpha, (int, float)) and isinstance(cutmix_alpha, (int, float))
+    if static and mixup_alpha <= 0 and cutmix_alpha <= 0:
         return (x, targets, jnp.float32(1.0)) if return_lam else (x, targets)
     k_prob, k_switch, k_mix, k_cut, k_box = jax.random.split(key, 5)
     do_mix = jax.random.uniform(k_prob) < prob
-    if mixup_alpha > 0 and cutmix_alpha > 0:
-        use_cutmix = jax.random.uniform(k_switch) < switch_prob
-    else:
-        use_cutmix = jnp.bool_(cutmix_alpha > 0)
-    lam_mixup = jax.random.beta(k_mix, mixup_alpha, mixup_alpha) if mixup_alpha > 0 else 1.0
-    lam_cutmix = jax.random.beta(k_cut, cutmix_alpha, cutmix_alpha) if cutmix_alpha > 0 else 1.0
+    if static:
+        if mixup_alpha > 0 and cutmix_alpha > 0:
+            use_cutmix = jax.random.uniform(k_switch) < switch_prob
+        else:
+            use_cutmix = jnp.bool_(cutmix_alpha > 0)
+        lam_mixup = jax.random.beta(k_mix, mixup_alpha, mixup_alpha) if mixup_alpha > 0 else 1.0
+        lam_cutmix = (jax.random.beta(k_cut, cutmix_alpha, cutmix_alpha) if cutmix_alpha > 0
+                      else 1.0)
+    else:  # traced alphas (a trial group): the same draws, chosen by value instead of by Python
+        on_mix, on_cut = mixup_alpha > 0, cutmix_alpha > 0
+        do_mix = do_mix & (on_mix | on_cut)
+        use_cutmix = jnp.where(on_mix & on_cut, jax.random.uniform(k_switch) < switch_prob, on_cut)
+        safe = lambda a: jnp.where(a > 0, a, 1.0)  # noqa: E731  (Beta(0, 0) is undefined)
+        lam_mixup = jnp.where(on_mix, jax.random.beta(k_mix, safe(mixup_alpha), safe(mixup_alpha)),
+                              1.0)
+        lam_cutmix = jnp.where(on_cut, jax.random.beta(k_cut, safe(cutmix_alpha),
+                                                       safe(cutmix_alpha)), 1.0)
     lam = jnp.where(do_mix, jnp.where(use_cutmix, lam_cutmix, lam_mixup), 1.0).astype(jnp.float32)
 
     flipped = x[::-1]

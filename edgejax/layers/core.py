@@ -20,7 +20,7 @@ from . import init as _init
 __all__ = [
     "get_padding", "Conv2d", "depthwise_impl", "set_depthwise_impl", "channels_first",
     "channels_first_enabled", "channels_last_op", "conv_nchw", "Linear", "BatchNorm2d", "LayerNorm", "GroupNorm1",
-    "DropPath", "Identity", "cast",
+    "DropPath", "Dropout", "train_rates", "Identity", "cast",
 ]
 
 
@@ -325,7 +325,8 @@ class DropPath(nnx.Module):
         self.rngs = rngs.fork() if (rngs is not None and self.rate > 0) else None
 
     def __call__(self, x):
-        if self.deterministic or self.rate == 0.0:
+        # ``rate`` is a Python float, or a traced array while :func:`train_rates` is active.
+        if self.deterministic or (isinstance(self.rate, float) and self.rate == 0.0):
             return x
         if self.rngs is None:
             raise ValueError("DropPath with rate > 0 needs rngs at construction")
@@ -333,3 +334,52 @@ class DropPath(nnx.Module):
         key = self.rngs.dropout()
         mask = jax.random.bernoulli(key, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
         return x * mask.astype(x.dtype) / keep
+
+
+class Dropout(nnx.Dropout):
+    """``nnx.Dropout`` whose rate may also be a traced array (see :func:`train_rates`); the same
+    state as ``nnx.Dropout``."""
+
+    def __call__(self, inputs, *, deterministic: bool | None = None, rngs=None):
+        if isinstance(self.rate, (int, float)):
+            return super().__call__(inputs, deterministic=deterministic, rngs=rngs)
+        det = self.deterministic if deterministic is None else deterministic
+        if det:
+            return inputs
+        stream = rngs if rngs is not None else self.rngs
+        key = stream[self.rng_collection]() if isinstance(stream, nnx.Rngs) else stream()
+        keep = 1.0 - self.rate
+        shape = list(inputs.shape)
+        for dim in self.broadcast_dims:
+            shape[dim] = 1
+        mask = jnp.broadcast_to(jax.random.bernoulli(key, keep, shape), inputs.shape)
+        return jax.lax.select(mask, inputs / keep.astype(inputs.dtype), jnp.zeros_like(inputs))
+
+
+@contextlib.contextmanager
+def train_rates(model: nnx.Module, *, drop_path, dropout, built_drop_path: float,
+                built_dropout: float):
+    """Run ``model`` (merged inside a traced step) at drop path / dropout rates given as arrays.
+
+    Every ``DropPath`` / ``Dropout`` built with a rate r > 0 runs at ``(r / built) * new`` while
+    the context is active (``built``: the model's ``drop_path_rate`` / ``drop_rate`` at
+    construction), so the per-block stochastic-depth ramp keeps its shape and one compiled step
+    serves any rate. The Python rates are restored on exit (the graph definition stays static).
+    """
+    saved = []
+    for _, m in nnx.iter_graph(model):
+        if isinstance(m, DropPath) and isinstance(m.rate, float) and m.rate > 0 and built_drop_path:
+            saved.append((m, m.rate))
+            m.rate = jnp.float32(m.rate / built_drop_path) * drop_path
+        elif (isinstance(m, nnx.Dropout) and isinstance(m.rate, (int, float)) and m.rate > 0
+              and built_dropout):
+            if not isinstance(m, Dropout):
+                raise TypeError(f"{type(m).__name__}: use edgejax.layers.Dropout for a rate that "
+                                "varies per trial")
+            saved.append((m, m.rate))
+            m.rate = jnp.float32(m.rate / built_dropout) * dropout
+    try:
+        yield model
+    finally:
+        for m, rate in saved:
+            m.rate = rate

@@ -39,7 +39,7 @@ from flax import nnx
 
 from ..layers import init as layer_init
 
-from ..layers import Conv2d, DropPath, LayerNorm, Linear, get_act, global_avg_pool, make_divisible
+from ..layers import Conv2d, DropPath, LayerNorm, Linear, get_act, global_avg_pool, make_divisible, Dropout
 from ..layers.core import channels_first_enabled, channels_last_op
 from ..registry import register_model
 from .base import Classifier
@@ -302,7 +302,7 @@ class NormMlpHead(nnx.Module):
         self.pre_logits = (PreLogits(in_features, hidden_size, "gelu", dtype=dtype, rngs=rngs)
                            if hidden_size else None)
         self.num_features = hidden_size or in_features
-        self.drop = nnx.Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
+        self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
         self.fc = (Linear(self.num_features, num_classes, dtype=dtype, rngs=rngs, kernel_init=_INIT)
                    if num_classes > 0 else None)
 
@@ -324,7 +324,7 @@ class ClassifierHead(nnx.Module):
     def __init__(self, in_features: int, num_classes: int, *, drop_rate: float, dtype=None,
                  rngs: nnx.Rngs):
         self.num_features = in_features
-        self.drop = nnx.Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
+        self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
         self.fc = (Linear(in_features, num_classes, dtype=dtype, rngs=rngs, kernel_init=_INIT)
                    if num_classes > 0 else None)
 

@@ -20,7 +20,7 @@ from functools import partial
 
 from flax import nnx
 
-from ..layers import BatchNorm2d, Linear
+from ..layers import BatchNorm2d, Linear, Dropout
 from ..layers.blocks import get_act, global_avg_pool
 from ..registry import INCEPTION_MEAN, INCEPTION_STD, register_model
 from ._efficientnet_blocks import (BlockDef, SeSpec, build_stages, cn, conv, er,
@@ -132,7 +132,7 @@ class EfficientNet(Classifier):
         self.head_hidden_size = self.num_features
         self.conv_head = conv(head_in, self.num_features, 1, pad=cfg.pad, dtype=dtype, rngs=rngs)
         self.bn2 = BatchNorm2d(self.num_features, cfg.bn_eps, dtype=dtype)
-        self.head_drop = nnx.Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
+        self.head_drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
         self.classifier = (Linear(self.num_features, num_classes, dtype=dtype, rngs=rngs,
                                   kernel_init=goog_linear_init) if num_classes > 0 else None)
 

@@ -18,7 +18,7 @@ from functools import partial
 
 from flax import nnx
 
-from ..layers import BatchNorm2d, Linear
+from ..layers import BatchNorm2d, Linear, Dropout
 from ..layers.blocks import get_act, global_avg_pool
 from ..registry import INCEPTION_MEAN, INCEPTION_STD, register_model
 from ._efficientnet_blocks import (BlockDef, SeSpec, build_stages, cn, conv, ds, goog_linear_init,
@@ -127,7 +127,7 @@ class MobileNetV3(Classifier):
         self.head_hidden_size = cfg.num_features
         self.conv_head = conv(self.num_features, cfg.num_features, 1, bias=cfg.head_bias,
                               pad=cfg.pad, dtype=dtype, rngs=rngs)
-        self.head_drop = nnx.Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
+        self.head_drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
         self.classifier = (Linear(cfg.num_features, num_classes, dtype=dtype, rngs=rngs,
                                   kernel_init=goog_linear_init) if num_classes > 0 else None)
 

@@ -49,7 +49,7 @@ from flax import nnx
 
 from ..layers import init as layer_init
 
-from ..layers import BatchNorm2d, Conv2d, DropPath, GroupNorm1, Identity, LayerNorm, Linear
+from ..layers import BatchNorm2d, Conv2d, DropPath, GroupNorm1, Identity, LayerNorm, Linear, Dropout
 from ..layers.blocks import get_act, global_avg_pool, make_divisible
 from ..registry import register_alias, register_model
 from .base import Classifier
@@ -490,7 +490,7 @@ class ClassifierHead(nnx.Module):
 
     def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0, *, dtype=None,
                  rngs: nnx.Rngs):
-        self.drop = nnx.Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
+        self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
         self.fc = (Linear(in_features, num_classes, dtype=dtype, rngs=rngs,
                           kernel_init=_linear_init()) if num_classes else None)
 

@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from ..layers import init
-from ..layers import BatchNorm2d, Conv2d, DropPath, Identity, Linear, get_act, global_avg_pool
+from ..layers import BatchNorm2d, Conv2d, DropPath, Identity, Linear, get_act, global_avg_pool, Dropout
 from ..registry import register_model
 from .base import Classifier
 
@@ -167,7 +167,7 @@ class _Head(nnx.Module):
     """Global average pool -> dropout -> fc (timm ``ClassifierHead``, names ``head.fc``)."""
 
     def __init__(self, in_chs, num_classes, drop_rate, *, dtype, rngs):
-        self.drop = nnx.Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
+        self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
         self.fc = Linear(in_chs, num_classes, dtype=dtype, rngs=rngs) if num_classes > 0 else None
 
     def __call__(self, x, pre_logits: bool = False):

@@ -29,7 +29,7 @@ import numpy as np
 from flax import nnx
 
 from ..layers import init as _init
-from ..layers import (BatchNorm2d, Conv2d, DropPath, Identity, LayerNorm, Linear, cast, get_act,
+from ..layers import (BatchNorm2d, Conv2d, DropPath, Dropout, Identity, LayerNorm, Linear, cast, get_act,
                       global_avg_pool)
 from ..layers.core import channels_first_enabled, channels_last_op as _channels_last_op
 from ..registry import register_model
@@ -230,7 +230,7 @@ class NormMlp(nnx.Module):
         self.norm = LayerNorm(dim, eps=_LN_EPS, dtype=dtype)
         self.fc1 = Linear(dim, hidden, dtype=dtype, rngs=rngs)
         self.fc2 = Linear(hidden, dim, dtype=dtype, rngs=rngs)
-        self.drop = nnx.Dropout(drop, rngs=rngs) if drop > 0 else None
+        self.drop = Dropout(drop, rngs=rngs) if drop > 0 else None
 
     def _drop(self, x):
         return x if self.drop is None else self.drop(x)
@@ -363,7 +363,7 @@ class ClassifierHead(nnx.Module):
     def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0, *, dtype=None,
                  rngs: nnx.Rngs):
         self.norm = LayerNorm(in_features, eps=_LN_EPS, dtype=dtype)
-        self.drop = nnx.Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
+        self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
         self.fc = Linear(in_features, num_classes, dtype=dtype, rngs=rngs) if num_classes > 0 else None
 
     def __call__(self, x, pre_logits: bool = False):

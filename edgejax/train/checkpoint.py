@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from .state import TrainState
@@ -22,7 +23,7 @@ from .state import TrainState
 __all__ = ["Checkpointer", "load_weights", "load_model"]
 
 _FIELDS = ("step", "params", "batch_stats", "model_state", "opt_state", "ema_params",
-           "ema_batch_stats", "rng")
+           "ema_batch_stats", "rng", "hparams", "active")
 
 
 def _as_dict(state: TrainState, fields=_FIELDS) -> dict:
@@ -39,7 +40,7 @@ class Checkpointer:
     """The run's two checkpoint managers (latest N, best 1)."""
 
     def __init__(self, workdir: str, *, keep: int = 2, keep_best: bool = True,
-                 async_save: bool = True):
+                 async_save: bool = True, latest: bool = True):
         self.dir = os.path.join(os.path.abspath(workdir), "checkpoints")
         self.best_dir = os.path.join(os.path.abspath(workdir), "best")
         # Several processes: save synchronously. Two managers' async saves each end in a
@@ -48,9 +49,10 @@ class Checkpointer:
         async_save = async_save and jax.process_count() == 1
         opts = dict(enable_async_checkpointing=async_save, create=True,
                     cleanup_tmp_directories=True)
+        # latest=False: only best/ (a trial of a group, whose latest state is the group's).
         self.manager = ocp.CheckpointManager(
             self.dir, options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts),
-            item_names=("state", "meta"))
+            item_names=("state", "meta")) if latest else None
         self.best = None
         if keep_best:
             self.best = ocp.CheckpointManager(
@@ -58,10 +60,16 @@ class Checkpointer:
                 item_names=("state", "meta"))
 
     def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+        return self.manager.latest_step() if self.manager is not None else None
+
+    def read_meta(self, step: int | None = None) -> dict:
+        """The JSON ``meta`` of the latest (or ``step``'s) checkpoint, without its arrays."""
+        step = self.manager.latest_step() if step is None else step
+        return dict(self.manager.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))["meta"])
 
     def save(self, state: TrainState, meta: dict, *, force: bool = True) -> None:
-        step = int(jax.device_get(state.step))
+        step = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])  # a group: [K] steps
         if step in self.manager.all_steps():
             return
         self.manager.save(step, args=ocp.args.Composite(
@@ -93,12 +101,14 @@ class Checkpointer:
             meta=ocp.args.JsonRestore()))["meta"])
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        if self.manager is not None:
+            self.manager.wait_until_finished()
         if self.best is not None:
             self.best.wait_until_finished()
 
     def close(self) -> None:
-        self.manager.close()
+        if self.manager is not None:
+            self.manager.close()
         if self.best is not None:
             self.best.close()
 

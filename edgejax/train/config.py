@@ -12,7 +12,7 @@ import os
 
 import ml_collections
 
-__all__ = ["base_config", "validate", "lr_for_batch", "ConfigError", "IMAGENET_HELP"]
+__all__ = ["base_config", "validate", "lr_for_batch", "data_seed", "ConfigError", "IMAGENET_HELP"]
 
 IMAGENET_HELP = (
     "Point the run at ImageNet with one of:\n"
@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.ratio = (3 / 4, 4 / 3)
     c.data.hflip = 0.5
     c.data.workers = 0               # Grain worker processes (0 = in the main process)
+    c.data.seed = -1                 # data order and crops; -1 = seed (trials of a group share it)
 
     c.global_batch_size = 128
     c.num_epochs = 1.0
@@ -191,6 +192,11 @@ def validate(config) -> ml_collections.ConfigDict:
             raise ConfigError(f"config: {msg}")
     c.lock()
     return c
+
+
+def data_seed(config) -> int:
+    """The seed of the input pipeline (order, crops, flips): ``data.seed``, else ``seed``."""
+    return int(config.data.seed) if config.data.seed >= 0 else int(config.seed)
 
 
 def lr_for_batch(config) -> float:

@@ -1,7 +1,9 @@
-"""The training loop: ``run(config, workdir, *, report_fn=None) -> summary``.
+"""The training loop: ``run(config, workdir)`` for one run, ``run_group(configs, workdirs)`` for K
+trials trained at once on one input pipeline (a run is a group of one).
 
 Everything around the jitted step lives here: data, the mesh and shardings, evaluation cadence,
-checkpoints, logging, preemption (SIGTERM) and stopping on a non-finite loss.
+checkpoints, logging, preemption (SIGTERM) and stopping (or, in a group, freezing) on a
+non-finite loss.
 """
 from __future__ import annotations
 
@@ -20,13 +22,14 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from .checkpoint import Checkpointer
-from .config import ConfigError, resolve_dataset, validate
+from .config import ConfigError, data_seed, resolve_dataset, validate
+from .hparams import Features, check_group, hparams
 from .logging import MetricLogger
 from .optim import make_optimizer, make_schedule
 from .state import TrainState, init_train_state, split_model
 from .step import make_eval_step, make_train_step
 
-__all__ = ["run", "Pruned", "NonFiniteLossError", "build", "Run"]
+__all__ = ["run", "run_group", "Pruned", "NonFiniteLossError", "build", "Run"]
 
 
 class Pruned(Exception):
@@ -55,8 +58,8 @@ def _replicate(tree, sharding):
 _CHEAP_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
-def _compile_cheap(jitted):
-    lowered = jitted.lower()
+def _compile_cheap(jitted, *args):
+    lowered = jitted.lower(*args)
     try:
         return lowered.compile(compiler_options=_CHEAP_COMPILE)
     except Exception:  # an XLA build without these options
@@ -67,11 +70,13 @@ class Run:
     """Everything built from a config before the loop starts (also used by benchmarks / tests).
 
     Attributes: config, mesh, replicated / batch shardings, model_def, tx, schedule, state,
-    train_step / eval_step (jitted), mean, std, image_size, num_classes.
+    train_step / eval_step (jitted), group_train_step / group_eval_step (the same, ``vmap``-ed
+    over a leading trial axis of the state), mean, std, image_size, num_classes. ``features``:
+    what the step computes (default: the config's own; a group passes the union of its trials').
     """
 
     def __init__(self, config, *, num_classes: int, steps_per_epoch: int, total_steps: int,
-                 devices=None):
+                 devices=None, features: Features | None = None):
         import edgejax
         self.config = config
         self.num_classes = num_classes
@@ -105,44 +110,64 @@ class Run:
         pretrained = config.model.pretrained
         pretrained = True if pretrained == "hub" else (pretrained or None)
         dtype = jnp.bfloat16 if config.dtype == "bfloat16" else None
+        self.features = features or Features.of([config])
+        self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
 
-        def make_model():
+        def make_model(seed=None):
+            rngs = int(config.seed) if seed is None else nnx.Rngs(
+                params=jax.random.key(seed), dropout=jax.random.key(seed + 1))
             return edgejax.create_model(config.model.name, num_classes=num_classes,
-                                        pretrained=pretrained, rngs=int(config.seed), dtype=dtype,
-                                        **kwargs)
+                                        pretrained=pretrained, rngs=rngs, dtype=dtype, **kwargs)
 
-        seed, ema = int(config.seed), config.ema.decay > 0
+        ema = self.features.ema
+        hp0 = self.hparams(config)
+        seed0 = np.int32(config.seed)
+        # The seed and the hyperparameters are arguments, not constants: one compiled
+        # initialiser serves every trial of a group, bit for bit what each gets alone.
         if pretrained:  # file / hub reads cannot be traced: build eagerly, then place
             self.model_def, params, batch_stats, model_state = split_model(make_model())
-            self.schedule = make_schedule(config, steps_per_epoch, total_steps)
-            self.tx = make_optimizer(config, params, self.schedule)
-            params, batch_stats, model_state = _replicate((params, batch_stats, model_state),
-                                                          self.replicated)
-            init = jax.jit(lambda p, b, m: init_train_state(p, b, m, self.tx, seed=seed, ema=ema),
+            self.tx = make_optimizer(config, params, self.features)
+            weights = _replicate((params, batch_stats, model_state), self.replicated)
+            init = jax.jit(lambda w, seed, hp: init_train_state(*w, self.tx, seed=seed, ema=ema,
+                                                                hparams=hp),
                            out_shardings=self.replicated)
-            self.state: TrainState = init(params, batch_stats, model_state)
+            self._init = lambda seed, hp: init(weights, seed, hp)
         else:
             # Build the model inside one jit: one compilation instead of one per initializer op
             # (minutes on a busy CPU), and the state is born replicated on the mesh.
             self.model_def, abstract_params, _, _ = split_model(nnx.eval_shape(make_model))
-            self.schedule = make_schedule(config, steps_per_epoch, total_steps)
-            self.tx = make_optimizer(config, abstract_params, self.schedule)
+            self.tx = make_optimizer(config, abstract_params, self.features)
 
-            def init():
-                _, p, b, m = split_model(make_model())
-                return init_train_state(p, b, m, self.tx, seed=seed, ema=ema)
+            def init(seed, hp):
+                _, p, b, m = split_model(make_model(seed))
+                return init_train_state(p, b, m, self.tx, seed=seed, ema=ema, hparams=hp)
 
-            self.state = _compile_cheap(jax.jit(init, out_shardings=self.replicated))()
+            self._init = _compile_cheap(jax.jit(init, out_shardings=self.replicated), seed0, hp0)
+        self.schedule = make_schedule(config, steps_per_epoch, total_steps)
+        self.state: TrainState = self.init_state(config)
 
-        step_fn = make_train_step(config, self.model_def, self.tx, self.schedule, self.mean,
-                                  self.std)
-        self.train_step = jax.jit(step_fn, in_shardings=(self.replicated, self.batch_sharding),
-                                  out_shardings=(self.replicated, self.replicated),
+        step_fn = make_train_step(config, self.model_def, self.tx, total_steps, self.mean,
+                                  self.std, self.features)
+        r, b = self.replicated, self.batch_sharding
+        self.train_step = jax.jit(step_fn, in_shardings=(r, b), out_shardings=(r, r),
                                   donate_argnums=(0,))
         eval_fn = make_eval_step(config, self.model_def, self.mean, self.std)
-        r = self.replicated
-        self.eval_step = jax.jit(eval_fn, in_shardings=(r, r, r, self.batch_sharding),
-                                 out_shardings=r)
+        self.eval_step = jax.jit(eval_fn, in_shardings=(r, r, r, b), out_shardings=r)
+        # A trial group in one program: the state (and so the hyperparameters) carry a leading
+        # trial axis, the batch is shared.
+        self.group_train_step = jax.jit(jax.vmap(step_fn, in_axes=(0, None)),
+                                        in_shardings=(r, b), out_shardings=(r, r),
+                                        donate_argnums=(0,))
+        self.group_eval_step = jax.jit(jax.vmap(eval_fn, in_axes=(0, 0, 0, None)),
+                                       in_shardings=(r, r, r, b), out_shardings=r)
+
+    def hparams(self, config) -> dict:
+        """``config``'s per-trial values for this run's length (float32 numpy scalars)."""
+        return hparams(config, self.steps_per_epoch, self.total_steps)
+
+    def init_state(self, config) -> TrainState:
+        """A fresh state for ``config``'s seed and hyperparameters (same model and group keys)."""
+        return self._init(np.int32(config.seed), self.hparams(config))
 
     def put_batch(self, batch: dict) -> dict:
         """Process-local numpy batch -> global arrays sharded over the ``data`` axis."""
@@ -177,17 +202,51 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._old)
 
 
-def _evaluate(r: Run, state: TrainState, loader) -> dict:
-    totals = None
-    ema = state.ema_params is not None
-    for batch in loader:
-        out = {"": r.eval_step(state.params, state.batch_stats, state.model_state, batch)}
-        if ema:
-            out["ema_"] = r.eval_step(state.ema_params, state.ema_batch_stats, state.model_state,
-                                      batch)
-        out = {f"{p}{k}": v for p, sums in out.items() for k, v in sums.items()}
-        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-    host = {k: float(v) for k, v in _host(totals).items()}
+def _score(metrics: dict, which: str) -> float:
+    keys = [k for k in (which, f"ema_{which}") if k in metrics]
+    vals = [metrics[k] for k in keys]
+    return -min(vals) if which == "loss" else max(vals)
+
+
+def _slice(tree, i):
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+class _Trial:
+    """One trial's host side: its config, workdir, logger, best checkpoint and bookkeeping."""
+
+    def __init__(self, index, config, workdir, *, spe, total, start, is_main, progress,
+                 ckpt: Checkpointer):
+        self.index, self.config, self.workdir = index, config, workdir
+        self.ckpt = ckpt
+        self.ema = config.ema.decay > 0
+        self.status = "running"
+        self.failed_step = None
+        self.best = {"score": -math.inf, "top1": None, "step": None, "epoch": None}
+        self.last_eval: dict = {}
+        self.window: list[dict] = []
+        self.logger = MetricLogger(workdir, total_steps=total, start_step=start,
+                                   global_batch_size=int(config.global_batch_size),
+                                   tensorboard=config.log.tensorboard, progress=progress,
+                                   active=is_main)
+
+    def record(self) -> dict:
+        return {"status": self.status, "failed_step": self.failed_step, "best": self.best,
+                "last_eval": self.last_eval}
+
+    def load(self, rec: dict) -> None:
+        self.status, self.failed_step = rec["status"], rec.get("failed_step")
+        self.best.update(rec.get("best", {}))
+        if self.best["score"] is None:
+            self.best["score"] = -math.inf
+        self.last_eval = rec.get("last_eval", {})
+
+
+def _sums_to_metrics(host: dict, ema: bool) -> dict:
     result = {}
     for p in ("", "ema_") if ema else ("",):
         n = max(host[f"{p}count"], 1.0)
@@ -198,10 +257,115 @@ def _evaluate(r: Run, state: TrainState, loader) -> dict:
     return result
 
 
-def _score(metrics: dict, which: str) -> float:
-    keys = [k for k in (which, f"ema_{which}") if k in metrics]
-    vals = [metrics[k] for k in keys]
-    return -min(vals) if which == "loss" else max(vals)
+class _Group:
+    """The device side of K trials: their states (a list, one per trial, or one state with a
+    leading trial axis), advanced together on each shared batch.
+
+    ``mode`` "sequential": one compiled step, called once per trial on the shared batch (the
+    states stay separate); "vmap": one call of the ``vmap``-ed step for all. ``members`` lists
+    the trials held (frozen ones are dropped when the group is rebuilt).
+    """
+
+    def __init__(self, r: Run, mode: str, members: list[int], states):
+        self.r, self.mode, self.members = r, mode, list(members)
+        if mode == "vmap":
+            self.state = states if isinstance(states, TrainState) else _stack(states)
+        else:
+            self.states = list(states) if isinstance(states, (list, tuple)) else [
+                _slice(states, i) for i in range(len(members))]
+
+    def step(self, batch, running: set[int]):
+        """Advance every running member on ``batch``; -> {trial: metrics (device arrays)}."""
+        if self.mode == "vmap":
+            self.state, m = self.r.group_train_step(self.state, batch)
+            return {k: _slice(m, i) for i, k in enumerate(self.members) if k in running}
+        out = {}
+        for i, k in enumerate(self.members):
+            if k in running:
+                self.states[i], out[k] = self.r.train_step(self.states[i], batch)
+        return out
+
+    def trial_state(self, k: int) -> TrainState:
+        i = self.members.index(k)
+        return _slice(self.state, i) if self.mode == "vmap" else self.states[i]
+
+    def stacked(self) -> TrainState:
+        return self.state if self.mode == "vmap" else _stack(self.states)
+
+    def step_count(self) -> int:
+        s = self.state.step[0] if self.mode == "vmap" else self.states[0].step
+        return int(_host(s))
+
+    def freeze(self, k: int) -> None:
+        """Stop trial ``k`` (a pruner's decision): its state is no longer updated."""
+        if self.mode == "vmap":
+            i = self.members.index(k)
+            self.state = self.state.replace(active=self.state.active.at[i].set(False))
+
+    def rebuild(self, keep: list[int]) -> None:
+        """Hold only the trials ``keep`` (a vmapped group recompiles once for the new size)."""
+        idx = [self.members.index(k) for k in keep]
+        if self.mode == "vmap":
+            self.state = jax.tree.map(lambda x: x[np.asarray(idx)], self.state)
+        else:
+            self.states = [self.states[i] for i in idx]
+        self.members = list(keep)
+
+    def set_hparams(self, hps: list[dict]) -> None:
+        """Per-trial hyperparameters from the configs (after a restore: configs win)."""
+        fresh = [{k: jnp.asarray(v) for k, v in hp.items()} for hp in hps]
+        if self.mode == "vmap":
+            self.state = self.state.replace(hparams=_stack(fresh))
+        else:
+            self.states = [s.replace(hparams=h) for s, h in zip(self.states, fresh)]
+
+    def evaluate(self, loader, trials: dict[int, "_Trial"], running: set[int]) -> dict:
+        """One pass over ``loader`` for every running member -> {trial: metrics}."""
+        r = self.r
+        ks = [k for k in self.members if k in running]
+        ema = r.features.ema
+        totals: dict = {}
+        for batch in loader:
+            if self.mode == "vmap":
+                st = self.state
+                out = {"": r.group_eval_step(st.params, st.batch_stats, st.model_state, batch)}
+                if ema:
+                    out["ema_"] = r.group_eval_step(st.ema_params, st.ema_batch_stats,
+                                                    st.model_state, batch)
+                out = {f"{p}{k}": v for p, sums in out.items() for k, v in sums.items()}
+            else:
+                per = {}
+                for k in ks:
+                    st = self.trial_state(k)
+                    o = {"": r.eval_step(st.params, st.batch_stats, st.model_state, batch)}
+                    if trials[k].ema:
+                        o["ema_"] = r.eval_step(st.ema_params, st.ema_batch_stats,
+                                                st.model_state, batch)
+                    per[k] = {f"{p}{n}": v for p, sums in o.items() for n, v in sums.items()}
+                out = per
+            totals = out if not totals else jax.tree.map(jnp.add, totals, out)
+        host = _host(totals)
+        result = {}
+        for k in ks:
+            if self.mode == "vmap":
+                i = self.members.index(k)
+                h = {n: float(v[i]) for n, v in host.items()}
+            else:
+                h = {n: float(v) for n, v in host[k].items()}
+            result[k] = _sums_to_metrics(h, trials[k].ema)
+        return result
+
+
+def _resolve_mode(mode: str, k: int) -> str:
+    if mode not in ("auto", "vmap", "sequential"):
+        raise ValueError(f"mode must be 'auto', 'vmap' or 'sequential', got {mode!r}")
+    if k == 1:
+        return "sequential"
+    if mode == "auto":
+        # XLA:CPU lowers convolutions vmapped over their weights to grouped convolutions and
+        # runs those several times slower than one call per trial (benchmarks/trial_groups.py).
+        return "sequential" if jax.default_backend() == "cpu" else "vmap"
+    return mode
 
 
 def run(config, workdir: str, *, report_fn: Callable[[int, dict], bool] | None = None) -> dict:
@@ -215,10 +379,53 @@ def run(config, workdir: str, *, report_fn: Callable[[int, dict], bool] | None =
     checkpoint, saved before, stays intact), ``ConfigError`` for bad configs, unknown model names
     and missing datasets, before anything compiles.
     """
+    fn = None if report_fn is None else (lambda k, epoch, metrics: report_fn(epoch, metrics))
+    return _train([config], [workdir], report_fn=fn, mode="sequential", group_dir=None)[0]
+
+
+def run_group(configs, workdirs, *, report_fn: Callable[[int, int, dict], bool] | None = None,
+              mode: str = "auto", group_dir: str | None = None) -> list[dict]:
+    """Train (or resume) K trials of one model, input size, batch size and optimizer kind at once.
+
+    The trials share one input pipeline (each batch is decoded once, from the first trial's data
+    seed) and one compiled step; each keeps its own parameters, optimizer state, EMA, RNG
+    (its ``seed`` sets its initialisation and its on-device augmentation) and hyperparameters
+    (:mod:`edgejax.train.hparams`). Each trial writes its own ``workdirs[k]`` (``config.json``,
+    ``metrics.jsonl``, ``summary.json``, ``best/``); the group's checkpoints (all trials, a
+    leading trial axis) go to ``group_dir`` (default: beside the first workdir).
+
+    ``mode``: "vmap" (one call advances all trials), "sequential" (the same compiled step called
+    once per trial on the shared batch) or "auto" (sequential on the CPU backend, where vmapped
+    convolutions run as slow grouped convolutions; vmap elsewhere).
+    ``report_fn(trial, epoch, metrics) -> bool``: after every evaluation, per trial; True (or
+    ``Pruned``) stops that trial ("pruned"). A trial whose loss stops being finite is frozen and
+    recorded "failed" with its step; the others go on. When half the trials held are stopped,
+    the group is rebuilt without them at the evaluation boundary.
+    Returns one summary per trial (as :func:`run`'s, plus ``trial`` and ``failed_step``).
+    """
+    configs, workdirs = list(configs), [os.path.abspath(w) for w in workdirs]
+    if len(configs) != len(workdirs):
+        raise ValueError(f"{len(configs)} configs but {len(workdirs)} workdirs")
+    if len(set(workdirs)) != len(workdirs):
+        raise ValueError("every trial of a group needs its own workdir")
+    if group_dir is None:
+        names = "+".join(os.path.basename(w) for w in workdirs)
+        if len(names) > 80:
+            import hashlib
+            names = hashlib.sha1(names.encode()).hexdigest()[:12]
+        group_dir = os.path.join(os.path.dirname(workdirs[0]), f"group_{names}")
+    group_dir = os.path.abspath(os.fspath(group_dir))
+    return _train(configs, workdirs, report_fn=report_fn, mode=mode, group_dir=group_dir)
+
+
+def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) -> list[dict]:
     from edgejax import data
     import edgejax
 
-    config = validate(config)
+    configs = [validate(c) for c in configs]
+    check_group(configs)
+    config = configs[0]
+    solo = group_dir is None
     try:  # unknown model names fail here, with the closest registered names
         edgejax.model_info(config.model.name)
     except ValueError as e:
@@ -237,35 +444,73 @@ def run(config, workdir: str, *, report_fn: Callable[[int, dict], bool] | None =
     else:
         eval_every = total
     ckpt_every = int(config.checkpoint.every_steps) or eval_every
+    K = len(configs)
+    mode = _resolve_mode(mode, K)
 
     is_main = jax.process_index() == 0
-    workdir = os.path.abspath(workdir)
+    workdirs = [os.path.abspath(w) for w in workdirs]
     if is_main:
-        os.makedirs(workdir, exist_ok=True)
-        _write_config(config, workdir)
+        for c, w in zip(configs, workdirs):
+            os.makedirs(w, exist_ok=True)
+            _write_config(c, w)
+        if not solo:
+            os.makedirs(group_dir, exist_ok=True)
 
-    r = Run(config, num_classes=num_classes, steps_per_epoch=spe, total_steps=total)
-    ckpt = Checkpointer(workdir, keep=config.checkpoint.keep, keep_best=config.checkpoint.keep_best,
-                        async_save=config.checkpoint.async_save)
-    state = r.state
-    best = {"score": -math.inf, "top1": None, "step": None, "epoch": None}
-    last_eval: dict = {}
+    r = Run(config, num_classes=num_classes, steps_per_epoch=spe, total_steps=total,
+            features=Features.of(configs))
+    opts = dict(keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
+    if solo:
+        ckpt = Checkpointer(workdirs[0], keep_best=config.checkpoint.keep_best, **opts)
+        best_ckpts = [ckpt]
+    else:
+        ckpt = Checkpointer(group_dir, keep_best=False, **opts)
+        best_ckpts = [Checkpointer(w, latest=False, keep_best=c.checkpoint.keep_best, **opts)
+                      for c, w in zip(configs, workdirs)]
+
+    members = list(range(K))
+    records = None
     if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(state)
-        best.update(meta.get("best", {}))
-        last_eval = meta.get("last_eval", {})
-        best["score"] = best["score"] if best["score"] is not None else -math.inf
-    start = int(_host(state.step))
+        meta0 = ckpt.read_meta()
+        if not solo:
+            members = list(meta0.get("members", members))
+            records = meta0.get("trials")
+            if records is not None and len(records) != K:
+                raise ConfigError(f"{group_dir} holds a group of {len(records)} trials, "
+                                  f"not {K}: pass another group_dir")
+    states = [r.state] + [r.init_state(configs[k]) for k in members[1:]] if members and \
+        members[0] == 0 else [r.init_state(configs[k]) for k in members]
+    if ckpt.latest_step() is not None:
+        like = states[0] if solo else _stack(states)
+        restored, meta0 = ckpt.restore(like)
+        states = [restored] if solo else [_slice(restored, i) for i in range(len(members))]
+    group = _Group(r, mode, members, states)
+    group.set_hparams([r.hparams(configs[k]) for k in members])
+    start = group.step_count() if members else 0
 
-    logger = MetricLogger(workdir, total_steps=total, start_step=start, global_batch_size=gbs,
-                          tensorboard=config.log.tensorboard, progress=config.log.progress,
-                          active=is_main)
+    progress_here = solo or K == 1
+    trials = {k: _Trial(k, configs[k], workdirs[k], spe=spe, total=total, start=start,
+                        is_main=is_main, progress=bool(configs[k].log.progress and progress_here),
+                        ckpt=best_ckpts[k]) for k in range(K)}
+    if ckpt.latest_step() is not None:
+        if solo:
+            trials[0].load({"status": "running", "best": meta0.get("best", {}),
+                            "last_eval": meta0.get("last_eval", {})})
+        elif records is not None:
+            for k, rec in enumerate(records):
+                trials[k].load(rec)
+    # A group's own progress bar and log (mean loss over the running trials).
+    glog = trials[0].logger if solo else MetricLogger(
+        group_dir, total_steps=total, start_step=start, global_batch_size=gbs * K,
+        tensorboard=False, progress=config.log.progress, active=is_main)
+    running = {k for k in members if trials[k].status in ("running", "preempted")}
+    for k in running:
+        trials[k].status = "running"
     if start:
-        logger.write(f"edgejax.train: resuming {workdir} at step {start} "
-                     f"(epoch {start / spe:.2f})")
+        glog.write(f"edgejax.train: resuming {group_dir or workdirs[0]} at step {start} "
+                   f"(epoch {start / spe:.2f})")
     d = config.data
     train_loader = data.make_train_loader(
-        train_src, global_batch_size=gbs, image_size=r.image_size, seed=int(config.seed),
+        train_src, global_batch_size=gbs, image_size=r.image_size, seed=data_seed(config),
         start_step=start, workers=d.workers, scale=tuple(d.scale), ratio=tuple(d.ratio),
         hflip=d.hflip, interpolation=r.interpolation, sharding=r.batch_sharding)
     eval_bs = int(config.eval.batch_size) or gbs
@@ -274,115 +519,174 @@ def run(config, workdir: str, *, report_fn: Callable[[int, dict], bool] | None =
         eval_src, global_batch_size=eval_bs, image_size=r.eval_image_size, crop_pct=r.crop_pct,
         interpolation=r.interpolation, workers=d.workers, sharding=r.batch_sharding)
 
-    def meta(step):
-        return {"step": step, "epoch": step / spe, "data_position": step * gbs,
-                "global_batch_size": gbs, "seed": int(config.seed), "best": best,
-                "last_eval": last_eval}
+    def meta(step, t: _Trial | None = None):
+        m = {"step": step, "epoch": step / spe, "data_position": step * gbs,
+             "global_batch_size": gbs, "seed": int(config.seed),
+             "data_seed": data_seed(config)}
+        if solo or t is not None:
+            t = t or trials[0]
+            m.update(best=t.best, last_eval=t.last_eval)
+        if not solo:
+            m.update(members=group.members, mode=mode, trials=[trials[k].record() for k in range(K)])
+        return m
 
-    status = "completed"
-    window: list[dict] = []
+    def save(step):
+        if group.members:
+            ckpt.save(group.trial_state(0) if solo else group.stacked(), meta(step))
+
     pending = None
     step = start
     t_start = time.perf_counter()
     compiled_at = None
 
+    def fail(k: int, s: int, host: dict):
+        t = trials[k]
+        msg = (f"non-finite loss at step {s} (loss={host['loss']}, "
+               f"grad_norm={host['grad_norm']})")
+        if solo:
+            ckpt.wait()
+            raise NonFiniteLossError(f"{msg}; stopping. The last good checkpoint is step "
+                                     f"{ckpt.latest_step()} in {ckpt.dir}")
+        t.status, t.failed_step = "failed", s
+        running.discard(k)
+        glog.write(f"edgejax.train: trial {k} ({t.workdir}): {msg}; frozen, the others go on")
+
     def flush():
-        """Fetch the last step's metrics; stop on a non-finite loss."""
+        """Fetch the last step's metrics; freeze trials whose loss is not finite."""
         nonlocal pending
         if pending is None:
             return
-        s, m = pending
+        s, ms = pending
         pending = None
-        host = {k: float(v) for k, v in _host(m).items()}
-        if not (math.isfinite(host["loss"]) and math.isfinite(host["grad_norm"])):
-            ckpt.wait()
-            raise NonFiniteLossError(
-                f"non-finite loss at step {s} (loss={host['loss']}, grad_norm={host['grad_norm']}); "
-                f"stopping. The last good checkpoint is step {ckpt.latest_step()} in {ckpt.dir}")
-        window.append(host)
-        logger.progress(s, host)
+        host_all = _host(ms)
+        losses = []
+        for k, m in host_all.items():
+            if k not in running:
+                continue
+            host = {n: float(v) for n, v in m.items()}
+            if not (math.isfinite(host["loss"]) and math.isfinite(host["grad_norm"])):
+                fail(k, s, host)
+                continue
+            trials[k].window.append(host)
+            losses.append(host)
+        if losses:
+            glog.progress(s, losses[0] if solo else {
+                "loss": float(np.mean([h["loss"] for h in losses])), "lr": losses[0]["lr"]})
+
+    def stop_trial(k: int, status: str):
+        running.discard(k)
+        trials[k].status = status
+        group.freeze(k)
 
     try:
         with _Preemption() as pre:
             it = iter(train_loader)
-            while step < total:
+            while step < total and running:
                 if pre.requested or ckpt.manager.reached_preemption(step):
                     flush()
-                    ckpt.save(state, meta(step))
+                    save(step)
                     ckpt.wait()
-                    status = "preempted"
-                    logger.write(f"edgejax.train: SIGTERM: saved step {step}, exiting")
+                    for k in running:
+                        trials[k].status = "preempted"
+                    glog.write(f"edgejax.train: SIGTERM: saved step {step}, exiting")
                     break
                 batch = next(it)
-                state, metrics = r.train_step(state, batch)
+                metrics = group.step(batch, running)
                 flush()  # the previous step's metrics, while this one runs
                 step += 1
                 pending = (step, metrics)
                 if compiled_at is None:
                     flush()
                     compiled_at = time.perf_counter() - t_start
-                    logger.reset_rate(step)
+                    glog.reset_rate(step)
                 boundary_eval = step % eval_every == 0 or step == total
                 boundary_ckpt = step % ckpt_every == 0 or step == total
                 if step % config.log.every_steps == 0 or boundary_eval or boundary_ckpt:
                     flush()
-                    if window:
-                        avg = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                        avg["lr"] = window[-1]["lr"]
-                        avg["epoch"] = step / spe
-                        logger.log("train", step, avg)
-                        window.clear()
-                if boundary_eval:
-                    last_eval = _evaluate(r, state, eval_loader)
+                    for t in trials.values():
+                        if t.window:
+                            avg = {n: float(np.mean([w[n] for w in t.window])) for n in t.window[0]}
+                            avg["lr"] = t.window[-1]["lr"]
+                            avg["epoch"] = step / spe
+                            t.logger.log("train", step, avg)
+                            t.window.clear()
+                if boundary_eval and running:
+                    results = group.evaluate(eval_loader, trials, running)
                     epoch = step / spe
-                    last_eval.update(step=step, epoch=epoch)
-                    logger.log("eval", step, last_eval)
-                    ema_txt = (f", EMA top-1 {last_eval['ema_top1']:.2f}"
-                               if "ema_top1" in last_eval else "")
-                    logger.write(f"step {step} epoch {epoch:.2f}: top-1 {last_eval['top1']:.2f} "
-                                 f"top-5 {last_eval['top5']:.2f} loss {last_eval['loss']:.4f}"
-                                 f"{ema_txt}")
-                    score = _score(last_eval, config.eval.best_metric)
-                    improved = score > best["score"]
-                    if improved:
-                        best.update(score=score, step=step, epoch=epoch,
-                                    top1=max(last_eval["top1"], last_eval.get("ema_top1", -1.0)))
-                    if boundary_ckpt:
-                        ckpt.save(state, meta(step))
-                    if improved:
-                        ckpt.save_best(state, meta(step))
-                    logger.reset_rate(step)
-                    if report_fn is not None:
+                    improved = []
+                    for k, res in results.items():
+                        t = trials[k]
+                        res.update(step=step, epoch=epoch)
+                        t.last_eval = res
+                        t.logger.log("eval", step, res)
+                        ema_txt = f", EMA top-1 {res['ema_top1']:.2f}" if "ema_top1" in res else ""
+                        who = "" if solo else f"trial {k}: "
+                        glog.write(f"{who}step {step} epoch {epoch:.2f}: top-1 {res['top1']:.2f} "
+                                   f"top-5 {res['top5']:.2f} loss {res['loss']:.4f}{ema_txt}")
+                        score = _score(res, t.config.eval.best_metric)
+                        if score > t.best["score"]:
+                            t.best.update(score=score, step=step, epoch=epoch,
+                                          top1=max(res["top1"], res.get("ema_top1", -1.0)))
+                            improved.append(k)
+                    for k in list(results):
+                        if report_fn is None:
+                            continue
                         try:
-                            stop = report_fn(int(round(epoch)), dict(last_eval))
+                            stop = report_fn(k, int(round(epoch)), dict(results[k]))
                         except Pruned:
                             stop = True
                         if stop:
-                            status = "pruned"
-                            break
+                            stop_trial(k, "pruned")
+                    if boundary_ckpt:
+                        save(step)
+                    for k in improved:
+                        trials[k].ckpt.save_best(group.trial_state(k), meta(step, trials[k]))
+                    held_stopped = [k for k in group.members if k not in running]
+                    if held_stopped and 2 * len(held_stopped) >= len(group.members):
+                        group.rebuild([k for k in group.members if k in running])
+                    glog.reset_rate(step)
                 elif boundary_ckpt:
-                    ckpt.save(state, meta(step))
+                    save(step)
             flush()
     finally:
         ckpt.wait()
+        for c in best_ckpts:
+            c.wait()
         ckpt.close()
+        if not solo:
+            for c in best_ckpts:
+                c.close()
         elapsed = time.perf_counter() - t_start
-        logger.close()
-    summary = {
-        "status": status, "step": step, "epoch": step / spe, "total_steps": total,
-        "steps_per_epoch": spe, "best_top1": best["top1"], "best_epoch": best["epoch"],
-        "best_step": best["step"], "last_eval": last_eval, "workdir": workdir,
-        "model": config.model.name, "num_params": int(sum(
-            x.size for x in jax.tree.leaves(state.params))),
-        "time_s": round(elapsed, 2), "compile_s": round(compiled_at or 0.0, 2),
-    }
-    if is_main:
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-        top = "n/a" if best["top1"] is None else f"{best['top1']:.2f}"
-        print(f"edgejax.train: {status} {config.model.name} step {step}/{total} in "
-              f"{elapsed:.0f}s; best top-1 {top} (epoch {best['epoch']})", flush=True)
-    return summary
+        for t in trials.values():
+            if t.logger is not glog:
+                t.logger.close()
+        glog.close()
+    num_params = int(sum(x.size for x in jax.tree.leaves(r.state.params)))
+    summaries = []
+    for k, t in trials.items():
+        if t.status == "running":
+            t.status = "completed"
+        best = t.best
+        summary = {
+            "status": t.status, "step": t.failed_step or step, "epoch": (t.failed_step or step) / spe,
+            "total_steps": total, "steps_per_epoch": spe, "best_top1": best["top1"],
+            "best_epoch": best["epoch"], "best_step": best["step"], "last_eval": t.last_eval,
+            "workdir": t.workdir, "model": config.model.name, "num_params": num_params,
+            "time_s": round(elapsed, 2), "compile_s": round(compiled_at or 0.0, 2),
+        }
+        if not solo:
+            summary.update(trial=k, failed_step=t.failed_step, group_dir=group_dir,
+                           group_size=K, group_mode=mode)
+        summaries.append(summary)
+        if is_main:
+            with open(os.path.join(t.workdir, "summary.json"), "w") as f:
+                json.dump(summary, f, indent=2)
+            top = "n/a" if best["top1"] is None else f"{best['top1']:.2f}"
+            who = "" if solo else f"trial {k} "
+            print(f"edgejax.train: {who}{t.status} {config.model.name} step {summary['step']}/"
+                  f"{total} in {elapsed:.0f}s; best top-1 {top} (epoch {best['epoch']})",
+                  flush=True)
+    return summaries
 
 
 def _write_config(config, workdir: str) -> None:

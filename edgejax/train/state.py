@@ -22,7 +22,10 @@ __all__ = ["TrainState", "ModelDef", "split_model", "init_train_state", "to_keys
 class TrainState:
     """step: int32 optimizer steps taken; params / batch_stats / model_state: pure dicts;
     opt_state: optax state; ema_params / ema_batch_stats: EMA weights (None when EMA is off);
-    rng: uint32[2] key data for batch-level augmentation (folded with the step)."""
+    rng: uint32[2] key data for batch-level augmentation (folded with the step); hparams: the
+    per-trial hyperparameters as float32 scalars (:mod:`edgejax.train.hparams`); active: False
+    once a non-finite loss (or a pruner) froze the run: the step then leaves it unchanged.
+    A trial group holds the same fields with a leading trial axis."""
     step: jax.Array
     params: Any
     batch_stats: Any
@@ -31,6 +34,8 @@ class TrainState:
     ema_params: Any
     ema_batch_stats: Any
     rng: jax.Array
+    hparams: Any = None
+    active: Any = None
 
 
 @dataclass(frozen=True)
@@ -87,11 +92,15 @@ def split_back(model: nnx.Module):
     return nnx.to_pure_dict(bs), from_keys(nnx.to_pure_dict(rest))
 
 
-def init_train_state(params, batch_stats, model_state, tx, *, seed: int, ema: bool) -> TrainState:
-    """Fresh state at step 0 (call under ``jax.jit`` with ``out_shardings`` to create it placed)."""
+def init_train_state(params, batch_stats, model_state, tx, *, seed, ema: bool,
+                     hparams: dict) -> TrainState:
+    """Fresh state at step 0 (call under ``jax.jit`` with ``out_shardings`` to create it placed).
+    ``seed`` may be traced (one compiled initialiser serves every trial)."""
     copy = lambda t: jax.tree.map(jnp.array, t)  # noqa: E731  (EMA must not alias the params)
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
         model_state=model_state, opt_state=tx.init(params),
         ema_params=copy(params) if ema else None, ema_batch_stats=copy(batch_stats) if ema else None,
-        rng=jax.random.key_data(jax.random.key(np.uint32(seed) ^ np.uint32(0x5EED))))
+        rng=jax.random.key_data(jax.random.key(jnp.asarray(seed, jnp.uint32) ^ np.uint32(0x5EED))),
+        hparams={k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()},
+        active=jnp.ones((), bool))

@@ -5,6 +5,7 @@ They are plain functions of arrays (the model is ``nnx.merge``d inside), jitted 
 donated state and fixed shardings (see :func:`jit_train_step`). Batch-level augmentation
 (RandAugment, random erasing, Mixup / CutMix, label smoothing) runs here, on the device, keyed by
 ``fold_in(state.rng, state.step)`` so that it is independent of the device count and of resuming.
+The same step serves one trial or, called once per trial (or ``jax.vmap``-ed), a trial group.
 """
 from __future__ import annotations
 
@@ -36,46 +37,61 @@ def topk_correct(logits, labels, k: int):
     return jnp.any(top == labels[:, None], axis=-1)
 
 
-def _augment(config, num_classes, mean, std, rng, images, labels):
-    """uint8 images [B, H, W, 3], int labels [B] -> normalised float images, soft targets [B, C]."""
+def _augment(config, features, hp, num_classes, mean, std, rng, images, labels):
+    """uint8 images [B, H, W, 3], int labels [B] -> normalised float images, soft targets [B, C].
+
+    What runs is fixed by ``features``; how is read from ``hp`` (float32 arrays), so a trial that
+    has a feature off runs it at probability 0 (an exact identity)."""
     from edgejax.data import augment  # imported late: the data package may be swapped in tests
-    a = config.augment
     dtype = _DTYPES[config.dtype]
     k_ra, k_erase, k_mix = jax.random.split(rng, 3)
-    if a.rand_augment:
-        images = augment.rand_augment(k_ra, images, num_ops=a.ra_num_ops, magnitude=a.ra_magnitude,
-                                      magnitude_std=a.ra_magnitude_std, prob=a.ra_prob,
-                                      increasing=a.ra_increasing)
+    if features.rand_augment:
+        images = augment.rand_augment(
+            k_ra, images, num_ops=features.ra_max_ops, magnitude=hp["ra_magnitude"],
+            magnitude_std=hp["ra_magnitude_std"], prob=hp["ra_prob"],
+            increasing=config.augment.ra_increasing, active_ops=hp["ra_num_ops"])
     x = augment.normalize(images, mean, std, dtype)
-    if a.random_erasing > 0:
-        x = augment.random_erasing(k_erase, x, prob=a.random_erasing)
-    if a.mixup_alpha > 0 or a.cutmix_alpha > 0:
+    if features.random_erasing:
+        x = augment.random_erasing(k_erase, x, prob=hp["random_erasing"])
+    if features.mix:
         x, targets = augment.mixup_cutmix(
-            k_mix, x, labels, mixup_alpha=a.mixup_alpha, cutmix_alpha=a.cutmix_alpha,
-            switch_prob=a.switch_prob, prob=a.mix_prob, label_smoothing=a.label_smoothing,
-            num_classes=num_classes)
+            k_mix, x, labels, mixup_alpha=hp["mixup_alpha"], cutmix_alpha=hp["cutmix_alpha"],
+            switch_prob=hp["switch_prob"], prob=hp["mix_prob"],
+            label_smoothing=hp["label_smoothing"], num_classes=num_classes)
         x = x.astype(dtype)
     else:
-        targets = augment.one_hot_smooth(labels, num_classes, a.label_smoothing)
+        targets = augment.one_hot_smooth(labels, num_classes, hp["label_smoothing"])
     return x, targets.astype(jnp.float32)
 
 
-def make_train_step(config, mdef: ModelDef, tx: optax.GradientTransformation, schedule: Callable,
-                    mean, std) -> Callable:
+def make_train_step(config, mdef: ModelDef, tx: optax.GradientTransformation, total_steps: int,
+                    mean, std, features=None) -> Callable:
     """Build ``train_step(state, batch) -> (state, metrics)``.
 
     ``batch``: {"image": uint8 [B, H, W, 3], "label": int32 [B]} (the global batch).
+    Every hyperparameter a trial may change is read from ``state.hparams``; ``features``
+    (:class:`~edgejax.train.hparams.Features`, default: the config's own) fix what is computed.
+    A non-finite loss or gradient norm (or ``state.active`` False) leaves the state unchanged
+    and sets ``active`` False: one trial of a group stops without touching the others.
     metrics: loss, top1 (train, against the un-mixed labels), lr, grad_norm, param_norm,
     update_norm, all float32 scalars.
     """
+    from edgejax.layers import train_rates
+
+    from .hparams import Features
+    from .optim import schedule_value, set_hyperparams
+    features = features or Features.of([config])
     accum = int(config.optimizer.grad_accum_steps)
-    ema_decay = float(config.ema.decay)
     ema_warmup = bool(config.ema.warmup)
     num_classes = mdef.num_classes
+    schedule_name = config.schedule.name
+    built = dict(built_drop_path=float(config.model.drop_path_rate),
+                 built_dropout=float(config.model.drop_rate))
 
-    def loss_fn(params, batch_stats, model_state, x, targets):
+    def loss_fn(params, batch_stats, model_state, x, targets, hp):
         model = merge(mdef, params, batch_stats, model_state, train=True)
-        logits = model(x)
+        with train_rates(model, drop_path=hp["drop_path_rate"], dropout=hp["drop_rate"], **built):
+            logits = model(x)
         loss = cross_entropy(logits, targets)
         batch_stats, model_state = split_back(model)
         return loss, (batch_stats, model_state, logits.astype(jnp.float32))
@@ -83,12 +99,14 @@ def make_train_step(config, mdef: ModelDef, tx: optax.GradientTransformation, sc
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def train_step(state: TrainState, batch):
+        hp = state.hparams
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         labels = batch["label"].astype(jnp.int32)
-        x, targets = _augment(config, num_classes, mean, std, rng, batch["image"], labels)
+        x, targets = _augment(config, features, hp, num_classes, mean, std, rng, batch["image"],
+                              labels)
         if accum == 1:
             (loss, (batch_stats, model_state, logits)), grads = grad_fn(
-                state.params, state.batch_stats, state.model_state, x, targets)
+                state.params, state.batch_stats, state.model_state, x, targets, hp)
             correct = topk_correct(logits, labels, 1)
         else:
             # Micro-batch a takes samples a, a + A, a + 2A, ...: every device holds its share of
@@ -98,7 +116,7 @@ def make_train_step(config, mdef: ModelDef, tx: optax.GradientTransformation, sc
 
             def body(carry, mb):
                 g_sum, l_sum, bs, ms = carry
-                (l, (bs, ms, lg)), g = grad_fn(state.params, bs, ms, mb[0], mb[1])
+                (l, (bs, ms, lg)), g = grad_fn(state.params, bs, ms, mb[0], mb[1], hp)
                 g_sum = jax.tree.map(jnp.add, g_sum, g)
                 return (g_sum, l_sum + l, bs, ms), topk_correct(lg, mb[2], 1)
 
@@ -108,28 +126,38 @@ def make_train_step(config, mdef: ModelDef, tx: optax.GradientTransformation, sc
                 (micro(x), micro(targets), micro(labels)))
             grads = jax.tree.map(lambda g: g / accum, grads)
             loss = loss / accum
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        lr = schedule_value(schedule_name, state.step, hp, total_steps)
+        opt_state = set_hyperparams(state.opt_state, lr, hp)
+        updates, opt_state = tx.update(grads, opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema_params, ema_bs = state.ema_params, state.ema_batch_stats
-        if ema_decay > 0:
-            d = jnp.asarray(ema_decay, jnp.float32)
+        if features.ema:
+            d = hp["ema_decay"]
             if ema_warmup:
                 t = state.step.astype(jnp.float32) + 1.0
                 d = jnp.minimum(d, (1.0 + t) / (10.0 + t))
             blend = lambda e, p: e * d + p * (1.0 - d)  # noqa: E731
             ema_params = jax.tree.map(blend, ema_params, params)
             ema_bs = jax.tree.map(blend, ema_bs, batch_stats)
+        grad_norm = _global_norm(grads).astype(jnp.float32)
+        loss = loss.astype(jnp.float32)
+        ok = state.active & jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
         metrics = {
-            "loss": loss.astype(jnp.float32),
+            "loss": loss,
             "top1": jnp.mean(correct.astype(jnp.float32)),
-            "lr": jnp.asarray(schedule(state.step), jnp.float32),
-            "grad_norm": _global_norm(grads).astype(jnp.float32),
+            "lr": jnp.asarray(lr, jnp.float32),
+            "grad_norm": grad_norm,
             "update_norm": _global_norm(updates).astype(jnp.float32),
             "param_norm": _global_norm(params).astype(jnp.float32),
         }
-        new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                                  model_state=model_state, opt_state=opt_state,
-                                  ema_params=ema_params, ema_batch_stats=ema_bs)
+        new_state = state.replace(
+            step=state.step + 1, params=keep(params, state.params),
+            batch_stats=keep(batch_stats, state.batch_stats),
+            model_state=keep(model_state, state.model_state),
+            opt_state=keep(opt_state, state.opt_state),
+            ema_params=keep(ema_params, state.ema_params),
+            ema_batch_stats=keep(ema_bs, state.ema_batch_stats), active=ok)
         return new_state, metrics
 
     return train_step
