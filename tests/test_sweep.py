@@ -309,3 +309,78 @@ def test_missing_dataset_fails_before_any_trial(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         SweepRunner(load_sweep(str(cfg)), tmp_path / "s",
                     overrides=[("data.dataset", str(tmp_path / "no_such_data"))])
+
+
+class FakeGroupTrain:
+    """Stands in for ``edgejax.train.run_group``: :class:`FakeTrain`'s trials advanced together,
+    epoch by epoch, each reporting through ``report_fn(k, epoch, metrics)``; a pruned trial stops
+    while the others go on. ``interrupt_at``: (lr, epoch) at which to raise KeyboardInterrupt."""
+
+    QUALITY = {0.01: 40.0, 0.05: 100.0, 0.1: 90.0, 0.2: 70.0}
+
+    def __init__(self, interrupt_at=None):
+        self.groups = []
+        self.interrupt_at = interrupt_at
+
+    def __call__(self, configs, workdirs, *, report_fn=None, group_dir=None, mode="auto"):
+        lrs = [float(c.optimizer.lr) for c in configs]
+        self.groups.append((lrs, list(workdirs), group_dir))
+        status = ["completed"] * len(configs)
+        tops = [None] * len(configs)
+        for w, c in zip(workdirs, configs):
+            os.makedirs(w, exist_ok=True)
+            with open(os.path.join(w, "config.json"), "w") as f:
+                json.dump(c.to_dict(), f)
+        epochs = int(configs[0].num_epochs)
+        for epoch in range(1, epochs + 1):
+            for k, (c, w) in enumerate(zip(configs, workdirs)):
+                if status[k] != "completed" or epoch <= len(eval_records(w)):
+                    continue
+                if self.interrupt_at and abs(lrs[k] - self.interrupt_at[0]) < 1e-12 \
+                        and epoch == self.interrupt_at[1]:
+                    self.interrupt_at = None
+                    raise KeyboardInterrupt
+                tops[k] = self.QUALITY[lrs[k]] * epoch / epochs
+                row = {"kind": "eval", "step": epoch * 10, "epoch": float(epoch), "top1": tops[k]}
+                with open(os.path.join(w, "metrics.jsonl"), "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                if report_fn is not None and report_fn(k, epoch, dict(row)):
+                    status[k] = "pruned"
+        return [{"status": s, "epoch": float(epochs), "best_top1": t, "num_params": 1,
+                 "model": c.model.name, "group_size": len(configs), "group_dir": group_dir}
+                for s, t, c in zip(status, tops, configs)]
+
+
+def test_grouped_sweep_asks_in_batches_prunes_and_resumes(tmp_path):
+    cfg = write_sweep(tmp_path, LR_GRID)
+    study_dir = tmp_path / "study"
+    fake = FakeGroupTrain(interrupt_at=(0.05, 3))
+    runner = SweepRunner(load_sweep(str(cfg)), study_dir, group_train_fn=fake, group_size=2,
+                         log=lambda m: None)
+    first = runner.run()
+    assert first["interrupted"]
+    assert [len(lrs) for lrs, _, _ in fake.groups] == [2, 2]  # two trials asked at once
+    done = set(fake.groups[0][0])
+    interrupted = fake.groups[1]
+    assert 0.05 in interrupted[0] and not done & set(interrupted[0])
+    # resume: the interrupted group's trials are re-asked (same parameters, same workdirs and
+    # group directory) and finish; the first group's are not repeated
+    fake2 = FakeGroupTrain()
+    second = SweepRunner(load_sweep(str(cfg)), study_dir, group_train_fn=fake2, group_size=2,
+                         log=lambda m: None).run()
+    assert not second["interrupted"]
+    assert second["complete"] + second["pruned"] == 4 and second["failed"] == 0
+    assert second["pruned"] == 1  # 0.01 falls below the first group's median at epoch 2
+    assert len(fake2.groups) == 1 and sorted(fake2.groups[0][0]) == sorted(interrupted[0])
+    assert sorted(fake2.groups[0][1]) == sorted(interrupted[1])
+    assert fake2.groups[0][2] == interrupted[2]
+    study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{study_dir}/study.db")
+    S = optuna.trial.TrialState
+    finished = [t for t in study.trials if t.state in (S.COMPLETE, S.PRUNED)]
+    assert sorted(t.params["optimizer.lr"] for t in finished) == [0.01, 0.05, 0.1, 0.2]
+    assert study.best_trial.params["optimizer.lr"] == 0.05
+    assert all(t.user_attrs["group_size"] == 2 for t in finished)
+    fake3 = FakeGroupTrain()
+    SweepRunner(load_sweep(str(cfg)), study_dir, group_train_fn=fake3, group_size=2,
+                log=lambda m: None).run()
+    assert fake3.groups == []

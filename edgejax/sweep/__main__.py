@@ -1,6 +1,6 @@
 """``python -m edgejax.sweep --config configs/sweeps/<name>.py[:arg] --study-dir DIR``.
 
-Kept thin: flags -> ``SweepRunner``. ``--workers K`` starts K worker processes on this machine
+Kept thin: flags -> ``SweepRunner``. ``--group-size K`` trains K trials at once (a trial group). ``--workers K`` starts K worker processes on this machine
 sharing the study; on other machines run the same command with the same ``--storage`` URL.
 Re-running the command resumes the study.
 """
@@ -32,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training-config key in every trial, e.g. --set num_epochs=5 "
                         "--set data.dataset=/data/cifar10 (repeatable)")
+    p.add_argument("--group-size", type=int, default=1, metavar="K",
+                   help="train up to K trials at once as one trial group (one input pipeline, "
+                        "one compiled step; trials must share model, input size, batch size and "
+                        "optimizer kind, others run in their own groups)")
+    p.add_argument("--group-mode", choices=("auto", "vmap", "sequential"), default="auto",
+                   help="how a group advances its trials: one vmapped call, or the same step "
+                        "once per trial (auto: sequential on CPU, vmap on GPU/TPU)")
     p.add_argument("--study-name", default=None, help="override the sweep's study name")
     p.add_argument("--sampler", choices=("tpe", "grid", "random"), default=None,
                    help="override the sweep's sampler")
@@ -103,7 +110,8 @@ def main(argv=None) -> int:
     try:
         # Create the study (and recover dead trials) once, before any worker starts.
         runner = SweepRunner(sweep, args.study_dir, storage=args.storage, overrides=overrides,
-                             keep_checkpoints=args.keep_checkpoints, heartbeat_s=args.heartbeat)
+                             keep_checkpoints=args.keep_checkpoints, heartbeat_s=args.heartbeat,
+                             group_size=args.group_size, group_mode=args.group_mode)
     except (ConfigError, SweepConfigError, SpaceError) as e:
         print(f"edgejax.sweep: error: {e}", file=sys.stderr)
         return 2

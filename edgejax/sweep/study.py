@@ -3,6 +3,8 @@
 ``<study_dir>/study.db`` (SQLite, unless ``storage`` names another SQLAlchemy URL),
 ``<study_dir>/sweep.json`` (the sweep, resolved) and ``<study_dir>/trials/<NNNN>/`` (one training
 run per trial: ``config.json``, ``metrics.jsonl``, ``summary.json``, ``best/``, ``trial.json``).
+With a group size K > 1, trials are asked K at a time and trained as one trial group; the
+group's checkpoints live in ``<study_dir>/groups/<NNNN-NNNN-...>/`` until it finishes.
 
 Resuming: finished trials are never repeated. A trial that was interrupted (Ctrl-C, SIGTERM) or
 whose worker died (its process is gone, or, on another machine, its heartbeat stopped) is marked
@@ -174,11 +176,16 @@ class SweepRunner:
     ``train_fn(config, workdir, *, report_fn) -> summary`` defaults to ``edgejax.train.run``;
     tests pass a small stand-in. ``overrides``: ``[(key, value), ...]`` applied to every trial
     (after the sweep's ``fixed``, before the sampled values).
+    ``group_size`` K > 1: ask Optuna for up to K trials at once (batch ask / tell) and train them
+    as one trial group (``group_train_fn``, default ``edgejax.train.run_group``; ``group_mode``
+    as its ``mode``), each trial reporting its own evaluations to the pruner.
     """
 
     def __init__(self, sweep, study_dir, *, storage: str | None = None, overrides=(),
                  train_fn: TrainFn | None = None, keep_checkpoints: str = "best",
-                 heartbeat_s: int = 60, log: Callable[[str], None] | None = None):
+                 heartbeat_s: int = 60, log: Callable[[str], None] | None = None,
+                 group_size: int = 1, group_mode: str = "auto",
+                 group_train_fn: Callable[..., list] | None = None):
         if keep_checkpoints not in ("best", "all", "none"):
             raise ValueError(f"keep_checkpoints {keep_checkpoints!r}: use best, all or none")
         self.sweep = sweep
@@ -187,6 +194,12 @@ class SweepRunner:
         self.storage_url = storage or study_dir_storage(str(self.study_dir))
         self.overrides = list(overrides)
         self.train_fn = train_fn
+        if group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        self.group_size, self.group_mode = int(group_size), group_mode
+        self.group_train_fn = group_train_fn
+        self.heartbeat_s = heartbeat_s
+        self._group_trial_ids: list[int] = []
         self.keep_checkpoints = keep_checkpoints
         self.log = log or (lambda msg: print(msg, flush=True))
         self.base = load_train_config(sweep.base)
@@ -265,70 +278,66 @@ class SweepRunner:
                  f"{trial_workdir(self.study_dir, root_number(frozen)).name} resumes")
 
     # -- one trial ---------------------------------------------------------------------------
-    def objective(self, trial) -> float:
+    def _prepare(self, trial):
+        """Sample ``trial`` -> (params, config, workdir, report_fn); earlier evaluations of a
+        resumed trial are re-reported to the pruner first."""
         s = self.sweep
-        self._current_trial_id = trial._trial_id
         root = root_number(trial)
         workdir = trial_workdir(self.study_dir, root)
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("workdir", str(workdir))
-        t0 = time.time()
-        params: dict[str, Any] = {}
-        try:
-            params, sampled = sample(trial, list(s.space))
-            trial.set_user_attr("overrides", {k: _jsonable(v) for k, v in sampled.items()})
-            config = trial_config(self.base, list(s.fixed), self.overrides, sampled)
-            c = self._counts()
-            self.log(f"[sweep {s.name}] trial {trial.number} start "
-                     f"({c['finished']}/{self.n_trials} finished): {_fmt(params)} -> {workdir}")
-            reported: set[int] = set()
-            for row in eval_records(workdir):  # a resumed trial: tell the pruner what was seen
-                epoch = int(round(row.get("epoch", 0)))
-                if epoch not in reported:
-                    trial.report(score_of(row, s.metric), epoch)
-                    reported.add(epoch)
-
-            def report_fn(epoch, metrics):
-                epoch = int(epoch)
-                if epoch in reported:
-                    return False
-                value = score_of(metrics, s.metric)
-                if not math.isfinite(value):
-                    return False
-                trial.report(value, epoch)
+        params, sampled = sample(trial, list(s.space))
+        trial.set_user_attr("overrides", {k: _jsonable(v) for k, v in sampled.items()})
+        config = trial_config(self.base, list(s.fixed), self.overrides, sampled)
+        reported: set[int] = set()
+        for row in eval_records(workdir):  # a resumed trial: tell the pruner what was seen
+            epoch = int(round(row.get("epoch", 0)))
+            if epoch not in reported:
+                trial.report(score_of(row, s.metric), epoch)
                 reported.add(epoch)
-                trial.set_user_attr("epochs_done", epoch)
-                prune = trial.should_prune()
-                if prune:
-                    self.log(f"[sweep {s.name}] trial {trial.number} pruned at epoch {epoch} "
-                             f"({s.metric} {value:.2f})")
-                return prune
 
-            train_fn = self.train_fn
-            if train_fn is None:
-                from edgejax.train import run as train_fn
-            summary = train_fn(config, str(workdir), report_fn=report_fn)
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
-            raise
-        except Exception as e:  # recorded as a failed trial; the study goes on
-            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
-            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
-            trial.set_user_attr("time_s", round(time.time() - t0, 2))
-            self._write_trial_json(trial, workdir, params, "failed", None)
-            self.log(f"[sweep {s.name}] trial {trial.number} FAILED after "
-                     f"{time.time() - t0:.0f}s: {type(e).__name__}: {e}")
-            raise
+        def report_fn(epoch, metrics):
+            epoch = int(epoch)
+            if epoch in reported:
+                return False
+            value = score_of(metrics, s.metric)
+            if not math.isfinite(value):
+                return False
+            trial.report(value, epoch)
+            reported.add(epoch)
+            trial.set_user_attr("epochs_done", epoch)
+            prune = trial.should_prune()
+            if prune:
+                self.log(f"[sweep {s.name}] trial {trial.number} pruned at epoch {epoch} "
+                         f"({s.metric} {value:.2f})")
+            return prune
+
+        return params, config, workdir, report_fn
+
+    def _failed(self, trial, workdir, params, t0, e: BaseException):
+        trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+        trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+        trial.set_user_attr("time_s", round(time.time() - t0, 2))
+        self._write_trial_json(trial, workdir, params, "failed", None)
+        self.log(f"[sweep {self.sweep.name}] trial {trial.number} FAILED after "
+                 f"{time.time() - t0:.0f}s: {type(e).__name__}: {e}")
+
+    def _finish(self, trial, workdir, params, t0, summary) -> float:
+        """Record a finished run; -> the value, or raise ``TrialPruned`` / ``RuntimeError``."""
+        s = self.sweep
         status = summary.get("status", "completed")
         if status == "preempted":
             trial.set_user_attr("interrupted", True)
             raise SweepInterrupted(f"trial {trial.number} preempted (SIGTERM)")
+        if status == "failed":
+            raise FloatingPointError(f"non-finite loss at step {summary.get('failed_step')}")
         best = _best_eval(eval_records(workdir), s.metric)
         value = score_of(best, s.metric) if best else summary.get("best_top1")
         attrs = {"status": status, "time_s": round(time.time() - t0, 2),
                  "num_params": summary.get("num_params"), "model": summary.get("model"),
-                 "epochs_done": summary.get("epoch")}
+                 "epochs_done": summary.get("epoch"), "group_size": summary.get("group_size"),
+                 "group_dir": summary.get("group_dir")}
         if best:
             attrs.update(best_epoch=best.get("epoch"), best_step=best.get("step"),
                          top1=score_of(best, "top1"), top5=score_of(best, "top5"),
@@ -351,6 +360,117 @@ class SweepRunner:
             optuna = _optuna()
             raise optuna.TrialPruned(f"{s.metric} {float(value):.2f}")
         return float(value)
+
+    def _start_log(self, trial, params, workdir, extra=""):
+        c = self._counts()
+        self.log(f"[sweep {self.sweep.name}] trial {trial.number} start "
+                 f"({c['finished']}/{self.n_trials} finished){extra}: {_fmt(params)} -> {workdir}")
+
+    # -- one trial ---------------------------------------------------------------------------
+    def objective(self, trial) -> float:
+        self._current_trial_id = trial._trial_id
+        t0 = time.time()
+        params: dict[str, Any] = {}
+        workdir = trial_workdir(self.study_dir, root_number(trial))
+        try:
+            params, config, workdir, report_fn = self._prepare(trial)
+            self._start_log(trial, params, workdir)
+            train_fn = self.train_fn
+            if train_fn is None:
+                from edgejax.train import run as train_fn
+            summary = train_fn(config, str(workdir), report_fn=report_fn)
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            raise
+        except Exception as e:  # recorded as a failed trial; the study goes on
+            self._failed(trial, workdir, params, t0, e)
+            raise
+        return self._finish(trial, workdir, params, t0, summary)
+
+    # -- a group of trials -------------------------------------------------------------------
+    def _run_group(self, n: int) -> int:
+        """Ask Optuna for ``n`` trials at once (batch ask / tell), train those that share group
+        keys as one trial group, tell each its result. Returns how many were asked."""
+        from edgejax.train.config import ConfigError
+        from edgejax.train.hparams import group_key
+        optuna = _optuna()
+        S = optuna.trial.TrialState
+        with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize":
+            warnings.simplefilter("ignore")  # _Heartbeat below keeps these trials' heartbeats
+            trials = [self.study.ask() for _ in range(n)]
+        self._group_trial_ids = [t._trial_id for t in trials]
+        t0 = time.time()
+        prepared = []
+        for trial in trials:
+            workdir = trial_workdir(self.study_dir, root_number(trial))
+            try:
+                prepared.append((trial, *self._prepare(trial)))
+            except Exception as e:
+                self._failed(trial, workdir, {}, t0, e)
+                self._tell(trial, state=S.FAIL)
+        # Trials that differ in a group key (model, batch size, optimizer kind, ...) train in
+        # separate groups, one after another.
+        parts: dict[str, list] = {}
+        for p in prepared:
+            parts.setdefault(json.dumps(group_key(p[2]), sort_keys=True, default=str), []).append(p)
+        beat = _Heartbeat(self.storage, [t._trial_id for t in trials], self.heartbeat_s)
+        try:
+            for part in parts.values():
+                self._train_part(part, t0)
+        finally:
+            beat.stop()
+        self._group_trial_ids = []  # (kept on an interrupt: run() re-queues them)
+        return n
+
+    def _tell(self, trial, value=None, state=None):
+        try:
+            self.study.tell(trial, value, state=state)
+        except RuntimeError as e:
+            # The grid sampler stops the study when its last point is told, by calling
+            # Study.stop, which only works inside optimize(); the trial is recorded either way.
+            if "Study.stop" not in str(e):
+                raise
+
+    def _train_part(self, part, t0):
+        optuna = _optuna()
+        S = optuna.trial.TrialState
+        roots = [root_number(p[0]) for p in part]
+        group_dir = self.study_dir / "groups" / "-".join(f"{r:04d}" for r in roots)
+        for trial, params, _, workdir, _ in part:
+            self._start_log(trial, params, workdir, f", group {group_dir.name}")
+        train_fn = self.group_train_fn
+        if train_fn is None:
+            from edgejax.train import run_group as train_fn
+        fns = [p[4] for p in part]
+        try:
+            summaries = train_fn([p[2] for p in part], [str(p[3]) for p in part],
+                                 report_fn=lambda k, epoch, m: fns[k](epoch, m),
+                                 group_dir=str(group_dir), mode=self.group_mode)
+        except KeyboardInterrupt:
+            for trial, *_ in part:
+                trial.set_user_attr("interrupted", True)
+            raise
+        except Exception as e:  # the whole group failed: each trial records it
+            for trial, params, _, workdir, _ in part:
+                self._failed(trial, workdir, params, t0, e)
+                self._tell(trial, state=S.FAIL)
+            return
+        interrupted = None
+        for (trial, params, _, workdir, _), summary in zip(part, summaries):
+            try:
+                value = self._finish(trial, workdir, params, t0, summary)
+                self._tell(trial, value)
+            except optuna.TrialPruned:
+                self._tell(trial, state=S.PRUNED)
+            except SweepInterrupted as e:
+                interrupted = e
+            except Exception as e:
+                self._failed(trial, workdir, params, t0, e)
+                self._tell(trial, state=S.FAIL)
+        if self.keep_checkpoints != "all" and interrupted is None:
+            shutil.rmtree(group_dir, ignore_errors=True)
+        if interrupted is not None:
+            raise interrupted
 
     def _write_trial_json(self, trial, workdir: Path, params, state, value):
         workdir.mkdir(parents=True, exist_ok=True)
@@ -393,15 +513,26 @@ class SweepRunner:
                 break
             self._current_trial_id = None
             try:
-                self.study.optimize(self.objective, n_trials=1, catch=(Exception,),
-                                    gc_after_trial=True)
-                ran += 1
+                if self.group_size > 1:
+                    ran += self._run_group(max(1, min(self.group_size,
+                                                      remaining + c["waiting"])))
+                else:
+                    self.study.optimize(self.objective, n_trials=1, catch=(Exception,),
+                                        gc_after_trial=True)
+                    ran += 1
             except KeyboardInterrupt:
                 interrupted = True
-                if self._current_trial_id is not None:
-                    frozen = self.study._storage.get_trial(self._current_trial_id)
-                    if frozen.state == optuna.trial.TrialState.FAIL:
+                S = optuna.trial.TrialState
+                ids = list(self._group_trial_ids) or (
+                    [self._current_trial_id] if self._current_trial_id is not None else [])
+                for tid in ids:
+                    frozen = self.study._storage.get_trial(tid)
+                    if frozen.state == S.RUNNING:  # a group's trials: ask/tell, not optimize
+                        self.study._storage.set_trial_state_values(tid, S.FAIL)
+                        frozen = self.study._storage.get_trial(tid)
+                    if frozen.state == S.FAIL:
                         self._requeue(frozen.number, "interrupted")
+                self._group_trial_ids = []
                 self.log(f"[sweep {s.name}] interrupted; run the same command again to resume")
                 break
         c = self._counts()
@@ -433,6 +564,36 @@ class SweepRunner:
                     t.state == optuna.trial.TrialState.FAIL and "error" not in t.user_attrs):
                 done.add(t.system_attrs["grid_id"])
         return len(done) >= len(sampler._all_grids)
+
+
+class _Heartbeat:
+    """Record heartbeats for trials run by ask / tell (``study.optimize`` does it for its own),
+    so that workers on other machines can tell a dead group from a slow one."""
+
+    def __init__(self, storage, trial_ids, interval_s: int):
+        import threading
+        self._stop = threading.Event()
+        self._thread = None
+        if not hasattr(storage, "record_heartbeat") or not storage.get_heartbeat_interval():
+            return
+
+        def beat():
+            while True:
+                for tid in trial_ids:
+                    try:
+                        storage.record_heartbeat(tid)
+                    except Exception:  # a finished trial or a passing database hiccup
+                        pass
+                if self._stop.wait(interval_s):
+                    return
+
+        self._thread = threading.Thread(target=beat, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 def _fmt(params: dict) -> str:
