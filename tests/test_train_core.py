@@ -79,9 +79,32 @@ def test_cli_unknown_key_and_missing_imagenet(tmp_path):
     p = subprocess.run(cmd + ["--config.optimizer.lrr=0.05"], env=env, capture_output=True,
                        text=True, timeout=300)
     assert p.returncode != 0 and "Unknown config key 'optimizer.lrr'" in p.stderr, p.stderr[-2000:]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    # no --workdir: runs/<config stem>; the paper recipes' dtype "auto" is float32 on a CPU
+    p = subprocess.run(cmd[:-2], env=env, capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
     assert p.returncode == 1 and "--config.data.dataset=" in p.stderr, p.stderr[-2000:]
     assert "tfds:imagenet2012" in p.stderr
+    assert f"workdir {os.path.join('runs', 'repvgg_a2')} " in p.stderr
+    assert "dtype auto -> float32 (cpu backend)" in p.stderr
+
+
+def test_default_workdir_dtype_auto_and_command_list(capsys):
+    from edgejax.__main__ import main as edgejax_main
+    from edgejax.train.__main__ import default_workdir
+    from edgejax.train.config import resolve_dtype
+    assert default_workdir("configs/repvgg_a2.py:optimized") == os.path.join(
+        "runs", "repvgg_a2_optimized")
+    assert default_workdir("/x/configs/quickstart.py") == os.path.join("runs", "quickstart")
+    said = []
+    c = resolve_dtype(validate(tiny_config(dtype="auto")), said.append)
+    assert c.dtype == "float32" and said == ["edgejax.train: dtype auto -> float32 (cpu backend)"]
+    said.clear()
+    c = resolve_dtype(validate(tiny_config(dtype="bfloat16")), said.append)
+    assert c.dtype == "bfloat16" and len(said) == 1 and "runs as asked" in said[0]
+    assert edgejax_main([]) == 0
+    out = capsys.readouterr().out
+    for name in ("train", "sweep", "report", "bench", "export", "data.prepare"):
+        assert f"  {name} " in out
 
 
 def test_unknown_model_fails_before_compiling(tmp_path):

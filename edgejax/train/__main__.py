@@ -1,6 +1,8 @@
-"""``python -m edgejax.train --config configs/<name>.py[:recipe] --workdir runs/x [--config.k=v]``.
+"""``python -m edgejax.train --config configs/<name>.py[:recipe] [--workdir runs/x] [--config.k=v]``.
 
-Kept thin: flags -> ``edgejax.train.run``. Several hosts: run the same command on every host with
+Kept thin: flags -> ``edgejax.train.run``. Without ``--workdir`` the run goes to
+``runs/<config file stem>[_<recipe>]`` (e.g. ``runs/repvgg_a2_optimized``); re-running the same
+command resumes there. Several hosts: run the same command on every host with
 ``--coordinator=host0:1234 --num_processes=N --process_id=i`` (or ``--distributed`` where
 ``jax.distributed.initialize()`` detects the cluster by itself: SLURM, Open MPI, Cloud TPU).
 """
@@ -14,7 +16,8 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Training config file, e.g. configs/repvgg_a2.py or configs/repvgg_a2.py:optimized",
     lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; re-running resumes).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; re-running resumes). "
+                                "Default: runs/<config file stem>[_<config arg>].")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() with "
                                  "cluster auto-detection.")
 _COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0 (several hosts).")
@@ -41,11 +44,26 @@ def main(argv):
         jax.distributed.initialize()
     from edgejax.data import DatasetError
     from edgejax.train import ConfigError, NonFiniteLossError, run
+    workdir = _WORKDIR.value or default_workdir(_CONFIG_ARG[0])
+    if not _WORKDIR.value:
+        print(f"edgejax.train: workdir {workdir} (pass --workdir to choose another)",
+              file=sys.stderr, flush=True)
     try:
-        run(_CONFIG.value, _WORKDIR.value)
+        run(_CONFIG.value, workdir)
     except (ConfigError, NonFiniteLossError, DatasetError) as e:
         print(f"edgejax.train: error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+_CONFIG_ARG = [""]  # the --config value as given (file[:arg]), for the default workdir
+
+
+def default_workdir(config_arg: str) -> str:
+    """``configs/repvgg_a2.py:optimized`` -> ``runs/repvgg_a2_optimized``."""
+    import os
+    path, _, arg = config_arg.partition(":")
+    stem = os.path.splitext(os.path.basename(path))[0] or "run"
+    return os.path.join("runs", f"{stem}_{arg}" if arg else stem)
 
 
 def _unknown_override(argv) -> str | None:
@@ -65,6 +83,11 @@ def _unknown_override(argv) -> str | None:
 
 
 def _parse_flags(argv):
+    for i, a in enumerate(argv[1:], 1):
+        if a.startswith("--config="):
+            _CONFIG_ARG[0] = a[len("--config="):]
+        elif a == "--config" and i + 1 < len(argv):
+            _CONFIG_ARG[0] = argv[i + 1]
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
@@ -77,5 +100,5 @@ def _parse_flags(argv):
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config", "workdir"])
+    flags.mark_flags_as_required(["config"])
     app.run(main, flags_parser=_parse_flags)

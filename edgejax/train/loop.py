@@ -22,7 +22,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from .checkpoint import Checkpointer
-from .config import ConfigError, data_seed, resolve_dataset, validate
+from .config import ConfigError, data_seed, resolve_dataset, resolve_dtype, validate
 from .hparams import Features, check_group, hparams
 from .logging import MetricLogger
 from .optim import make_optimizer, make_schedule
@@ -78,6 +78,8 @@ class Run:
     def __init__(self, config, *, num_classes: int, steps_per_epoch: int, total_steps: int,
                  devices=None, features: Features | None = None):
         import edgejax
+        if config.dtype == "auto":
+            config = resolve_dtype(config, print_once())
         self.config = config
         self.num_classes = num_classes
         info = edgejax.model_info(config.model.name)
@@ -175,10 +177,22 @@ class Run:
                 for k, v in batch.items()}
 
 
+def print_once():
+    """A logger that prints each distinct line once (K trials, one message)."""
+    import sys
+    seen = set()
+
+    def say(msg):
+        if msg not in seen and jax.process_index() == 0:
+            seen.add(msg)
+            print(msg, file=sys.stderr, flush=True)
+    return say
+
+
 def build(config, *, num_classes: int, steps_per_epoch: int = 100, total_steps: int = 100,
           devices=None) -> Run:
     """Validate ``config`` and build model, optimizer, state and jitted steps (no data)."""
-    return Run(validate(config), num_classes=num_classes, steps_per_epoch=steps_per_epoch,
+    return Run(resolve_dtype(validate(config), print_once()), num_classes=num_classes, steps_per_epoch=steps_per_epoch,
                total_steps=total_steps, devices=devices)
 
 
@@ -424,6 +438,8 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
 
     configs = [validate(c) for c in configs]
     check_group(configs)
+    say = print_once()
+    configs = [resolve_dtype(c, say) for c in configs]
     config = configs[0]
     solo = group_dir is None
     try:  # unknown model names fail here, with the closest registered names

@@ -1,0 +1,28 @@
+"""``python -m edgejax``: the commands edgejax has, one line each."""
+from __future__ import annotations
+
+import sys
+
+COMMANDS = (
+    ("train", "train (or resume) a model from a config: --config configs/repvgg_a2.py"),
+    ("sweep", "run (or resume) an Optuna sweep of training runs, optionally in trial groups"),
+    ("report", "tables and plots of runs and studies (Markdown + PNG)"),
+    ("bench", "inference latency / throughput, params and FLOPs of registered models"),
+    ("export", "export a model to ONNX or StableHLO (optionally BN-folded / re-parameterised)"),
+    ("data.prepare", "re-encode an ImageFolder or TFDS dataset as sharded ArrayRecord"),
+)
+
+
+def main(argv=None) -> int:
+    from . import __version__
+    print(f"edgejax {__version__}: lightweight image classifiers in JAX.\n\nCommands "
+          f"(python -m edgejax.<command> --help for each):\n")
+    width = max(len(n) for n, _ in COMMANDS)
+    for name, text in COMMANDS:
+        print(f"  {name:<{width}}  {text}")
+    print("\nStart with: python -m edgejax.train --config configs/quickstart.py")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
