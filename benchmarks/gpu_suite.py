@@ -19,6 +19,9 @@ Phases, in order of importance:
 5. ``deploy``: ``edgejax.bench --deploy`` (``edgejax.deploy.fuse``: BatchNorm folded, RepVGG
    re-parameterised) at batch 1, and at B for RepVGG (timm's re-parameterised RepVGG is timed).
 6. ``timm-compile``: ``timm_baseline.py`` with ``torch.compile`` for ``--timm-compile`` models.
+7. ``groups``: ``benchmarks/trial_groups.py`` (K trials in one program vs K runs; batch
+   ``--group-batch``, K in ``--group-ks``; targets: K = 8 >= 4x one run for
+   mobilenetv3_large_100 and mobilevitv2_050, >= 2x for repvgg_a2).
 
 Targets (issue #6, inference): edgejax img/s at batch B >= 1.5x timm eager, latency at batch 1
 <= 2 ms. (Issue #5, training): img/s >= 1.5x timm eager and >= 1.2x timm torch.compile.
@@ -38,7 +41,7 @@ from multiprocessing import get_context
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-PHASES = ("precompile", "infer", "timm", "train", "deploy", "timm-compile")
+PHASES = ("precompile", "infer", "timm", "train", "deploy", "timm-compile", "groups")
 INFER_TARGET, LATENCY_TARGET_MS, TRAIN_EAGER_TARGET, TRAIN_COMPILED_TARGET = 1.5, 2.0, 1.5, 1.2
 
 
@@ -236,6 +239,8 @@ def main(argv=None) -> int:
                    help="a Python with torch + timm (default: this one)")
     p.add_argument("--timm-compile", default="mobilenetv3_large_100,repvgg_a2,convnext_tiny")
     p.add_argument("--train-steps", type=int, default=20)
+    p.add_argument("--group-batch", type=int, default=128, help="batch of the groups phase")
+    p.add_argument("--group-ks", default="1,2,4,8", help="group sizes of the groups phase")
     p.add_argument("--out-dir", default=None, help="records and logs (default: a temporary dir)")
     args = p.parse_args(argv)
     args.phases = [s for s in args.phases.split(",") if s]
@@ -266,7 +271,8 @@ def main(argv=None) -> int:
     env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     paths = {k: os.path.join(out, f) for k, f in dict(
         precompile="precompile.json", infer="infer.json", deploy="deploy.json",
-        train="train.json", timm="timm.jsonl", log="phases.log", suite="suite.json").items()}
+        train="train.json", timm="timm.jsonl", groups="groups.json", log="phases.log",
+        suite="suite.json").items()}
     log = open(paths["log"], "a")
     py, mlist = sys.executable, ",".join(models)
     bench_args = ["--resolution", str(args.resolution), "--dtype", args.dtype, "--warmup", "5",
@@ -303,6 +309,10 @@ def main(argv=None) -> int:
             _run([py, os.path.join(HERE, "train_throughput.py"), "--models", mlist, "--batch",
                   str(args.batch), "--size", str(args.resolution), "--dtype", args.dtype,
                   "--steps", str(args.train_steps), "--json", paths["train"]], env, left(), log)
+        elif phase == "groups":
+            _run([py, os.path.join(HERE, "trial_groups.py"), "--batch", str(args.group_batch),
+                  "--size", str(args.resolution), "--ks", args.group_ks, "--steps", "10",
+                  "--json", paths["groups"]], env, left(), log)
         elif phase in ("timm", "timm-compile") and args.baseline:
             names = mlist if phase == "timm" else ""
             comp = "" if phase == "timm" else args.timm_compile
@@ -327,12 +337,14 @@ def main(argv=None) -> int:
     infer = _load(paths["infer"], {}).get("records", [])
     deploy = _load(paths["deploy"], {}).get("records", [])
     train = _load(paths["train"], [])
+    groups = _load(paths["groups"], [])
     eager, compiled = _timm_records(paths["timm"])
     env_rec = _load(paths["infer"], {}).get("environment") or _load(paths["deploy"], {}).get(
         "environment")
     with open(paths["suite"], "w") as f:
         json.dump(dict(environment=env_rec, phases_s=ran, precompile=pre, infer=infer,
-                       deploy=deploy, train=train, timm_eager=eager, timm_compiled=compiled,
+                       deploy=deploy, train=train, groups=groups, timm_eager=eager,
+                       timm_compiled=compiled,
                        args=vars(args)), f, indent=1)
     if env_rec:
         print(f"\n# {env_rec.get('device')} ({env_rec.get('backend')}), jax {env_rec.get('jax')}, "
@@ -345,6 +357,10 @@ def main(argv=None) -> int:
     if train:
         print("\n## Training, batch %d\n" % args.batch)
         print(training_table(train, eager, compiled, precompiled))
+    if groups:
+        from trial_groups import table as groups_table
+        print(f"\n## Trial groups, batch {args.group_batch}\n")
+        print(groups_table(groups))
     return 0
 
 
