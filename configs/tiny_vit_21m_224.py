@@ -3,7 +3,7 @@
 Command (one host, all its accelerators)::
 
     EDGEJAX_IMAGENET=/data/imagenet python -m edgejax.train \
-        --config configs/tiny_vit_21m_224.py:baseline --workdir runs/tiny_vit_21m_224_baseline
+        --config configs/tiny_vit_21m_224.py:baseline   # writes runs/tiny_vit_21m_224_baseline (--workdir DIR to choose)
     # the study's best stack: --config configs/tiny_vit_21m_224.py:optimized
     # the authors' recipe:    --config configs/tiny_vit_21m_224.py:reference
     # override anything:      --config.global_batch_size=256 --config.optimizer.lr=0.05
@@ -14,7 +14,8 @@ Data: ImageNet-1k train / val (1,281,167 / 50,000 images): an ImageFolder tree
 ``--config.data.dataset=...`` or ``$EDGEJAX_IMAGENET``. Without one the run stops at once and
 says how to point it at ImageNet.
 
-Recipes (``edgejax.train.recipes``): ``baseline`` = the study's (SGD 0.9, lr 0.1 per 512 scaled
+Recipes (``edgejax.train.recipes``, all with ``dtype = "auto"``: bfloat16 on GPU / TPU,
+float32 on a CPU): ``baseline`` = the study's (SGD 0.9, lr 0.1 per 512 scaled
 linearly, cosine, 5 warmup epochs, crop + flip only, 300 epochs, batch 512, 224 px);
 ``optimized`` = RandAugment + Mixup + CutMix + label smoothing + EMA with
 AdamW; ``reference`` =
