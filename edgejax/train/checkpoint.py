@@ -22,8 +22,10 @@ from .state import TrainState
 
 __all__ = ["Checkpointer", "load_weights", "load_model"]
 
+# ``hparams`` is not saved: it comes from the config at every start (each leaf would be one more
+# array file per checkpoint).
 _FIELDS = ("step", "params", "batch_stats", "model_state", "opt_state", "ema_params",
-           "ema_batch_stats", "rng", "hparams", "active")
+           "ema_batch_stats", "rng", "active")
 
 
 def _as_dict(state: TrainState, fields=_FIELDS) -> dict:
