@@ -1,7 +1,7 @@
 """Data pipeline throughput: decode + RandomResizedCrop(224) + flip, per core and end to end.
 
     PYTHONPATH=. python benchmarks/data_throughput.py [--data ../shared/data/imagenet-samples]
-        [--timm-python /work/tvenv/bin/python] [--aug-batch 256] [--seconds 8]
+        [--timm-python PYTHON_WITH_TORCH] [--aug-batch 256] [--seconds 8]
 
 Measures, on the 1,000 full-size ImageNet sample JPEGs (bytes preloaded in RAM):
 1. single-thread img/s of edgejax's train transform on the original JPEGs and on the same images
@@ -114,7 +114,8 @@ def _augment_cost(batch_size, reps):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(REPO / ".." / "shared" / "data" / "imagenet-samples"))
-    ap.add_argument("--timm-python", default="/work/tvenv/bin/python")
+    ap.add_argument("--timm-python", default=sys.executable,
+                    help="a Python with torch + timm (default: this one)")
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds per measurement")
     ap.add_argument("--aug-batch", type=int, default=256)
     ap.add_argument("--aug-reps", type=int, default=2)

@@ -123,8 +123,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--torch-python", default=os.environ.get("EDGEJAX_TORCH_PYTHON",
-                                                             "/work/tvenv/bin/python"))
+    ap.add_argument("--torch-python", default=os.environ.get("EDGEJAX_TORCH_PYTHON", sys.executable),
+                    help="a Python with torch + timm (default: $EDGEJAX_TORCH_PYTHON, else this one)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
 

@@ -2,7 +2,7 @@
 
     python benchmarks/parity_cifar.py                                # defaults below
     python benchmarks/parity_cifar.py --model repvgg_a0 --size 32 --epochs 10 --seeds 0,1 \
-        --train-per-class 5000 --torch-python /work/tvenv/bin/python
+        --train-per-class 5000 --torch-python PYTHON_WITH_TORCH
 
 Data: ``../shared/data/cifar10/{train,test}/<class>/*.jpg`` (ImageFolder). A subset of
 ``--train-per-class`` / ``--test-per-class`` images (the first ones in sorted order) is linked into
@@ -135,7 +135,8 @@ def main():
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--train-per-class", type=int, default=500)
     p.add_argument("--test-per-class", type=int, default=200)
-    p.add_argument("--torch-python", default="/work/tvenv/bin/python")
+    p.add_argument("--torch-python", default=sys.executable,
+                   help="a Python with torch + timm (default: this one)")
     p.add_argument("--torch-threads", type=int, default=2)
     p.add_argument("--only", choices=("both", "edgejax", "timm"), default="both")
     args = p.parse_args()
