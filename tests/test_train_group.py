@@ -149,6 +149,26 @@ def test_group_killed_and_resumed_equals_uninterrupted(tmp_path):
         assert second[k]["last_eval"] == full[k]["last_eval"]
 
 
+@pytest.mark.parametrize("mode", ["sequential", pytest.param("vmap", marks=pytest.mark.slow)])
+def test_group_step_compiles_once(mode):
+    # Trials built, sliced, stacked, frozen or given fresh hyperparameters are laid out as the
+    # step's outputs are: the step compiles once for the whole run, not again at its second call.
+    from edgejax.train import build
+    from edgejax.train.loop import _Group
+    from test_train_core import _fixed_batch
+    configs = [_config(**t) for t in _TRIALS["mobilenetv3_small_050"][::2]]
+    r = build(configs[0], num_classes=10)
+    group = _Group(r, mode, [0, 1], [r.state, r.init_state(configs[1])])
+    group.set_hparams([r.hparams(c) for c in configs])
+    batch = r.put_batch(_fixed_batch())
+    for i in range(3):
+        group.step(batch, {0, 1})
+        if i == 0:
+            group.freeze(1)
+    step = r.group_train_step if mode == "vmap" else r.train_step
+    assert step._cache_size() == 1 and group.step_count() == 3
+
+
 def test_group_keys_are_checked():
     a = _config()
     b = _config(**{"global_batch_size": 32})

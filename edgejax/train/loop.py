@@ -283,10 +283,17 @@ class _Group:
     def __init__(self, r: Run, mode: str, members: list[int], states):
         self.r, self.mode, self.members = r, mode, list(members)
         if mode == "vmap":
-            self.state = states if isinstance(states, TrainState) else _stack(states)
+            self.state = self._place(states if isinstance(states, TrainState) else _stack(states))
         else:
-            self.states = list(states) if isinstance(states, (list, tuple)) else [
-                _slice(states, i) for i in range(len(members))]
+            self.states = [self._place(s) for s in (
+                states if isinstance(states, (list, tuple)) else
+                [_slice(states, i) for i in range(len(members))])]
+
+    def _place(self, tree):
+        # Every leaf laid out as the step's outputs are (replicated on the mesh): an array
+        # placed otherwise (a slice, a stack, a fresh hyperparameter) is another input type to
+        # jit, and the step would compile a second time at its second call.
+        return jax.device_put(tree, self.r.replicated)
 
     def step(self, batch, running: set[int]):
         """Advance every running member on ``batch``; -> {trial: metrics (device arrays)}."""
@@ -314,22 +321,22 @@ class _Group:
         """Stop trial ``k`` (a pruner's decision): its state is no longer updated."""
         if self.mode == "vmap":
             i = self.members.index(k)
-            self.state = self.state.replace(active=self.state.active.at[i].set(False))
+            self.state = self.state.replace(active=self._place(self.state.active.at[i].set(False)))
 
     def rebuild(self, keep: list[int]) -> None:
         """Hold only the trials ``keep`` (a vmapped group recompiles once for the new size)."""
         idx = [self.members.index(k) for k in keep]
         if self.mode == "vmap":
-            self.state = jax.tree.map(lambda x: x[np.asarray(idx)], self.state)
+            self.state = self._place(jax.tree.map(lambda x: x[np.asarray(idx)], self.state))
         else:
             self.states = [self.states[i] for i in idx]
         self.members = list(keep)
 
     def set_hparams(self, hps: list[dict]) -> None:
         """Per-trial hyperparameters from the configs (after a restore: configs win)."""
-        fresh = [{k: jnp.asarray(v) for k, v in hp.items()} for hp in hps]
+        fresh = [self._place({k: jnp.asarray(v) for k, v in hp.items()}) for hp in hps]
         if self.mode == "vmap":
-            self.state = self.state.replace(hparams=_stack(fresh))
+            self.state = self.state.replace(hparams=self._place(_stack(fresh)))
         else:
             self.states = [s.replace(hparams=h) for s, h in zip(self.states, fresh)]
 
