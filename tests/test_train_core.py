@@ -205,6 +205,47 @@ def test_short_run_three_families(tmp_path, model, size, extra):
         assert got.keys() == want.keys()
         for k in got:
             np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+        _predict_from_run(tmp_path, m)
+
+
+def _predict_from_run(workdir, model):
+    # edgejax.predict on the run: the training data's class names, the model's own logits
+    import json
+    from PIL import Image
+    from edgejax.data import build_source
+    from edgejax.predict import main as predict
+    src, info = build_source("digits", "train")
+    imgs = workdir / "imgs"
+    (imgs / "sub").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(src[i][0]).save(imgs / ("sub" if i else "") / f"{i}.png")
+    (imgs / "broken.png").write_bytes(b"not an image")
+    out = workdir / "p.json"
+    import contextlib, io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert predict([str(imgs), "--model", "repvgg_a0", "--checkpoint", str(workdir),
+                        "--topk", "3", "--json", "--csv", str(out)]) == 0
+    res = json.loads(buf.getvalue())
+    assert [r["path"].rsplit("/", 1)[-1] for r in res["predictions"]] == ["0.png", "1.png",
+                                                                         "2.png"]
+    assert [e["path"].rsplit("/", 1)[-1] for e in res["errors"]] == ["broken.png"]
+    names = json.loads((workdir / "classes.json").read_text())["class_names"]
+    assert names == info["class_names"]
+    from edgejax.data.transforms import center_crop_resize
+    import edgejax
+    mi = edgejax.model_info("repvgg_a0")
+    x = np.stack([center_crop_resize(open(r["path"], "rb").read(), 32, 0.875, "bilinear")
+                  for r in res["predictions"]]).astype(np.float32)
+    x = (x - np.asarray(mi["mean"]) * 255) / (np.asarray(mi["std"]) * 255)
+    logits = np.asarray(model(x.astype(np.float32)))
+    for r, z in zip(res["predictions"], logits):
+        p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        top = np.argsort(-p)[:3]
+        assert [t["index"] for t in r["topk"]] == top.tolist()
+        assert [t["name"] for t in r["topk"]] == [names[i] for i in top]
+        np.testing.assert_allclose([t["prob"] for t in r["topk"]], p[top], rtol=1e-4)
+    assert len(out.read_text().splitlines()) == 1 + 3 * 3
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):

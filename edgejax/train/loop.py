@@ -476,6 +476,9 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
         for c, w in zip(configs, workdirs):
             os.makedirs(w, exist_ok=True)
             _write_config(c, w)
+            # the names behind the label indices, for edgejax.predict and reports
+            with open(os.path.join(w, "classes.json"), "w") as f:
+                json.dump({"class_names": list(train_info["class_names"])}, f)
         if not solo:
             os.makedirs(group_dir, exist_ok=True)
 

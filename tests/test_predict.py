@@ -1,0 +1,59 @@
+"""edgejax.predict: exported files predict as the JAX model does; bad input is named."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgejax.predict import Predictor, main as predict
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(3):  # odd sizes: the eval transform resizes and centre-crops
+        Image.fromarray(rng.integers(0, 256, (50 + 7 * i, 41, 3), np.uint8)).save(d / f"{i}.jpg")
+    return d
+
+
+def test_onnx_export_predicts_as_the_jax_model(tmp_path, images, capsys):
+    from edgejax.bench import build_model
+    from edgejax.export import export_onnx
+    onnx = tmp_path / "m.onnx"
+    # a fixed batch of 2 for 3 images: the last batch is padded and the padding dropped
+    export_onnx(build_model("mobilenetv3_small_050"), str(onnx), resolution=64, batch_size=2)
+    want, _ = Predictor("mobilenetv3_small_050", image_size=64).predict(
+        sorted(str(p) for p in images.iterdir()), topk=4)
+    assert predict([str(images), "--model", "mobilenetv3_small_050", "--onnx", str(onnx),
+                    "--image-size", "64", "--topk", "4", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["predictions"]
+    assert [r["path"] for r in got] == [r["path"] for r in want]
+    for g, w in zip(got, want):
+        assert [t["index"] for t in g["topk"]] == [t["index"] for t in w["topk"]]
+        np.testing.assert_allclose([t["prob"] for t in g["topk"]],
+                                   [t["prob"] for t in w["topk"]], rtol=1e-3)
+        if importlib.util.find_spec("timm") is None:  # a 1000-class head, no timm: the index
+            assert [t["name"] for t in g["topk"]] == [str(t["index"]) for t in g["topk"]]
+
+
+def test_bad_input_is_named(tmp_path, images, capsys):
+    assert predict([str(tmp_path / "nope.jpg"), "--model", "mobilenetv3_small_050"]) == 2
+    assert "nope.jpg: no such file or folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert predict([str(tmp_path / "empty"), "--model", "mobilenetv3_small_050"]) == 2
+    assert "folder holds no images" in capsys.readouterr().err
+    assert predict([str(images), "--model", "mobilenetv3_smal_050"]) == 2
+    assert "mobilenetv3_small_050" in capsys.readouterr().err  # the closest registered name
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\n")
+    assert predict([str(images), "--model", "mobilenetv3_small_050", "--image-size", "32",
+                    "--class-names", str(names)]) == 2
+    assert "2 class names for a 1000-class model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        predict([str(images), "--model", "repvgg_a0", "--onnx", "a", "--stablehlo", "b"])
