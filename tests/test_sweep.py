@@ -277,7 +277,7 @@ def test_bad_override_fails_before_any_trial(tmp_path):
 
 def test_cli_runs_and_resumes(tmp_path, monkeypatch, capsys):
     """``python -m edgejax.sweep`` end to end (in-process, the training loop swapped for the
-    stand-in): progress per trial, --set overrides, --n-trials, resume with nothing repeated."""
+    stand-in): progress per trial, --set / --config.KEY overrides, --n-trials, resume with nothing repeated."""
     import signal
 
     import edgejax.train
@@ -287,8 +287,9 @@ def test_cli_runs_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(edgejax.train, "run", fake)
     old = signal.getsignal(signal.SIGTERM)
     try:
+        # --set KEY=VALUE, or --config.KEY=VALUE as edgejax.train takes it
         args = ["--config", str(cfg), "--study-dir", str(tmp_path / "s"), "--set", "num_epochs=2",
-                "--set", "augment.label_smoothing=0.1", "--no-compile-cache", "--pruner", "none"]
+                "--config.augment.label_smoothing=0.1", "--no-compile-cache", "--pruner", "none"]
         assert main(args + ["--n-trials", "2"]) == 0
         assert len(fake.calls) == 2
         assert main(args) == 0  # the rest of the grid

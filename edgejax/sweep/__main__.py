@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="worker processes on this machine (e.g. one per accelerator)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training-config key in every trial, e.g. --set num_epochs=5 "
-                        "--set data.dataset=/data/cifar10 (repeatable)")
+                        "--set data.dataset=/data/cifar10 (repeatable; --config.num_epochs=5, "
+                        "as edgejax.train takes it, is the same)")
     p.add_argument("--group-size", type=int, default=1, metavar="K",
                    help="train up to K trials at once as one trial group (one input pipeline, "
                         "one compiled step; trials must share model, input size, batch size and "
@@ -84,8 +85,23 @@ def _spawn(argv: list[str], k: int) -> int:
     return max(codes, key=abs)
 
 
+def _train_flags_as_set(argv):
+    """``--config.KEY=VALUE`` (or ``--config.KEY VALUE``), as ``edgejax.train`` takes it ->
+    ``--set KEY=VALUE``: both commands override a training-config key the same way."""
+    out, args = [], iter(argv)
+    for a in args:
+        if a.startswith("--config."):
+            kv = a[len("--config."):]
+            if "=" not in kv:
+                kv = f"{kv}={next(args, '')}"
+            out += ["--set", kv]
+        else:
+            out.append(a)
+    return out
+
+
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _train_flags_as_set(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     from .config import SweepConfigError, load_sweep, parse_overrides
     from .space import SpaceError
