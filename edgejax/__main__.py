@@ -9,6 +9,7 @@ COMMANDS = (
     ("report", "tables and plots of runs and studies (Markdown + PNG)"),
     ("bench", "inference latency / throughput, params and FLOPs of registered models"),
     ("export", "export a model to ONNX or StableHLO (optionally BN-folded / re-parameterised)"),
+    ("validate", "top-1 / top-5 / loss of a run, timm weights or an exported file on a dataset"),
     ("predict", "top-k classes of image files from a run, timm weights or an exported model"),
     ("data.prepare", "re-encode an ImageFolder or TFDS dataset as sharded ArrayRecord"),
 )

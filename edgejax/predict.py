@@ -1,4 +1,5 @@
-"""Top-k predictions for image files, from a training run, timm weights or an exported model.
+"""Top-k predictions for image files, from a training run, timm weights or an exported model
+(:class:`edgejax.infer.Classifier`).
 
 Command line (``python -m edgejax.predict --help``)::
 
@@ -16,7 +17,7 @@ images are listed (stderr, and under ``errors`` with ``--json``) and the others 
 Python::
 
     from edgejax.predict import Predictor
-    p = Predictor("repvgg_a0", checkpoint="runs/repvgg")
+    p = Predictor("repvgg_a0", checkpoint="runs/repvgg")    # or onnx= / stablehlo= / tflite=
     rows, errors = p.predict(["photo.jpg"], topk=5)
 """
 from __future__ import annotations
@@ -62,132 +63,42 @@ def _read_names(path: str) -> list[str]:
     return names
 
 
-def _imagenet_names() -> list[str] | None:
-    try:
-        from timm.data import ImageNetInfo
-    except ImportError:
-        return None
-    info = ImageNetInfo()
-    return [info.index_to_description(i) for i in range(1000)]
-
-
 class Predictor:
-    """A model (from one of ``checkpoint`` / ``pretrained`` / ``onnx`` / ``stablehlo``, or random
-    weights when none is given) with its eval transform and class names."""
+    """Top-k classes of image files with a :class:`edgejax.infer.Classifier` (same arguments:
+    ``checkpoint`` / ``pretrained`` / ``onnx`` / ``stablehlo`` / ``tflite``, eval-transform
+    overrides); ``class_names`` overrides the run's."""
 
-    def __init__(self, model: str, *, checkpoint: str | None = None,
-                 pretrained: str | None = None, onnx: str | None = None,
-                 stablehlo: str | None = None, image_size: int | None = None,
-                 crop_pct: float | None = None, interpolation: str | None = None,
-                 class_names: Sequence[str] | None = None):
-        import edgejax
-        given = [n for n, v in (("checkpoint", checkpoint), ("pretrained", pretrained),
-                                ("onnx", onnx), ("stablehlo", stablehlo)) if v]
-        if len(given) > 1:
-            raise ValueError(f"give one source of weights, not {' and '.join(given)}")
-        info = edgejax.model_info(model)  # unknown names fail here, with the closest names
-        run_cfg, run_names = {}, None
-        if checkpoint:
-            run_cfg, run_names = _run_files(checkpoint)
-        d = run_cfg.get("data", {})
-        self.model = model
-        self.image_size = int(image_size or d.get("eval_image_size") or d.get("image_size")
-                              or info["input_size"][1])
-        self.crop_pct = float(crop_pct or d.get("crop_pct") or info["crop_pct"])
-        self.interpolation = interpolation or d.get("interpolation") or info["interpolation"]
-        self.mean = np.asarray(d.get("mean") or info["mean"], np.float32) * 255.0
-        self.std = np.asarray(d.get("std") or info["std"], np.float32) * 255.0
-        if onnx:
-            from .export import onnx_session, run_onnx
-            sess = onnx_session(onnx)
-            self._fn, self._batch = (lambda x: run_onnx(sess, x)), _fixed_batch_onnx(sess)
-        elif stablehlo:
-            from .export import load_stablehlo
-            exp = load_stablehlo(stablehlo)
-            b = exp.in_avals[0].shape[0]
-            self._fn = lambda x: np.asarray(exp.call(x))
-            self._batch = b if isinstance(b, int) else None
-        else:
-            import jax
-            from flax import nnx
-            from .export import load_model
-            m = load_model(model, checkpoint=checkpoint, pretrained=pretrained)
-            gd, st = nnx.split(m)
-            call = jax.jit(lambda st, x: nnx.merge(gd, st)(x))
-            self._fn, self._batch = (lambda x: np.asarray(call(st, x))), None
-        self.class_names = list(class_names) if class_names else run_names
-
-    def _names(self, num_classes: int) -> list[str]:
-        names = self.class_names
-        if names is None and num_classes == 1000:
-            names = _imagenet_names()
-        if names is None:
-            return [str(i) for i in range(num_classes)]
-        if len(names) != num_classes:
-            raise ValueError(f"{len(names)} class names for a {num_classes}-class model")
-        return names
-
-    def _load(self, path: str) -> np.ndarray:
-        from .data import transforms as T
-        with open(path, "rb") as f:
-            data = f.read()
-        return T.center_crop_resize(data, self.image_size, self.crop_pct, self.interpolation)
+    def __init__(self, model: str, *, class_names: Sequence[str] | None = None, **kwargs):
+        from .infer import Classifier
+        self.clf = Classifier(model, **kwargs)
+        self.class_names = list(class_names) if class_names else self.clf.class_names
 
     def predict(self, paths: Sequence[str], *, topk: int = 5, batch_size: int = 32, progress=None
                 ) -> tuple[list[dict], list[tuple[str, str]]]:
         """-> ([{"path", "topk": [{"index", "name", "prob"}]}], [(path, error)])."""
+        from .infer import class_names, softmax
         if topk < 1:
             raise ValueError(f"topk must be at least 1, got {topk}")
         rows, errors = [], []
-        batch = self._batch or batch_size
-        for start in range(0, len(paths), batch):
+        for start in range(0, len(paths), batch_size):
             imgs, ok = [], []
-            for p in paths[start:start + batch]:
+            for p in paths[start:start + batch_size]:
                 try:
-                    imgs.append(self._load(p))
+                    imgs.append(self.clf.load_image(p))
                     ok.append(p)
                 except Exception as e:  # unreadable, truncated or not an image: listed
                     errors.append((p, f"{type(e).__name__}: {e}"))
             if progress is not None:
-                progress.update(len(paths[start:start + batch]))
+                progress.update(len(paths[start:start + batch_size]))
             if not ok:
                 continue
-            x = (np.stack(imgs).astype(np.float32) - self.mean) / self.std
-            n = len(x)
-            if self._batch and n < self._batch:  # a fixed-batch export: pad, drop the padding
-                x = np.concatenate([x, np.zeros((self._batch - n,) + x.shape[1:], x.dtype)])
-            logits = np.asarray(self._fn(x), np.float32)[:n]
-            probs = _softmax(logits)
-            names = self._names(probs.shape[-1])
-            k = min(topk, probs.shape[-1])
-            top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+            probs = softmax(self.clf.logits(np.stack(imgs)))
+            names = class_names(self.class_names, probs.shape[-1])
+            top = np.argsort(-probs, axis=-1, kind="stable")[:, :min(topk, probs.shape[-1])]
             for p, idx, pr in zip(ok, top, probs):
                 rows.append({"path": p, "topk": [{"index": int(i), "name": names[i],
                                                    "prob": float(pr[i])} for i in idx]})
         return rows, errors
-
-
-def _softmax(z):
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
-
-
-def _fixed_batch_onnx(sess) -> int | None:
-    b = sess.get_inputs()[0].shape[0]
-    return b if isinstance(b, int) else None
-
-
-def _run_files(checkpoint: str) -> tuple[dict, list[str] | None]:
-    """A run's config.json and classes.json, looked up beside or above ``checkpoint``."""
-    p = Path(checkpoint).resolve()
-    cfg, names = {}, None
-    for d in (p, p.parent, p.parent.parent):
-        if (d / "config.json").exists() and not cfg:
-            cfg = json.loads((d / "config.json").read_text())
-        if (d / "classes.json").exists() and names is None:
-            names = json.loads((d / "classes.json").read_text())["class_names"]
-    return cfg, names
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -200,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--pretrained", help="timm .safetensors weights file")
     src.add_argument("--onnx", help="an ONNX file written by edgejax.export")
     src.add_argument("--stablehlo", help="a StableHLO file written by edgejax.export")
+    src.add_argument("--tflite", help="a LiteRT (.tflite) file")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, default=None, help="default: the run's or model's")
@@ -222,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         names = _read_names(a.class_names) if a.class_names else None
         pred = Predictor(a.model, checkpoint=a.checkpoint, pretrained=a.pretrained, onnx=a.onnx,
-                         stablehlo=a.stablehlo, image_size=a.image_size, crop_pct=a.crop_pct,
-                         interpolation=a.interpolation, class_names=names)
+                         stablehlo=a.stablehlo, tflite=a.tflite, image_size=a.image_size,
+                         crop_pct=a.crop_pct, interpolation=a.interpolation, class_names=names)
         progress = None
         if len(files) > a.batch_size and sys.stderr.isatty():
             from tqdm import tqdm
@@ -231,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows, bad = pred.predict(files, topk=a.topk, batch_size=a.batch_size, progress=progress)
         if progress is not None:
             progress.close()
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"edgejax.predict: {e}", file=sys.stderr)
         return 2
     errors += bad

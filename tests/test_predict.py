@@ -57,3 +57,14 @@ def test_bad_input_is_named(tmp_path, images, capsys):
     assert "2 class names for a 1000-class model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         predict([str(images), "--model", "repvgg_a0", "--onnx", "a", "--stablehlo", "b"])
+
+
+def test_validate_bad_input_is_named(tmp_path, capsys):
+    from edgejax.validate import main as validate
+    base = ["--model", "mobilenetv3_small_050", "--image-size", "32"]
+    assert validate(base + ["--data", str(tmp_path / "none")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert validate(base + ["--data", "digits", "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert "m.onnx: no such file" in capsys.readouterr().err
+    assert validate(base + ["--data", "digits", "--batch-size", "400"]) == 2  # a 1000-class head
+    assert "has 1000 classes, the data 10" in capsys.readouterr().err

@@ -206,6 +206,26 @@ def test_short_run_three_families(tmp_path, model, size, extra):
         for k in got:
             np.testing.assert_array_equal(got[k], want[k], err_msg=k)
         _predict_from_run(tmp_path, m)
+        _validate_run(tmp_path, ev)
+
+
+def _validate_run(workdir, last_eval):
+    # edgejax.validate on the run and on its ONNX export: the trainer's own evaluation numbers
+    import contextlib, io, json
+    from edgejax.export import main as export
+    from edgejax.validate import main as validate
+    onnx = str(workdir / "m.onnx")
+    assert export(["--model", "repvgg_a0", "--checkpoint", str(workdir), "--format", "onnx",
+                   "--out", onnx, "--resolution", "32", "--dynamic-batch"]) == 0
+    for src in (["--checkpoint", str(workdir)], ["--onnx", onnx]):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert validate(["--model", "repvgg_a0", *src, "--data", "digits", "--json",
+                             "--batch-size", "100"]) == 0
+        r = json.loads(buf.getvalue())
+        assert r["count"] == last_eval["count"] == 359 and r["image_size"] == 32, r
+        assert abs(r["top1"] - last_eval["top1"]) < 1e-9, (src, r, last_eval)
+        assert abs(r["loss"] - last_eval["loss"]) < 1e-4, (src, r, last_eval)
 
 
 def _predict_from_run(workdir, model):

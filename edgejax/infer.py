@@ -1,0 +1,168 @@
+"""One classifier interface over every form a model takes: a training run, timm weights, or an
+exported ONNX / StableHLO / LiteRT file, with the model's eval transform settings and class
+names. ``edgejax.predict`` and ``edgejax.validate`` are built on it, so the numbers of every
+format compare.
+
+    from edgejax.infer import Classifier
+    clf = Classifier("repvgg_a0", onnx="m.onnx")
+    logits = clf.logits(images_uint8_nhwc)      # eval-transformed uint8 images -> float32 logits
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["Classifier", "SOURCES", "class_names", "imagenet_names", "softmax"]
+
+SOURCES = ("checkpoint", "pretrained", "onnx", "stablehlo", "tflite")
+
+
+class Classifier:
+    """A model from one of ``checkpoint`` (a run's workdir, or its best/ or checkpoints/),
+    ``pretrained`` (timm safetensors), ``onnx``, ``stablehlo`` or ``tflite`` (files written by
+    ``edgejax.export``), or random weights when none is given.
+
+    ``image_size`` / ``crop_pct`` / ``interpolation`` default to the run's config for a
+    checkpoint, else the model's (``edgejax.model_info``). ``class_names``: the run's
+    ``classes.json`` for a checkpoint, else None (callers fall back to indices)."""
+
+    def __init__(self, model: str, *, checkpoint: str | None = None,
+                 pretrained: str | None = None, onnx: str | None = None,
+                 stablehlo: str | None = None, tflite: str | None = None,
+                 image_size: int | None = None, crop_pct: float | None = None,
+                 interpolation: str | None = None):
+        import edgejax
+        paths = dict(zip(SOURCES, (checkpoint, pretrained, onnx, stablehlo, tflite)))
+        given = [n for n, v in paths.items() if v]
+        if len(given) > 1:
+            raise ValueError(f"give one source of weights, not {' and '.join(given)}")
+        for name in given:
+            if not Path(paths[name]).exists():
+                raise FileNotFoundError(f"--{name} {paths[name]}: no such file or directory")
+        info = edgejax.model_info(model)  # unknown names fail here, with the closest names
+        run_cfg, self.class_names = _run_files(checkpoint) if checkpoint else ({}, None)
+        d = run_cfg.get("data", {})
+        self.model, self.source = model, (given[0] if given else "random")
+        self.image_size = int(image_size or d.get("eval_image_size") or d.get("image_size")
+                              or info["input_size"][1])
+        self.crop_pct = float(crop_pct or d.get("crop_pct") or info["crop_pct"])
+        self.interpolation = interpolation or d.get("interpolation") or info["interpolation"]
+        self.mean = np.asarray(d.get("mean") or info["mean"], np.float32) * 255.0
+        self.std = np.asarray(d.get("std") or info["std"], np.float32) * 255.0
+        self.fixed_batch: int | None = None
+        if onnx:
+            from .export import onnx_session, run_onnx
+            sess = onnx_session(onnx)
+            shape = sess.get_inputs()[0].shape
+            self._fn = lambda x: run_onnx(sess, x)
+        elif stablehlo:
+            from .export import load_stablehlo
+            exp = load_stablehlo(stablehlo)
+            shape = exp.in_avals[0].shape
+            self._fn = lambda x: np.asarray(exp.call(x))
+        elif tflite:
+            self._fn, shape = _tflite_fn(tflite)
+        else:
+            import jax
+            from flax import nnx
+            from .export import load_model
+            m = load_model(model, checkpoint=checkpoint, pretrained=pretrained)
+            graphdef, state = nnx.split(m)
+            call = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
+            self._fn = lambda x: np.asarray(call(state, x))
+        if onnx or stablehlo or tflite:  # an exported file is traced at one resolution
+            b, h = shape[0], shape[1]
+            self.fixed_batch = b if isinstance(b, int) else None
+            if isinstance(h, int) and image_size is None:
+                self.image_size = h
+            elif isinstance(h, int) and h != self.image_size:
+                raise ValueError(f"{given[0]} file takes {h} px images, not --image-size "
+                                 f"{self.image_size}")
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """uint8 NHWC images (already eval-transformed) -> float32 logits [N, classes]."""
+        x = (np.asarray(images, np.float32) - self.mean) / self.std
+        n = len(x)
+        b = self.fixed_batch or n
+        out = []
+        for start in range(0, n, b):  # a fixed-batch file: chunks, the last one padded
+            chunk = x[start:start + b]
+            if len(chunk) < b:
+                chunk = np.concatenate([chunk, np.zeros((b - len(chunk),) + x.shape[1:],
+                                                        np.float32)])
+            out.append(np.asarray(self._fn(chunk), np.float32)[:min(b, n - start)])
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def load_image(self, path: str) -> np.ndarray:
+        """An image file -> the eval-transformed uint8 HWC image (raises on unreadable files)."""
+        from .data import transforms as T
+        with open(path, "rb") as f:
+            data = f.read()
+        return T.center_crop_resize(data, self.image_size, self.crop_pct, self.interpolation)
+
+
+def _tflite_fn(path: str):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ImportError("--tflite needs the LiteRT runtime: pip install 'edgejax[litert]' "
+                          "(ai-edge-litert)") from None
+    interp = Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+
+    def run(x):
+        if inp["dtype"] in (np.int8, np.uint8):  # integer I/O: quantise with the file's scale
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        y = interp.get_tensor(out["index"])
+        if out["dtype"] in (np.int8, np.uint8):
+            scale, zero = out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y
+
+    return run, [int(v) for v in inp["shape"]]
+
+
+def _run_files(checkpoint: str) -> tuple[dict, list[str] | None]:
+    """A run's config.json and classes.json, looked up at or above ``checkpoint``."""
+    p = Path(checkpoint).resolve()
+    cfg, names = {}, None
+    for d in (p, p.parent, p.parent.parent):
+        if not cfg and (d / "config.json").exists():
+            cfg = json.loads((d / "config.json").read_text())
+        if names is None and (d / "classes.json").exists():
+            names = json.loads((d / "classes.json").read_text())["class_names"]
+    return cfg, names
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def imagenet_names() -> list[str] | None:
+    """timm's ImageNet-1k class descriptions, when timm is installed."""
+    try:
+        from timm.data import ImageNetInfo
+    except ImportError:
+        return None
+    info = ImageNetInfo()
+    return [info.index_to_description(i) for i in range(1000)]
+
+
+def class_names(given: Sequence[str] | None, num_classes: int) -> list[str]:
+    """``given`` (checked against the head), timm's ImageNet names for 1000 classes, or indices."""
+    names = list(given) if given else (imagenet_names() if num_classes == 1000 else None)
+    if names is None:
+        return [str(i) for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for a {num_classes}-class model")
+    return names
