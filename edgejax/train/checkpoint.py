@@ -11,6 +11,7 @@ the previous checkpoint as the latest.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -115,12 +116,30 @@ class Checkpointer:
             self.best.close()
 
 
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Reading a finished run, orbax logs what a reader does not act on (a read-only manager,
+    "setting create=False", a metadata file it does not need): hide its INFO / WARNING lines."""
+    from absl import logging as absl_logging
+    old = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(old)
+
+
 def load_weights(path: str, step: int | None = None) -> dict[str, Any]:
     """Read the weights of a run's checkpoint directory (``<workdir>/best`` or
     ``<workdir>/checkpoints``) as numpy pure dicts: params, batch_stats, ema_params, ...
 
     To use them: ``nnx.replace_by_pure_dict(state, weights["params"])`` on a model's state.
     """
+    with _quiet_orbax():
+        return _load_weights(path, step)
+
+
+def _load_weights(path: str, step: int | None) -> dict[str, Any]:
     with ocp.CheckpointManager(os.path.abspath(path), item_names=("state", "meta"),
                                options=ocp.CheckpointManagerOptions(read_only=True)) as mgr:
         step = mgr.latest_step() if step is None else step
