@@ -15,16 +15,9 @@ values as the study's ``optimized`` stack: RandAugment m9 mstd 0.5 (2 ops), Mixu
 CutMix alpha 1.0 (switch prob 0.5), label smoothing 0.1. No pruning: every step runs to the end.
 """
 from edgejax.sweep import cumulative, presets, sweep_config
-from edgejax.train.recipes import MODEL_TRAITS
+from edgejax.train.recipes import AUGMENT_STACK, MODEL_TRAITS
 
-STACK = cumulative([
-    ("baseline", {}),
-    ("+randaugment", {"augment.rand_augment": True, "augment.ra_num_ops": 2,
-                      "augment.ra_magnitude": 9.0, "augment.ra_magnitude_std": 0.5}),
-    ("+mixup", {"augment.mixup_alpha": 0.8, "augment.mix_prob": 1.0}),
-    ("+cutmix", {"augment.cutmix_alpha": 1.0, "augment.switch_prob": 0.5}),
-    ("+label_smoothing", {"augment.label_smoothing": 0.1}),
-])
+STACK = cumulative([("baseline", {}), *AUGMENT_STACK])
 
 
 def get_config(arg=None):

@@ -41,6 +41,17 @@ MODEL_TRAITS = {
 }
 
 
+# The study's cumulative augmentation stack, as (label, overrides) steps: each step adds to the
+# ones before it (``edgejax.sweep.cumulative``); the ``optimized`` recipe applies all of them.
+AUGMENT_STACK = (
+    ("+randaugment", {"augment.rand_augment": True, "augment.ra_num_ops": 2,
+                      "augment.ra_magnitude": 9.0, "augment.ra_magnitude_std": 0.5}),
+    ("+mixup", {"augment.mixup_alpha": 0.8, "augment.mix_prob": 1.0}),
+    ("+cutmix", {"augment.cutmix_alpha": 1.0, "augment.switch_prob": 0.5}),
+    ("+label_smoothing", {"augment.label_smoothing": 0.1}),
+)
+
+
 def _common(model: str):
     c = base_config()
     c.unlock()
@@ -87,11 +98,10 @@ def _optimized(c, model):
         c.optimizer.weight_decay = 5e-5
     c.schedule.min_lr = 1e-5
     c.schedule.warmup_init_lr = 1e-6
-    a = c.augment
-    a.rand_augment = True
-    a.ra_num_ops, a.ra_magnitude, a.ra_magnitude_std = 2, 9.0, 0.5
-    a.mixup_alpha, a.cutmix_alpha, a.switch_prob, a.mix_prob = 0.8, 1.0, 0.5, 1.0
-    a.label_smoothing = 0.1
+    for _, overrides in AUGMENT_STACK:
+        for key, value in overrides.items():
+            section, name = key.split(".")
+            c[section][name] = value
     c.ema.decay = 0.9998
     return c
 
