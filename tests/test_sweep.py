@@ -150,6 +150,15 @@ def test_paper_sweep_configs_load():
     assert stack["+label_smoothing"]["augment.mixup_alpha"] == 0.8  # cumulative
     with pytest.raises(ValueError, match="needs a model"):
         load_sweep(str(ROOT / "configs/sweeps/lr.py"))
+    # the CIFAR-10 study: 13 ablation recipes (the stack cumulative), 24 TPE trials
+    abl = load_sweep(str(ROOT / "configs/sweeps/cifar10_study.py:ablations"))
+    recipes = abl.space[0]["options"]
+    assert default_n_trials(abl) == 13 and recipes["baseline"] == {}
+    assert recipes["+random_erasing"]["data.scale"] == (0.35, 1.0)
+    assert recipes["+random_erasing"]["augment.label_smoothing"] == 0.1
+    assert default_n_trials(load_sweep(str(ROOT / "configs/sweeps/cifar10_study.py:tpe"))) == 24
+    with pytest.raises(ValueError, match="needs a part"):
+        load_sweep(str(ROOT / "configs/sweeps/cifar10_study.py"))
 
 
 # -- studies -----------------------------------------------------------------------------------
