@@ -503,8 +503,8 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
             if records is not None and len(records) != K:
                 raise ConfigError(f"{group_dir} holds a group of {len(records)} trials, "
                                   f"not {K}: pass another group_dir")
-    states = [r.state] + [r.init_state(configs[k]) for k in members[1:]] if members and \
-        members[0] == 0 else [r.init_state(configs[k]) for k in members]
+    # Run built trial 0's state already; the others start from their own seeds.
+    states = [r.state if k == 0 else r.init_state(configs[k]) for k in members]
     if ckpt.latest_step() is not None:
         like = states[0] if solo else _stack(states)
         restored, meta0 = ckpt.restore(like)
