@@ -15,7 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Classifier", "SOURCES", "class_names", "imagenet_names", "softmax"]
+__all__ = ["Classifier", "SOURCES", "add_model_args", "classifier_kwargs", "class_names",
+           "imagenet_names", "softmax"]
 
 SOURCES = ("checkpoint", "pretrained", "onnx", "stablehlo", "tflite")
 
@@ -166,3 +167,25 @@ def class_names(given: Sequence[str] | None, num_classes: int) -> list[str]:
     if len(names) != num_classes:
         raise ValueError(f"{len(names)} class names for a {num_classes}-class model")
     return names
+
+
+def add_model_args(p) -> None:
+    """The model, weights-source and eval-transform flags every inference command shares."""
+    p.add_argument("--model", required=True, help="registered model name, e.g. repvgg_a2")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="a training run's workdir, or its best/ or checkpoints/")
+    src.add_argument("--pretrained", help="timm .safetensors weights file")
+    src.add_argument("--onnx", help="an ONNX file written by edgejax.export")
+    src.add_argument("--stablehlo", help="a StableHLO file written by edgejax.export")
+    src.add_argument("--tflite", help="a LiteRT (.tflite) file")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="default: the exported file's, the run's or the model's")
+    p.add_argument("--crop-pct", type=float, default=None)
+    p.add_argument("--interpolation", default=None, choices=("bilinear", "bicubic", "nearest"))
+
+
+def classifier_kwargs(a) -> dict:
+    """Parsed ``add_model_args`` flags -> ``Classifier`` keyword arguments."""
+    return {"checkpoint": a.checkpoint, "pretrained": a.pretrained, "onnx": a.onnx,
+            "stablehlo": a.stablehlo, "tflite": a.tflite, "image_size": a.image_size,
+            "crop_pct": a.crop_pct, "interpolation": a.interpolation}

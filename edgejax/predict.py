@@ -102,21 +102,13 @@ class Predictor:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .infer import add_model_args
     p = argparse.ArgumentParser(prog="python -m edgejax.predict",
                                 description="Top-k classes of images with an edgejax model.")
     p.add_argument("inputs", nargs="+", help="image files and / or folders (searched recursively)")
-    p.add_argument("--model", required=True, help="registered model name, e.g. repvgg_a2")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="a training run's workdir, or its best/ or checkpoints/")
-    src.add_argument("--pretrained", help="timm .safetensors weights file")
-    src.add_argument("--onnx", help="an ONNX file written by edgejax.export")
-    src.add_argument("--stablehlo", help="a StableHLO file written by edgejax.export")
-    src.add_argument("--tflite", help="a LiteRT (.tflite) file")
+    add_model_args(p)
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--image-size", type=int, default=None, help="default: the run's or model's")
-    p.add_argument("--crop-pct", type=float, default=None)
-    p.add_argument("--interpolation", default=None, choices=("bilinear", "bicubic", "nearest"))
     p.add_argument("--class-names", help="text file, one class name per line (index order)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--csv", metavar="FILE", help="also write path, rank, index, name, prob")
@@ -124,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .infer import classifier_kwargs
     a = _parser().parse_args(argv)
     try:
         files, errors = image_files(a.inputs)
@@ -133,9 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("edgejax.predict: no images to predict", file=sys.stderr)
             return 2
         names = _read_names(a.class_names) if a.class_names else None
-        pred = Predictor(a.model, checkpoint=a.checkpoint, pretrained=a.pretrained, onnx=a.onnx,
-                         stablehlo=a.stablehlo, tflite=a.tflite, image_size=a.image_size,
-                         crop_pct=a.crop_pct, interpolation=a.interpolation, class_names=names)
+        pred = Predictor(a.model, class_names=names, **classifier_kwargs(a))
         progress = None
         if len(files) > a.batch_size and sys.stderr.isatty():
             from tqdm import tqdm

@@ -81,24 +81,16 @@ def validate(clf, data: str, *, split: str = "val", batch_size: int = 64,
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .infer import add_model_args
     p = argparse.ArgumentParser(prog="python -m edgejax.validate",
                                 description="top-1 / top-5 / loss of a model on a dataset, in "
                                             "any format (run, timm weights, ONNX, StableHLO, "
                                             "LiteRT).")
-    p.add_argument("--model", required=True, help="registered model name, e.g. repvgg_a2")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="a training run's workdir, or its best/ or checkpoints/")
-    src.add_argument("--pretrained", help="timm .safetensors weights file")
-    src.add_argument("--onnx", help="an ONNX file written by edgejax.export")
-    src.add_argument("--stablehlo", help="a StableHLO file written by edgejax.export")
-    src.add_argument("--tflite", help="a LiteRT (.tflite) file")
+    add_model_args(p)
     p.add_argument("--data", required=True,
                    help="ImageFolder / ArrayRecord folder, digits or tfds:NAME")
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--image-size", type=int, default=None, help="default: the run's or model's")
-    p.add_argument("--crop-pct", type=float, default=None)
-    p.add_argument("--interpolation", default=None, choices=("bilinear", "bicubic", "nearest"))
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -107,12 +99,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     from .data.sources import DatasetError
-    from .infer import Classifier
+    from .infer import Classifier, classifier_kwargs
     from .train.config import ConfigError
     try:
-        clf = Classifier(a.model, checkpoint=a.checkpoint, pretrained=a.pretrained, onnx=a.onnx,
-                         stablehlo=a.stablehlo, tflite=a.tflite, image_size=a.image_size,
-                         crop_pct=a.crop_pct, interpolation=a.interpolation)
+        clf = Classifier(a.model, **classifier_kwargs(a))
         r = validate(clf, a.data, split=a.split, batch_size=a.batch_size,
                      progress=not a.no_progress and sys.stderr.isatty())
     except (ValueError, FileNotFoundError, ImportError, DatasetError, ConfigError) as e:

@@ -277,7 +277,8 @@ def write_report(docs, out, abl, tpe, retrain, fit, best_stack, tpe_best, wall, 
     with open(os.path.join(docs, "README.md"), "w") as f:
         f.write("\n".join(lines))
     with open(os.path.join(docs, "results.json"), "w") as f:
-        json.dump({"retrain": retrain, "fit": fit, "best_stack": best_stack,
+        json.dump({"retrain": {k: [dict(r, workdir=_portable(r["workdir"])) for r in rows]
+                               for k, rows in retrain.items()}, "fit": fit, "best_stack": best_stack,
                    "tpe_best": tpe_best["number"], "wall_s": wall,
                    "ablations": {k: t["value"] for k, t in abl.items()},
                    "tpe": [{"number": t["number"], "state": t["state"], "value": t["value"],
