@@ -120,13 +120,15 @@ def _as_rngs(rngs) -> nnx.Rngs:
     raise TypeError(f"rngs must be an int seed or nnx.Rngs, got {type(rngs).__name__}")
 
 
-def create_model(name: str, *, num_classes: int = 1000, pretrained=None, rngs=None, dtype=None,
-                 **overrides) -> nnx.Module:
+def create_model(name: str, *, num_classes: int | None = None, pretrained=None, rngs=None,
+                 dtype=None, **overrides) -> nnx.Module:
     """Build a registered model.
 
     Args:
       name: a timm name (``repvgg_a2``) or an alias (``mobilevitv2_xs``).
-      num_classes: classifier width; 0 removes the classifier (features out).
+      num_classes: classifier width; 0 removes the classifier (features out). Default: the
+        weights file's head with ``pretrained``, else 1000. A width that differs from the
+        file's loads only its backbone (fine-tuning; one line on the ``edgejax`` logger).
       pretrained: ``None``/``False``; a path to a timm ``.safetensors`` file; or ``True`` to fetch
         the timm weights of this name from the Hugging Face Hub (cached).
       rngs: int seed or ``nnx.Rngs`` (streams ``params`` and ``dropout``).
@@ -137,12 +139,14 @@ def create_model(name: str, *, num_classes: int = 1000, pretrained=None, rngs=No
     images normalised with ``model_info(name)['mean'/'std']`` and returns logits ``[B, classes]``.
     """
     entry = get_entry(name)
-    if not isinstance(num_classes, int) or num_classes < 0:
+    if num_classes is not None and (isinstance(num_classes, bool) or
+                                    not isinstance(num_classes, int) or num_classes < 0):
         raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
     if pretrained:
         from .convert import load_pretrained
         return load_pretrained(entry.name, pretrained, num_classes=num_classes, dtype=dtype,
                                rngs=rngs, **overrides)
+    num_classes = 1000 if num_classes is None else num_classes
     try:
         model = entry.builder(entry.cfg, num_classes=num_classes, rngs=_as_rngs(rngs), dtype=dtype,
                               **overrides)

@@ -32,6 +32,28 @@ def test_round_trip_through_safetensors(tmp_path, repvgg):
                                   np.asarray(model.stem.conv_kxk.conv.kernel[...]))
 
 
+def test_a_files_head_is_kept(tmp_path, repvgg, caplog):
+    """No num_classes: the file's head, whatever its width; another width: one line says only
+    the backbone was loaded."""
+    from safetensors.numpy import save_file
+    _, sd = repvgg
+    rng = np.random.default_rng(0)
+    sd = dict(sd, **{"head.fc.weight": rng.standard_normal((21, 1280)).astype(np.float32),
+                     "head.fc.bias": rng.standard_normal(21).astype(np.float32)})
+    path = tmp_path / "w21.safetensors"
+    save_file(sd, str(path))
+    with caplog.at_level("WARNING", logger="edgejax"):
+        m = edgejax.create_model("repvgg_a0", pretrained=str(path))
+    assert m.num_classes == 21 and not caplog.records
+    np.testing.assert_array_equal(np.asarray(m.head.fc.kernel[...]), sd["head.fc.weight"].T)
+    with caplog.at_level("WARNING", logger="edgejax"):
+        edgejax.create_model("repvgg_a0", pretrained=str(path), num_classes=7)
+    assert [r.getMessage() for r in caplog.records] == [
+        "repvgg_a0: w21.safetensors has a 21-class head; loaded only its backbone, with a "
+        "freshly initialised 7-class head"]
+    assert edgejax.create_model("repvgg_a0", num_classes=None).num_classes == 1000
+
+
 def test_strict_lists_every_problem_in_one_error(repvgg):
     _, sd = repvgg
     sd = dict(sd)

@@ -42,6 +42,33 @@ def test_onnx_export_predicts_as_the_jax_model(tmp_path, images, capsys):
             assert [t["name"] for t in g["topk"]] == [str(t["index"]) for t in g["topk"]]
 
 
+def test_a_weights_files_head_is_kept(tmp_path, images, capsys):
+    """export, validate and predict take the head width from a timm weights file."""
+    from safetensors.numpy import save_file
+    import edgejax
+    from edgejax.convert import to_timm
+    from edgejax.export import main as export
+    from edgejax.validate import main as validate
+    w = tmp_path / "w10.safetensors"
+    save_file(to_timm(edgejax.create_model("mobilenetv3_small_050", num_classes=10, rngs=1)),
+              str(w))
+    onnx = tmp_path / "m.onnx"
+    assert export(["--model", "mobilenetv3_small_050", "--pretrained", str(w), "--format",
+                   "onnx", "--out", str(onnx), "--resolution", "32", "--batch", "4"]) == 0
+    import onnx as onnx_lib
+    out = onnx_lib.load(str(onnx)).graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in out] == [4, 10]
+    capsys.readouterr()
+    for src in (["--pretrained", str(w)], ["--onnx", str(onnx)]):
+        assert validate(["--model", "mobilenetv3_small_050", *src, "--data", "digits",
+                         "--image-size", "32", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["count"] > 0  # 10 classes: no mismatch
+    assert predict([str(images), "--model", "mobilenetv3_small_050", "--pretrained", str(w),
+                    "--image-size", "32", "--topk", "10", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["predictions"]
+    assert sorted(t["index"] for t in got[0]["topk"]) == list(range(10))
+
+
 def test_bad_input_is_named(tmp_path, images, capsys):
     assert predict([str(tmp_path / "nope.jpg"), "--model", "mobilenetv3_small_050"]) == 2
     assert "nope.jpg: no such file or folder" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Loading timm weights: a local safetensors file or the Hugging Face Hub. Never unpickles."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -60,12 +61,14 @@ def _download(name: str) -> Path:
             f"and pass pretrained='/path/to/{filename}'.") from None
 
 
-def load_pretrained(name: str, pretrained, *, num_classes: int = 1000, dtype=None, rngs=None,
-                    **overrides):
+def load_pretrained(name: str, pretrained, *, num_classes: int | None = None, dtype=None,
+                    rngs=None, **overrides):
     """Build ``name`` from timm weights. ``pretrained`` is a path or ``True`` (Hub).
 
-    When ``num_classes`` differs from the checkpoint's classifier, the backbone is loaded and a
-    fresh classifier is initialised (fine-tuning), as timm does.
+    ``num_classes=None`` keeps the file's classifier, whatever its width (a 21,841-class
+    ImageNet-22k head stays one). When ``num_classes`` is given and differs from the file's
+    classifier, the backbone is loaded and a fresh classifier is initialised (fine-tuning), as
+    timm does, and one line on the ``edgejax`` logger says so.
     """
     from ..registry import get_entry, _as_rngs
     from .timm import from_timm, load_state_dict
@@ -73,8 +76,11 @@ def load_pretrained(name: str, pretrained, *, num_classes: int = 1000, dtype=Non
     sd = read_safetensors(path)
     entry = get_entry(name)
     model = from_timm(entry.name, sd, num_classes=None, dtype=dtype, **overrides)
-    if model.num_classes == num_classes:
+    if num_classes is None or model.num_classes == num_classes:
         return model
+    logging.getLogger("edgejax").warning(
+        "%s: %s has a %d-class head; loaded only its backbone, with a freshly initialised "
+        "%d-class head", entry.name, path.name, model.num_classes, num_classes)
     fresh = entry.builder(entry.cfg, num_classes=num_classes, rngs=_as_rngs(rngs), dtype=dtype,
                           **overrides)
     head = model.timm_head
