@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["Classifier", "SOURCES", "add_model_args", "classifier_kwargs", "class_names",
-           "imagenet_names", "softmax"]
+           "eval_settings", "imagenet_names", "softmax"]
 
 SOURCES = ("checkpoint", "pretrained", "onnx", "stablehlo", "tflite")
 
@@ -35,7 +35,6 @@ class Classifier:
                  stablehlo: str | None = None, tflite: str | None = None,
                  image_size: int | None = None, crop_pct: float | None = None,
                  interpolation: str | None = None):
-        import edgejax
         paths = dict(zip(SOURCES, (checkpoint, pretrained, onnx, stablehlo, tflite)))
         given = [n for n, v in paths.items() if v]
         if len(given) > 1:
@@ -43,16 +42,13 @@ class Classifier:
         for name in given:
             if not Path(paths[name]).exists():
                 raise FileNotFoundError(f"--{name} {paths[name]}: no such file or directory")
-        info = edgejax.model_info(model)  # unknown names fail here, with the closest names
-        run_cfg, self.class_names = _run_files(checkpoint) if checkpoint else ({}, None)
-        d = run_cfg.get("data", {})
+        t = eval_settings(model, checkpoint=checkpoint, image_size=image_size, crop_pct=crop_pct,
+                          interpolation=interpolation)
         self.model, self.source = model, (given[0] if given else "random")
-        self.image_size = int(image_size or d.get("eval_image_size") or d.get("image_size")
-                              or info["input_size"][1])
-        self.crop_pct = float(crop_pct or d.get("crop_pct") or info["crop_pct"])
-        self.interpolation = interpolation or d.get("interpolation") or info["interpolation"]
-        self.mean = np.asarray(d.get("mean") or info["mean"], np.float32) * 255.0
-        self.std = np.asarray(d.get("std") or info["std"], np.float32) * 255.0
+        self.image_size, self.crop_pct = t["image_size"], t["crop_pct"]
+        self.interpolation, self.class_names = t["interpolation"], t["class_names"]
+        self.mean = np.asarray(t["mean"], np.float32) * 255.0
+        self.std = np.asarray(t["std"], np.float32) * 255.0
         self.fixed_batch: int | None = None
         if onnx:
             from .export import onnx_session, run_onnx
@@ -65,7 +61,8 @@ class Classifier:
             shape = exp.in_avals[0].shape
             self._fn = lambda x: np.asarray(exp.call(x))
         elif tflite:
-            self._fn, shape = _tflite_fn(tflite)
+            from .export.litert import litert_runner
+            self._fn, shape = litert_runner(tflite)
         else:
             import jax
             from flax import nnx
@@ -105,30 +102,21 @@ class Classifier:
         return T.center_crop_resize(data, self.image_size, self.crop_pct, self.interpolation)
 
 
-def _tflite_fn(path: str):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        raise ImportError("--tflite needs the LiteRT runtime: pip install 'edgejax[litert]' "
-                          "(ai-edge-litert)") from None
-    interp = Interpreter(model_path=str(path))
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-
-    def run(x):
-        if inp["dtype"] in (np.int8, np.uint8):  # integer I/O: quantise with the file's scale
-            scale, zero = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
-        interp.set_tensor(inp["index"], x)
-        interp.invoke()
-        y = interp.get_tensor(out["index"])
-        if out["dtype"] in (np.int8, np.uint8):
-            scale, zero = out["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        return y
-
-    return run, [int(v) for v in inp["shape"]]
+def eval_settings(model: str, *, checkpoint: str | None = None, image_size: int | None = None,
+                  crop_pct: float | None = None, interpolation: str | None = None) -> dict:
+    """The eval transform of ``model`` -> {image_size, crop_pct, interpolation, mean, std (0-1
+    scale), class_names}: what is given, else the run's config and classes.json for a
+    ``checkpoint``, else the model's defaults (``edgejax.model_info``)."""
+    import edgejax
+    info = edgejax.model_info(model)  # unknown names fail here, with the closest names
+    run_cfg, names = _run_files(checkpoint) if checkpoint else ({}, None)
+    d = run_cfg.get("data", {})
+    return {"image_size": int(image_size or d.get("eval_image_size") or d.get("image_size")
+                              or info["input_size"][1]),
+            "crop_pct": float(crop_pct or d.get("crop_pct") or info["crop_pct"]),
+            "interpolation": interpolation or d.get("interpolation") or info["interpolation"],
+            "mean": tuple(d.get("mean") or info["mean"]), "std": tuple(d.get("std") or info["std"]),
+            "class_names": names}
 
 
 def _run_files(checkpoint: str) -> tuple[dict, list[str] | None]:

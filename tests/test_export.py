@@ -71,7 +71,7 @@ def test_cli_bad_input(tmp_path, capsys):
                         "--resolution", "16"]) == 2
     assert "does not support resolution 16" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        export.main(["--model", "repvgg_a0", "--format", "tflite", "--out", out])
+        export.main(["--model", "repvgg_a0", "--format", "tensorrt", "--out", out])
     assert export.main(["--model", "repvgg_a0", "--format", "stablehlo", "--out", out,
                         "--winograd"]) == 2
     assert "--winograd applies to --format onnx only" in capsys.readouterr().err

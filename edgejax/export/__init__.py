@@ -28,8 +28,11 @@ from .common import load_model, relative_error
 from .graph import WINOGRAD_MIN_CHANNELS, WINOGRAD_TILES, winograd_convs
 from .onnx import export_onnx, onnx_session, run_onnx
 from .stablehlo import export_stablehlo, load_stablehlo
+from .litert import export_litert, litert_runner
+from .quantize import calibration_images, quantize_onnx
 from .cli import FORMATS, main
 
 __all__ = ["load_model", "export_onnx", "export_stablehlo", "load_stablehlo", "run_onnx",
            "onnx_session", "relative_error", "winograd_convs", "main", "FORMATS",
-           "WINOGRAD_MIN_CHANNELS", "WINOGRAD_TILES"]
+           "WINOGRAD_MIN_CHANNELS", "WINOGRAD_TILES", "export_litert", "litert_runner",
+           "calibration_images", "quantize_onnx"]

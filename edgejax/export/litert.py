@@ -1,0 +1,201 @@
+"""LiteRT (TFLite) export: the model lowered to StableHLO by ``jax2tf`` (native serialization),
+then converted by TensorFlow's ``TFLiteConverter`` to builtin ops only; float32, float16
+weights, or full-integer int8 from a calibration set. Needs the ``litert`` extra
+(``tensorflow-cpu`` and ``ai-edge-litert``).
+
+    from edgejax.export import export_litert, litert_runner
+    export_litert(model, "m.tflite", resolution=224)
+    run, input_shape = litert_runner("m.tflite")
+    logits = run(images_nhwc)                     # float32 in and out, whatever the file's I/O
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+from ..layers.core import depthwise_impl
+from .common import _default_resolution, _input_spec
+
+__all__ = ["export_litert", "litert_runner", "LITERT_DTYPES"]
+
+LITERT_DTYPES = ("float32", "float16")
+_EXTRA = "pip install 'edgejax[litert]' (tensorflow-cpu and ai-edge-litert)"
+
+
+def _tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up banners mean nothing here
+    try:
+        import tensorflow as tf
+        from jax.experimental import jax2tf
+    except ImportError as e:
+        raise ImportError(f"LiteRT export needs TensorFlow ({e}): {_EXTRA}") from None
+    return tf, jax2tf
+
+
+def _interpreter_cls():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ImportError(f"running a .tflite file needs the LiteRT runtime: {_EXTRA}") from None
+    return Interpreter
+
+
+def export_litert(model, path: str, *, resolution: int | None = None, batch_size: int = 1,
+                  dtype: str = "float32", quantize: str | None = None,
+                  calibration: np.ndarray | None = None, int8_io: bool = False,
+                  name: str | None = None) -> str:
+    """Write ``model`` (eval mode) as a LiteRT flatbuffer; returns ``path``.
+
+    Input [batch, H, W, C] float32 NHWC normalised as for the JAX model, output float32 logits.
+    ``dtype="float16"``: float16 weights (half the file; the runtime computes in float32 or,
+    where the CPU has it, float16). ``quantize="int8"``: full-integer post-training
+    quantization, activation ranges from ``calibration`` (normalised float32 images [N, H, W,
+    C], e.g. ``calibration_images``); ``int8_io`` makes the input and output int8 too (their
+    scale and zero point are in the file; ``litert_runner`` applies them). Fuse the model first
+    (``edgejax.deploy.fuse``): folded BatchNorms quantise as one conv. An int8 file the runtime
+    cannot load raises a ``RuntimeError`` naming the model, and nothing is written.
+    """
+    import jax
+    from flax import nnx
+    tf, jax2tf = _tensorflow()
+    name = name or type(model).__name__
+    if dtype not in LITERT_DTYPES:
+        raise ValueError(f"dtype must be one of {LITERT_DTYPES}, got {dtype!r}")
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+    if quantize and dtype != "float32":
+        raise ValueError("int8 quantization starts from float32 weights: drop dtype=float16")
+    if int8_io and not quantize:
+        raise ValueError("int8 input/output needs quantize='int8'")
+    resolution = _default_resolution(model, resolution)
+    shape = _input_spec(model, resolution, batch_size, dynamic_batch=False)
+    if quantize:
+        calibration = _check_calibration(calibration, shape)
+    model.eval()
+    graphdef, state = nnx.split(model)
+    state = jax.tree.map(lambda v: np.asarray(v) if isinstance(v, jax.Array) else v, state)
+
+    def forward(x):
+        return nnx.merge(graphdef, state)(x).astype(np.float32)
+
+    import warnings
+    with depthwise_impl("conv"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # jax2tf's native_serialization flag
+        fn = tf.function(jax2tf.convert(forward, native_serialization=True, with_gradient=False),
+                         input_signature=[tf.TensorSpec(shape, tf.float32, name="input")],
+                         autograph=False)
+        concrete = fn.get_concrete_function()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if dtype == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    if quantize:
+        batches = [calibration[i:i + batch_size] for i in
+                   range(0, len(calibration) - batch_size + 1, batch_size)]
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([b] for b in batches)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            conv.inference_input_type = conv.inference_output_type = tf.int8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Statistics for quantized inputs ..."
+        try:
+            flat = conv.convert()
+        except Exception as e:  # the converter raises its own ConverterError with MLIR text
+            raise RuntimeError(_converter_message(name, e)) from None
+    if quantize:
+        _check_loads(flat, name)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(flat)
+    return str(path)
+
+
+def _check_calibration(calibration, shape) -> np.ndarray:
+    if calibration is None:
+        raise ValueError("int8 quantization needs calibration images (calibration_images)")
+    cal = np.asarray(calibration, np.float32)
+    if cal.ndim != 4 or cal.shape[1:] != tuple(shape[1:]):
+        raise ValueError(f"calibration images must be [N, {shape[1]}, {shape[2]}, {shape[3]}], "
+                         f"got {list(cal.shape)}")
+    if len(cal) < shape[0]:
+        raise ValueError(f"{len(cal)} calibration images for a batch of {shape[0]}")
+    return cal
+
+
+def _converter_message(name: str, e: Exception) -> str:
+    """The converter's MLIR diagnostics -> one sentence naming the model and the ops."""
+    import jax
+    import tensorflow as tf
+    text = str(e)
+    if re.search(r"version|deserializ|Unsupported StableHLO|bytecode", text, re.I) and \
+            re.search(r"stablehlo|vhlo", text, re.I):
+        return (f"{name}: TensorFlow {tf.__version__} cannot read the StableHLO that JAX "
+                f"{jax.__version__} serializes ({_first_line(text)}); install a TensorFlow "
+                f"release from the same months as this JAX, or a JAX release from this "
+                f"TensorFlow's")
+    ops = sorted(set(re.findall(r"'((?:stablehlo|chlo|mhlo|tf|tfl)\.[A-Za-z_0-9]+)'", text)))
+    if ops:
+        return (f"{name}: the LiteRT converter cannot lower {', '.join(ops)} to builtin ops "
+                f"({_first_line(text)})")
+    return f"{name}: the LiteRT converter failed: {_first_line(text)}"
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()] or \
+        [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[0] if lines else "no message")[:300]
+
+
+def _check_loads(flat: bytes, name: str) -> None:
+    """Load and run the flatbuffer in a child process: for some int8 graphs the LiteRT runtime
+    aborts the whole process (a failed check in a kernel's Prepare) instead of raising."""
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".tflite", delete=False) as f:
+        f.write(flat)
+    code = ("import sys, numpy as np\n"
+            "from ai_edge_litert.interpreter import Interpreter\n"
+            "it = Interpreter(model_path=sys.argv[1]); it.allocate_tensors()\n"
+            "d = it.get_input_details()[0]\n"
+            "it.set_tensor(d['index'], np.zeros(d['shape'], d['dtype'])); it.invoke()\n")
+    try:
+        r = subprocess.run([sys.executable, "-c", code, f.name], capture_output=True, text=True,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    finally:
+        os.unlink(f.name)
+    if r.returncode != 0:
+        why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1][:300]
+        raise RuntimeError(
+            f"{name}: the int8 LiteRT file does not run in the LiteRT runtime ({why}); export it "
+            f"as float32 or float16, or quantise the ONNX export (--format onnx --quantize "
+            f"int8)")
+
+
+def litert_runner(path: str, *, threads: int | None = None):
+    """``(run, input_shape)`` for a .tflite file: ``run(x)`` takes float32 NHWC images and
+    returns float32 logits, quantising and dequantising where the file's I/O is integer."""
+    Interpreter = _interpreter_cls()
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+
+    def run(x):
+        x = np.asarray(x, np.float32)
+        if inp["dtype"] in (np.int8, np.uint8):  # integer I/O: quantise with the file's scale
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        y = interp.get_tensor(out["index"])
+        if out["dtype"] in (np.int8, np.uint8):
+            scale, zero = out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return np.array(y, np.float32)
+
+    return run, [int(v) for v in inp["shape"]]
