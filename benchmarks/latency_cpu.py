@@ -1,8 +1,9 @@
-"""Batch-1 CPU latency: edgejax (JAX jit) vs its ONNX export in onnxruntime vs timm (PyTorch).
+"""Batch-1 CPU latency: edgejax (JAX jit) vs its ONNX and LiteRT exports, float32 and int8, vs
+timm (PyTorch, float32).
 
     python benchmarks/latency_cpu.py [--models paper] [--resolution 224] [--rounds 10] \\
         [--reps 5] [--threads 2] [--torch-python /path/to/venv-with-torch/bin/python] \\
-        [--json latency_cpu.json]
+        [--no-int8] [--no-litert] [--json latency_cpu.json]
 
 One run measures all three in the same process tree, interleaved round by round (a round times
 a 50 ms pause, one untimed and then ``reps`` timed calls of each runtime in turn), so that load
@@ -18,13 +19,22 @@ torch + timm; this script itself needs no torch).
   with all graph optimisations, ``intra_op_num_threads=threads``; for models with wide stride-1
   3x3 convs (RepVGG) also the ``winograd=True`` export, timed alongside (both are printed; the
   faster counts).
+- ONNX int8: that export through ``edgejax.export.quantize_onnx`` (onnxruntime static
+  quantization, QDQ, per-channel int8 weights, int8 activations).
+- LiteRT: ``edgejax.export.export_litert`` float32 and int8 (full integer, float I/O), run by
+  ``ai_edge_litert``'s interpreter with its default XNNPACK delegate and ``threads`` threads;
+  the float16 file is written for its size only. An int8 file the runtime cannot load is
+  reported as such. Calibration here is random images: ranges do not change the speed (the
+  accuracy of int8 files is measured on real data in docs/results/quantization.md).
 - timm: ``timm.create_model(name)``, eval, ``timm.utils.reparameterize_model`` (RepVGG's
   reparameterisation; the other families have nothing timm can fuse), ``torch.inference_mode``,
   ``torch.set_num_threads(threads)``; NCHW-contiguous and channels_last both timed in every
   round, the faster median counts.
 
-The ratio columns are latency / timm latency (below 1: faster than timm); the target is
-``min(edgejax, onnx) / timm <= 0.7`` for every paper model. "per round" gives the quartiles of
+The ratio columns are latency / timm float32 latency (below 1: faster than timm). Targets, by
+the CPU's vector extensions (printed with the table): the best float runtime <= 0.5x timm on an
+AVX-512 CPU (<= 0.7x on AVX2 only); the best int8 runtime <= 0.3x timm on a CPU with VNNI (int8
+dot products; without them int8 has no target). "per round" gives the quartiles of
 the same ratio taken round by round (the faster edgejax/ONNX variant against timm's faster
 layout, each round's medians): the machine's speed drifts, and a round's bursts run within about
 a second of each other.
@@ -125,6 +135,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--torch-python", default=os.environ.get("EDGEJAX_TORCH_PYTHON", sys.executable),
                     help="a Python with torch + timm (default: $EDGEJAX_TORCH_PYTHON, else this one)")
+    ap.add_argument("--no-int8", action="store_true", help="skip the int8 files")
+    ap.add_argument("--no-litert", action="store_true", help="skip LiteRT")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
 
@@ -133,7 +145,11 @@ def main(argv=None):
     from edgejax.bench import build_model, resolve_models, validate_resolution, _abstract_model
     from edgejax.deploy import fuse
     import onnx
+    from edgejax.bench import cpu_flags
     from edgejax.export import export_onnx, onnx_session, relative_error, winograd_convs
+    flags = cpu_flags()
+    float_target = 0.5 if "avx512f" in flags else 0.7
+    int8_target = 0.3 if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags) else None
 
     names = resolve_models(a.models)
     for n in names:
@@ -142,7 +158,8 @@ def main(argv=None):
     tmp = tempfile.mkdtemp(prefix="edgejax_latency_")
     rows = []
     print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind}, {a.threads} threads, "
-          f"batch 1, {a.resolution}px, {a.rounds} rounds x {a.reps} calls", file=sys.stderr)
+          f"batch 1, {a.resolution}px, {a.rounds} rounds x {a.reps} calls; CPU flags: "
+          f"{' '.join(flags) or 'unknown'}", file=sys.stderr)
     for name in names:
         t_start = time.time()
         model = fuse(build_model(name))
@@ -164,9 +181,41 @@ def main(argv=None):
                                                      threads=a.threads)
         inp = sessions["onnx"].get_inputs()[0].name
         errs = {k: relative_error(s.run(None, {inp: x})[0], ref) for k, s in sessions.items()}
+        sizes = {"onnx_fp32": os.path.getsize(path)}
+        int8_runs, notes = {}, {}
+        cal = np.random.default_rng(1).standard_normal((8, a.resolution, a.resolution, 3),
+                                                       dtype=np.float32)
+        if not a.no_int8:
+            from edgejax.export import quantize_onnx
+            q = quantize_onnx(path, path.replace(".onnx", "_int8.onnx"), cal, name=name)
+            sizes["onnx_int8"] = os.path.getsize(q)
+            s8 = onnx_session(q, threads=a.threads)
+            int8_runs["onnx_int8"] = lambda s=s8: s.run(None, {inp: x})
+        if not a.no_litert:
+            from edgejax.export import export_litert, litert_runner
+            for kind, kw in (("fp32", {}), ("fp16", {"dtype": "float16"}),
+                             ("int8", {"quantize": "int8", "calibration": cal})):
+                if kind == "int8" and a.no_int8:
+                    continue
+                f = os.path.join(tmp, f"{name}_{kind}.tflite")
+                try:
+                    export_litert(model, f, resolution=a.resolution, name=name, **kw)
+                except RuntimeError as e:  # an int8 file the runtime cannot load
+                    notes[f"litert_{kind}"] = str(e)
+                    continue
+                sizes[f"litert_{kind}"] = os.path.getsize(f)
+                if kind == "fp16":
+                    continue
+                run, _ = litert_runner(f, threads=a.threads)
+                (int8_runs if kind == "int8" else sessions)[f"litert_{kind}"] = run
+                if kind == "fp32":
+                    errs["litert_fp32"] = relative_error(run(x), ref)
         worker.ask(op="load", model=name, res=a.resolution)
         runs = {"jax_args": lambda: f_args(state, xj), "jax_const": lambda: f_const(xj),
-                **{k: (lambda s=s: s.run(None, {inp: x})) for k, s in sessions.items()}}
+                **{k: (lambda s=s: s.run(None, {inp: x})) for k, s in sessions.items()
+                   if k.startswith("onnx")},
+                **{k: (lambda r=r: r(x)) for k, r in sessions.items() if k.startswith("litert")},
+                **int8_runs}
         for call in runs.values():  # warm-up
             _time(call, 3)
         timm_formats = ("nchw", "channels_last")
@@ -182,9 +231,10 @@ def main(argv=None):
         times = {k: [t for b in v for t in b] for k, v in bursts.items()}
         ms = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
         jax_best = min(("jax_args", "jax_const"), key=ms.get)
-        onnx_best = min(sessions, key=ms.get)
+        onnx_best = min((k for k in sessions if k.startswith("onnx")), key=ms.get)
         timm_best = min(timm_formats, key=ms.get)
-        best = min((jax_best, onnx_best), key=ms.get)
+        best = min((jax_best, *sessions), key=ms.get)  # the fastest float runtime
+        best8 = min(int8_runs, key=ms.get) if int8_runs else None
         # the same ratio round by round (each round's bursts ran within ~1 s of each other), so
         # its spread shows how much of the ratio is this machine's drift
         paired = sorted(float(np.median(o) / np.median(t))
@@ -194,11 +244,19 @@ def main(argv=None):
                    onnx_winograd_ms=ms.get("onnx_winograd"), winograd_convs=n_wino,
                    onnx_ms=ms[onnx_best], onnx_variant=onnx_best, timm_ms=ms[timm_best],
                    timm_format=timm_best, timm_other_ms=ms[({*timm_formats} - {timm_best}).pop()],
-                   onnx_rel_err=max(errs.values()))
+                   onnx_rel_err=max(v for k, v in errs.items() if k.startswith("onnx")),
+                   litert_fp32_ms=ms.get("litert_fp32"), litert_rel_err=errs.get("litert_fp32"),
+                   onnx_int8_ms=ms.get("onnx_int8"), litert_int8_ms=ms.get("litert_int8"),
+                   best_float=best, best_int8=best8,
+                   sizes_mb={k: v / 2**20 for k, v in sizes.items()}, notes=notes)
         row["p10_ms"] = {k: 1e3 * float(np.percentile(v, 10)) for k, v in times.items()}
         row["jax_ratio"] = row["jax_ms"] / row["timm_ms"]
         row["onnx_ratio"] = row["onnx_ms"] / row["timm_ms"]
-        row["best_ratio"] = min(row["jax_ratio"], row["onnx_ratio"])
+        row["best_ratio"] = ms[best] / row["timm_ms"]
+        row["int8_ratio"] = ms[best8] / row["timm_ms"] if best8 else None
+        row["float_target_met"] = row["best_ratio"] <= float_target
+        row["int8_target_met"] = (None if int8_target is None or best8 is None
+                                  else row["int8_ratio"] <= int8_target)
         row["round_ratios"] = paired
         row["round_ratio_q"] = [float(q) for q in np.percentile(paired, [25, 50, 75])]
         row["seconds"] = time.time() - t_start
@@ -207,22 +265,40 @@ def main(argv=None):
         del model, state, f_args, f_const, sessions, runs
     worker.close()
 
-    hdr = ("model", "edgejax ms (args / const)", "onnx ms (direct / winograd)",
-           "timm ms (best / other layout)", "edgejax/timm", "onnx/timm", "best/timm",
-           "per round q25-q75", "target <= 0.7")
+    def f(v, fmt="{:.2f}"):
+        return "-" if v is None else fmt.format(v)
+
+    def yes(v):
+        return "-" if v is None else ("yes" if v else "no")
+
+    hdr = ("model", "edgejax ms (args / const)", "onnx ms (direct / winograd)", "litert ms",
+           "timm ms (best / other layout)", "best float / timm", "per round q25-q75",
+           f"float <= {float_target}", "onnx int8 ms", "litert int8 ms", "best int8 / timm",
+           f"int8 <= {int8_target}" if int8_target else "int8 target",
+           "MB onnx fp32 / int8", "MB litert fp32 / fp16 / int8")
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for r in rows:
-        wino = "-" if r["onnx_winograd_ms"] is None else f"{r['onnx_winograd_ms']:.2f}"
-        lines.append(f"| {r['model']} | {r['jax_args_ms']:.2f} / {r['jax_const_ms']:.2f} | "
-                     f"{r['onnx_direct_ms']:.2f} / {wino} | "
-                     f"{r['timm_ms']:.2f} ({r['timm_format']}) / {r['timm_other_ms']:.2f} | "
-                     f"{r['jax_ratio']:.2f} | {r['onnx_ratio']:.2f} | {r['best_ratio']:.2f} | "
-                     f"{r['round_ratio_q'][0]:.2f}-{r['round_ratio_q'][2]:.2f} | "
-                     f"{'met' if r['best_ratio'] <= 0.7 else 'MISSED'} |")
+        mb = r["sizes_mb"]
+        b8 = f" ({r['best_int8']})" if r["best_int8"] else ""
+        lines.append(
+            f"| {r['model']} | {r['jax_args_ms']:.2f} / {r['jax_const_ms']:.2f} | "
+            f"{r['onnx_direct_ms']:.2f} / {f(r['onnx_winograd_ms'])} | {f(r['litert_fp32_ms'])} | "
+            f"{r['timm_ms']:.2f} ({r['timm_format']}) / {r['timm_other_ms']:.2f} | "
+            f"{r['best_ratio']:.2f} ({r['best_float']}) | "
+            f"{r['round_ratio_q'][0]:.2f}-{r['round_ratio_q'][2]:.2f} | "
+            f"{yes(r['float_target_met'])} | {f(r['onnx_int8_ms'])} | "
+            f"{f(r['litert_int8_ms']) if 'litert_int8' not in r['notes'] else 'does not load'} | "
+            f"{f(r['int8_ratio'])}{b8} | "
+            f"{yes(r['int8_target_met'])} | "
+            f"{f(mb.get('onnx_fp32'), '{:.1f}')} / {f(mb.get('onnx_int8'), '{:.1f}')} | "
+            f"{f(mb.get('litert_fp32'), '{:.1f}')} / {f(mb.get('litert_fp16'), '{:.1f}')} / "
+            f"{f(mb.get('litert_int8'), '{:.1f}')} |")
+    print(f"CPU flags: {' '.join(flags) or 'unknown'}; {a.threads} threads; jax {jax.__version__}")
     print("\n".join(lines))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(dict(jax=jax.__version__, threads=a.threads, resolution=a.resolution,
+                           cpu_flags=flags, float_target=float_target, int8_target=int8_target,
                            rounds=a.rounds, reps=a.reps, rows=rows), f, indent=1)
     return 0
 

@@ -34,13 +34,8 @@ MODELS = ("mobilenetv3_large_100", "mobilevitv2_050", "repvgg_a2")
 
 
 def cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    keep = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "fma")
-    return ",".join(k for k in keep if k in flags) or "none of avx2/avx512"
+    from edgejax.bench import cpu_flags as flags
+    return ",".join(flags()) or "none of avx2/avx512"
 
 
 def _configs(name, k, batch, size, dataset):

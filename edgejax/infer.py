@@ -26,15 +26,16 @@ class Classifier:
     ``pretrained`` (timm safetensors), ``onnx``, ``stablehlo`` or ``tflite`` (files written by
     ``edgejax.export``), or random weights when none is given.
 
-    ``image_size`` / ``crop_pct`` / ``interpolation`` default to the run's config for a
-    checkpoint, else the model's (``edgejax.model_info``). ``class_names``: the run's
+    ``image_size`` / ``crop_pct`` / ``interpolation`` / ``mean`` / ``std`` (0-1 scale) default
+    to the run's config for a checkpoint, else the model's (``edgejax.model_info``). ``class_names``: the run's
     ``classes.json`` for a checkpoint, else None (callers fall back to indices)."""
 
     def __init__(self, model: str, *, checkpoint: str | None = None,
                  pretrained: str | None = None, onnx: str | None = None,
                  stablehlo: str | None = None, tflite: str | None = None,
                  image_size: int | None = None, crop_pct: float | None = None,
-                 interpolation: str | None = None):
+                 interpolation: str | None = None, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None):
         paths = dict(zip(SOURCES, (checkpoint, pretrained, onnx, stablehlo, tflite)))
         given = [n for n, v in paths.items() if v]
         if len(given) > 1:
@@ -47,8 +48,8 @@ class Classifier:
         self.model, self.source = model, (given[0] if given else "random")
         self.image_size, self.crop_pct = t["image_size"], t["crop_pct"]
         self.interpolation, self.class_names = t["interpolation"], t["class_names"]
-        self.mean = np.asarray(t["mean"], np.float32) * 255.0
-        self.std = np.asarray(t["std"], np.float32) * 255.0
+        self.mean = np.asarray(mean or t["mean"], np.float32) * 255.0
+        self.std = np.asarray(std or t["std"], np.float32) * 255.0
         self.fixed_batch: int | None = None
         if onnx:
             from .export import onnx_session, run_onnx

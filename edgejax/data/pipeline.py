@@ -24,7 +24,7 @@ import math
 import os
 import sys
 from collections import OrderedDict
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import grain
 import numpy as np

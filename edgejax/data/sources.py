@@ -15,7 +15,7 @@ import logging
 import os
 import struct
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

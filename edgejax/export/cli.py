@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--calibration-split", default="train", help="split of DATA (default train)")
     q.add_argument("--calibration-samples", type=int, default=512,
                    help="images drawn from DATA (default 512)")
+    q.add_argument("--no-fuse", action="store_true",
+                   help="quantise the unfused model (RepVGG's branches and BatchNorms kept: "
+                        "narrower value ranges per tensor, a slower file)")
     q.add_argument("--int8-io", action="store_true",
                    help="litert: int8 input and output tensors too (default float32)")
     p.add_argument("--winograd", action="store_true",
@@ -88,9 +91,10 @@ def _check_flags(args) -> None:
         if args.winograd:
             raise ValueError("--winograd and --quantize int8 do not combine (the Winograd "
                              "transforms widen the value ranges int8 must cover)")
-    elif args.calibration or args.int8_io:
-        raise ValueError(f"--{'calibration' if args.calibration else 'int8-io'} needs "
-                         f"--quantize int8")
+    else:
+        for flag in ("calibration", "int8_io", "no_fuse"):
+            if getattr(args, flag):
+                raise ValueError(f"--{flag.replace('_', '-')} needs --quantize int8")
     if args.int8_io and args.format != "litert":
         raise ValueError("--int8-io applies to --format litert only")
 
@@ -116,11 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             cal = calibration_images(name, args.calibration, samples=args.calibration_samples,
                                      split=args.calibration_split, checkpoint=args.checkpoint,
                                      image_size=resolution)
-            if not args.deploy:
+            if args.no_fuse and args.deploy:
+                raise ValueError("--no-fuse and --deploy contradict each other")
+            if not args.deploy and not args.no_fuse:
                 print("--quantize int8: exporting the fused model (BatchNorms folded, RepVGG "
                       "re-parameterised), as --deploy")
         model = load_model(name, checkpoint=args.checkpoint, pretrained=args.pretrained,
-                           deploy=args.deploy or bool(args.quantize))
+                           deploy=args.deploy or bool(args.quantize and not args.no_fuse))
         kw = dict(resolution=resolution, batch_size=args.batch)
         if args.format == "onnx":
             kw["dynamic_batch"] = args.dynamic_batch

@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from ..layers import init
-from ..layers import BatchNorm2d, Conv2d, DropPath, Identity, Linear, get_act, global_avg_pool, Dropout
+from ..layers import BatchNorm2d, Conv2d, DropPath, Identity, Linear, global_avg_pool, Dropout
 from ..registry import register_model
 from .base import Classifier
 

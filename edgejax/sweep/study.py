@@ -391,7 +391,6 @@ class SweepRunner:
     def _run_group(self, n: int) -> int:
         """Ask Optuna for ``n`` trials at once (batch ask / tell), train those that share group
         keys as one trial group, tell each its result. Returns how many were asked."""
-        from edgejax.train.config import ConfigError
         from edgejax.train.hparams import group_key
         optuna = _optuna()
         S = optuna.trial.TrialState
