@@ -121,6 +121,9 @@ def test_bad_calibration_input_is_named(tmp_path, capsys):
         (["--format", "litert", "--quantize", "int8", "--calibration", str(tmp_path / "no")],
          "does not exist"),
         (["--format", "litert", "--dynamic-batch"], "fixed --batch"),
+        (["--format", "litert", "--quantize", "int8", "--calibration", "digits",
+          "--calibration-method", "entropy"], "min/max only"),
+        (["--format", "onnx", "--calibration-method", "minmax"], "needs --quantize"),
         (["--format", "onnx", "--dtype", "float16"], "applies to --format litert only"),
     ]
     (tmp_path / "empty").mkdir()

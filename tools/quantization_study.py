@@ -32,6 +32,8 @@ FORMS = [
     ("JAX float32", None, None),
     ("ONNX float32", "fp32.onnx", ["--format", "onnx", "--deploy"]),
     ("ONNX int8", "int8.onnx", ["--format", "onnx", "--quantize", "int8"]),
+    ("ONNX int8, min/max ranges", "int8_minmax.onnx",
+     ["--format", "onnx", "--quantize", "int8", "--calibration-method", "minmax"]),
     ("LiteRT float32", "fp32.tflite", ["--format", "litert", "--deploy"]),
     ("LiteRT int8", "int8.tflite", ["--format", "litert", "--quantize", "int8"]),
 ]
@@ -70,13 +72,15 @@ def main(argv=None) -> int:
                 path = os.path.join(a.out, f"{model}_{suffix}")
                 cal = ["--calibration", a.data, "--calibration-samples",
                        str(a.calibration_samples)] if "--quantize" in flags else []
-                buf = io.StringIO()
-                with contextlib.redirect_stdout(buf):
+                buf, err = io.StringIO(), io.StringIO()
+                with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
                     rc = export(["--model", model, "--checkpoint", ckpt, "--out", path, *flags,
                                  *cal])
                 if rc != 0:
-                    rows.append(dict(form=label, error=f"export exited {rc}"))
-                    print(f"{model} {label}: export failed ({rc})", file=sys.stderr)
+                    why = next((ln for ln in err.getvalue().splitlines()
+                                if ln.startswith("error:")), f"export exited {rc}")
+                    rows.append(dict(form=label, error=why.removeprefix("error: ")))
+                    print(f"{model} {label}: {why}", file=sys.stderr)
                     continue
                 size = os.path.getsize(path) / 2**20
                 src = "onnx" if suffix.endswith(".onnx") else "tflite"
@@ -108,7 +112,7 @@ def _table(results: dict) -> str:
         base = next((r["top1"] for r in rows if r["form"] == "JAX float32"), None)
         for r in rows:
             if "error" in r:
-                lines.append(f"| {model} | {r['form']} | {r['error']} | | | | |")
+                lines.append(f"| {model} | {r['form']} | not available: {r['error']} | | | | |")
                 continue
             d = "" if base is None or r["form"] == "JAX float32" else f"{r['top1'] - base:+.2f}"
             mb = "" if r["mb"] is None else f"{r['mb']:.1f}"

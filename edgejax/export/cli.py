@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--calibration-split", default="train", help="split of DATA (default train)")
     q.add_argument("--calibration-samples", type=int, default=512,
                    help="images drawn from DATA (default 512)")
+    q.add_argument("--calibration-method", choices=("percentile", "minmax", "entropy"),
+                   default=None, help="onnx: activation ranges from the 99.99th percentile "
+                                      "(default), min/max or entropy; litert: min/max only")
     q.add_argument("--no-fuse", action="store_true",
                    help="quantise the unfused model (RepVGG's branches and BatchNorms kept: "
                         "narrower value ranges per tensor, a slower file)")
@@ -92,11 +95,14 @@ def _check_flags(args) -> None:
             raise ValueError("--winograd and --quantize int8 do not combine (the Winograd "
                              "transforms widen the value ranges int8 must cover)")
     else:
-        for flag in ("calibration", "int8_io", "no_fuse"):
+        for flag in ("calibration", "int8_io", "no_fuse", "calibration_method"):
             if getattr(args, flag):
                 raise ValueError(f"--{flag.replace('_', '-')} needs --quantize int8")
     if args.int8_io and args.format != "litert":
         raise ValueError("--int8-io applies to --format litert only")
+    if args.format == "litert" and args.calibration_method not in (None, "minmax"):
+        raise ValueError("LiteRT's converter calibrates by min/max only: drop "
+                         "--calibration-method")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with tempfile.TemporaryDirectory() as tmp:
                     fp32 = export_onnx(model, os.path.join(tmp, "fp32.onnx"), opset=args.opset,
                                        name=name, channels_first=not args.channels_last, **kw)
-                    quantize_onnx(fp32, args.out, cal, name=name)
+                    quantize_onnx(fp32, args.out, cal, name=name,
+                                  method=args.calibration_method or "percentile")
             else:
                 export_onnx(model, args.out, opset=args.opset, name=name, winograd=args.winograd,
                             channels_first=not args.channels_last, **kw)
