@@ -207,7 +207,10 @@ def main(argv=None):
                 if kind == "fp16":
                     continue
                 run, _ = litert_runner(f, threads=a.threads)
-                (int8_runs if kind == "int8" else sessions)[f"litert_{kind}"] = run
+                if kind == "int8":
+                    int8_runs["litert_int8"] = lambda r=run: r(x)
+                else:
+                    sessions["litert_fp32"] = run
                 if kind == "fp32":
                     errs["litert_fp32"] = relative_error(run(x), ref)
         worker.ask(op="load", model=name, res=a.resolution)
