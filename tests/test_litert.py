@@ -164,3 +164,24 @@ def test_validate_reads_tflite(tmp_path, capsys):
     assert a["count"] == b["count"] > 0
     assert abs(a["top1"] - b["top1"]) <= 100 / a["count"]  # at most one image flips
     assert abs(a["loss"] - b["loss"]) < 1e-3
+
+
+def test_converter_failures_are_named(monkeypatch):
+    """A missing extra, an op the converter cannot lower, a StableHLO version TensorFlow cannot
+    read: one message naming the model and the ops or both versions."""
+    import sys
+    import tensorflow as tf
+    from edgejax.export.litert import _converter_message, _tensorflow
+    err = Exception("<unknown>:0: error: loc(\"x\"): failed to legalize operation "
+                    "'stablehlo.custom_call' that was explicitly marked illegal\nnote: see")
+    msg = _converter_message("tiny_vit_21m_224", err)
+    assert msg.startswith("tiny_vit_21m_224: the LiteRT converter cannot lower "
+                          "stablehlo.custom_call to builtin ops")
+    err = Exception("error: failed to deserialize portable artifact using StableHLO_v1.13.0; "
+                    "the producer version 1.14.2 is newer")
+    msg = _converter_message("repvgg_a2", err)
+    assert f"TensorFlow {tf.__version__} cannot read the StableHLO that JAX {jax.__version__}" \
+        in msg and msg.startswith("repvgg_a2: ")
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    with pytest.raises(ImportError, match=r"pip install 'edgejax\[litert\]'"):
+        _tensorflow()
