@@ -265,7 +265,7 @@ def main(argv=None):
         row["seconds"] = time.time() - t_start
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-        del model, state, f_args, f_const, sessions, runs
+        model = state = f_args = f_const = sessions = runs = int8_runs = None  # free before the next
     worker.close()
 
     def f(v, fmt="{:.2f}"):

@@ -2,8 +2,6 @@
 import numpy as np
 import pytest
 import jax
-import jax.numpy as jnp
-from flax import nnx
 
 import edgejax
 from edgejax.convert import StateDictMismatchError, from_timm, to_timm

@@ -11,7 +11,7 @@ from jitted import fwd, features
 import edgejax
 from edgejax.layers import BatchNorm2d, Conv2d
 from edgejax.models._efficientnet_blocks import DepthwiseSeparable, InvertedResidual
-from edgejax.registry import count_params, get_entry, model_info
+from edgejax.registry import get_entry, model_info
 from edgejax.layers import Identity
 
 # timm 1.0.31, 1000-class head.

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 import edgejax
-from edgejax.layers import BatchNorm2d
 
 
 # One BatchNorm randomiser for the conv families' tests (same draws as before).

@@ -193,7 +193,7 @@ def write_report(docs, out, abl, tpe, retrain, fit, best_stack, tpe_best, wall, 
         f"{wall.get('tpe', 0) / 60:.0f} min, retrains {wall.get('retrain', 0) / 60:.0f} min"
         + (f", ablations at {short_epochs:g} epochs {wall['ablations_short'] / 60:.0f} min"
            if "ablations_short" in wall else "") + " "
-        f"(trial groups of 4, sequential mode on CPU).",
+        "(trial groups of 4, sequential mode on CPU).",
         "",
         "Setup: `configs/cifar10_study.py` (MobileNetV3-Small 1.0 from scratch, 32 px, batch 64, "
         "AdamW lr 3e-3, wd 0.01, cosine, 60 epochs, horizontal flips only). 1,000 training images "
