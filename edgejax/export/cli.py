@@ -108,6 +108,8 @@ def _check_flags(args) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.format = "litert" if args.format == "tflite" else args.format
+    if args.format == "litert" or args.quantize:  # TensorFlow's start-up banners, before import
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         from ..registry import model_info
         from ..bench import validate_resolution, _abstract_model

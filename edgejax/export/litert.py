@@ -26,11 +26,35 @@ LITERT_DTYPES = ("float32", "float16")
 _EXTRA = "pip install 'edgejax[litert]' (tensorflow-cpu and ai-edge-litert)"
 
 
+class _NativeStderr:
+    """Hold what native code writes to file descriptor 2 (TensorFlow's and LiteRT's start-up
+    banners, absl's "before InitializeLog" notes, the converter's ignored-flag warnings: noise to
+    a user) and drop it, unless the block raises: then it is written out after all."""
+
+    def __enter__(self):
+        import tempfile
+        sys.stderr.flush()
+        self.saved, self.tmp = os.dup(2), tempfile.TemporaryFile()
+        os.dup2(self.tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, exc_type, *_):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        if exc_type is not None:
+            self.tmp.seek(0)
+            sys.stderr.write(self.tmp.read().decode(errors="replace"))
+        self.tmp.close()
+        return False
+
+
 def _tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up banners mean nothing here
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
-        from jax.experimental import jax2tf
+        with _NativeStderr():
+            import tensorflow as tf
+            from jax.experimental import jax2tf
     except ImportError as e:
         raise ImportError(f"LiteRT export needs TensorFlow ({e}): {_EXTRA}") from None
     return tf, jax2tf
@@ -105,7 +129,8 @@ def export_litert(model, path: str, *, resolution: int | None = None, batch_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "Statistics for quantized inputs ..."
         try:
-            flat = conv.convert()
+            with _NativeStderr():
+                flat = conv.convert()
         except Exception as e:  # the converter raises its own ConverterError with MLIR text
             raise RuntimeError(_converter_message(name, e)) from None
     if quantize:
@@ -180,8 +205,9 @@ def litert_runner(path: str, *, threads: int | None = None):
     """``(run, input_shape)`` for a .tflite file: ``run(x)`` takes float32 NHWC images and
     returns float32 logits, quantising and dequantising where the file's I/O is integer."""
     Interpreter = _interpreter_cls()
-    interp = Interpreter(model_path=str(path), num_threads=threads)
-    interp.allocate_tensors()
+    with _NativeStderr():
+        interp = Interpreter(model_path=str(path), num_threads=threads)
+        interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
 
     def run(x):

@@ -9,6 +9,8 @@ static quantization with onnxruntime's quantizer (QDQ, per-channel weights). Lit
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import tempfile
 
@@ -154,18 +156,19 @@ def quantize_onnx(src: str, dst: str, calibration: np.ndarray, *, per_channel: b
     with tempfile.TemporaryDirectory() as tmp:
         pre = os.path.join(tmp, "pre.onnx")
         quant_pre_process(src, pre, skip_symbolic_shape=True)
-        try:
-            quantize_static(pre, dst, Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            per_channel=per_channel,
-                            calibrate_method={"minmax": CalibrationMethod.MinMax,
-                                              "percentile": CalibrationMethod.Percentile,
-                                              "entropy": CalibrationMethod.Entropy}[method],
-                            extra_options={"CalibTensorRangeSymmetric": False,
-                                           "CalibPercentile": PERCENTILE,
-                                           # onnxruntime 1.32 raises in this pass on these
-                                           # graphs (it compares a bias row as a scalar)
-                                           "QDQDisableWeightAdjustForInt32Bias": True})
+        try:  # its calibrators print their progress notes: kept out of the user's output
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(pre, dst, Reader(), quant_format=QuantFormat.QDQ,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                per_channel=per_channel,
+                                calibrate_method={"minmax": CalibrationMethod.MinMax,
+                                                  "percentile": CalibrationMethod.Percentile,
+                                                  "entropy": CalibrationMethod.Entropy}[method],
+                                extra_options={"CalibTensorRangeSymmetric": False,
+                                               "CalibPercentile": PERCENTILE,
+                                               # onnxruntime 1.32 raises in this pass on these
+                                               # graphs (it compares a bias row as a scalar)
+                                               "QDQDisableWeightAdjustForInt32Bias": True})
         except Exception as e:
             raise RuntimeError(f"{name or src}: onnxruntime could not quantise it: "
                                f"{type(e).__name__}: {e}") from None
