@@ -56,6 +56,22 @@ def test_image_folder_class_order_and_split_detection(tmp_path):
     assert flat["num_records"] == 3
 
 
+def test_every_split_numbers_its_classes_as_train_does(tmp_path, caplog):
+    """val/ lacking a train class keeps train's indices (cat stays 2, not 1) and says so once;
+    a val class train does not have is an error naming it."""
+    X.write_good_tree(tmp_path / "train", classes=("airplane", "bird", "cat"), per_class=1)
+    X.write_good_tree(tmp_path / "val", classes=("airplane", "cat"), per_class=1)
+    with caplog.at_level("WARNING"):
+        src, info = build_source(str(tmp_path), "val")
+    assert info["class_names"] == ["airplane", "bird", "cat"] and info["num_classes"] == 3
+    assert sorted(src[i][1] for i in range(len(src))) == [0, 2]
+    assert [r.getMessage() for r in caplog.records if "classes of" in r.getMessage()] == [
+        f"{tmp_path / 'val'} has no images of 1 of the 3 classes of {tmp_path / 'train'}: bird"]
+    X.write_good_tree(tmp_path / "val", classes=("dog",), per_class=1)
+    with pytest.raises(S.DatasetError, match="class folder.s. dog are not among the 3 classes"):
+        build_source(str(tmp_path), "val")
+
+
 def test_missing_and_empty_datasets_fail_clearly(tmp_path):
     with pytest.raises(S.DatasetError, match="does not exist"):
         build_source(str(tmp_path / "nope"), "train")

@@ -15,7 +15,7 @@ import logging
 import os
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -57,23 +57,48 @@ def _split_dirs(root: Path, split: str) -> Path:
     return root
 
 
-def find_images(root: str | os.PathLike) -> tuple[list[str], list[tuple[str, int]], list[str]]:
+def _class_dirs(root: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+
+
+def find_images(root: str | os.PathLike, classes: Sequence[str] | None = None,
+                classes_from: str | None = None
+                ) -> tuple[list[str], list[tuple[str, int]], list[str]]:
     """Scan `root/<class>/**` -> (class_names, [(path, label)], ignored_paths).
 
     Files are kept by extension (case-insensitive) like torchvision; the content is sniffed at
-    decode time, so a PNG named `.jpg` still decodes. Hidden files are ignored.
+    decode time, so a PNG named `.jpg` still decodes. Hidden files are ignored. ``classes``
+    (another split's class names, ``classes_from`` naming it): labels index into that list, a
+    class folder outside it is an error, and a class it has that ``root`` lacks is said once.
     """
     root = Path(root)
     if not root.exists():
         raise DatasetError(f"dataset path does not exist: {root}")
     if not root.is_dir():
         raise DatasetError(f"dataset path is not a directory: {root}")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
-    if not classes:
+    found = _class_dirs(root)
+    if not found:
         raise DatasetError(
             f"no class folders in {root}: expected an ImageFolder tree root/<class>/<image>")
+    if classes is None:
+        classes = found
+    else:
+        classes = list(classes)
+        extra = [c for c in found if c not in classes]
+        if extra:
+            raise DatasetError(
+                f"{root}: class folder(s) {', '.join(extra)} are not among the {len(classes)} "
+                f"classes of {classes_from or 'the train split'}; labels follow the train "
+                f"split's class names, so every split's classes must be among them")
+        missing = [c for c in classes if c not in found]
+        if missing:
+            log.warning("%s has no images of %d of the %d classes of %s: %s", root,
+                        len(missing), len(classes), classes_from or "the train split",
+                        ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+    index = {c: i for i, c in enumerate(classes)}
     samples, ignored = [], []
-    for label, name in enumerate(classes):
+    for name in found:
+        label = index[name]
         for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for f in sorted(filenames):
@@ -93,9 +118,10 @@ def find_images(root: str | os.PathLike) -> tuple[list[str], list[tuple[str, int
 class ImageFolderSource:
     """Random access to `root/<class>/<image>` files; returns (file bytes, label)."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, classes: Sequence[str] | None = None,
+                 classes_from: str | None = None):
         self.root = str(root)
-        self.class_names, self.samples, self.ignored = find_images(root)
+        self.class_names, self.samples, self.ignored = find_images(root, classes, classes_from)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -282,7 +308,13 @@ def build_source(spec: str, split: str = "train") -> tuple[Any, dict]:
             src = ArrayRecordSource(path, split)
             kind = "array_record"
         else:
-            src = ImageFolderSource(_split_dirs(path, split))
+            split_dir = _split_dirs(path, split)
+            train_dir = next((path / n for n in TRAIN_SPLITS if (path / n).is_dir()), None)
+            if split_dir != path and train_dir is not None and split_dir != train_dir:
+                # every split numbers its classes as the train split does
+                src = ImageFolderSource(split_dir, _class_dirs(train_dir), str(train_dir))
+            else:
+                src = ImageFolderSource(split_dir)
             kind = "image_folder"
             if src.ignored:
                 log.warning("%d files without an image extension ignored in %s",
