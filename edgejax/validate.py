@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from typing import Sequence
@@ -37,6 +38,14 @@ def validate(clf, data: str, *, split: str = "val", batch_size: int = 64,
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     src, info = D.build_source(resolve_dataset(data), split)
+    names = getattr(clf, "class_names", None)
+    if names and list(names) != list(info["class_names"]):
+        differ = [f"{i}: {a} / {b}" for i, (a, b) in
+                  enumerate(zip(names, info["class_names"])) if a != b]
+        logging.getLogger("edgejax").warning(
+            "%s was trained on other class names than %s has (index: run / data): %s; its "
+            "labels may not mean what the data's do", clf.model, data,
+            ", ".join(differ[:5]) or f"{len(names)} vs {len(info['class_names'])} classes")
     loader = D.make_eval_loader(src, global_batch_size=batch_size, image_size=clf.image_size,
                                 crop_pct=clf.crop_pct, interpolation=clf.interpolation)
     bar = None

@@ -95,3 +95,30 @@ def test_validate_bad_input_is_named(tmp_path, capsys):
     assert "m.onnx: no such file" in capsys.readouterr().err
     assert validate(base + ["--data", "digits", "--batch-size", "400"]) == 2  # a 1000-class head
     assert "has 1000 classes, the data 10" in capsys.readouterr().err
+
+
+def test_validate_says_when_the_runs_class_names_differ(caplog):
+    """A run trained on other class names than the data's: validation says so (by index)."""
+    from edgejax.data import build_source
+    from edgejax.validate import validate
+    _, info = build_source("digits", "val")
+
+    class Stub:  # a 10-class model whose run named its classes in another order
+        model, source, image_size, crop_pct, interpolation = "stub", "checkpoint", 8, 1.0, \
+            "bilinear"
+        class_names = list(reversed(info["class_names"]))
+
+        def logits(self, images):
+            return np.zeros((len(images), 10), np.float32)
+
+    with caplog.at_level("WARNING", logger="edgejax"):
+        r = validate(Stub(), "digits", split="val", batch_size=200)
+    assert r["count"] == info["num_records"]
+    (msg,) = [m.getMessage() for m in caplog.records]
+    assert msg.startswith("stub was trained on other class names than digits has (index: "
+                          "run / data): 0: 9 / 0, 1: 8 / 1")
+    caplog.clear()
+    Stub.class_names = info["class_names"]
+    with caplog.at_level("WARNING", logger="edgejax"):
+        validate(Stub(), "digits", split="val", batch_size=200)
+    assert not caplog.records
