@@ -112,6 +112,30 @@ def test_unknown_model_fails_before_compiling(tmp_path):
         run(tiny_config("repvgg_a3"), str(tmp_path))
 
 
+def test_a_workdir_holds_one_run(tmp_path, capsys):
+    """Re-running a workdir with another config: one line of changed keys (more epochs resumes);
+    a config its checkpoints cannot fit: an error naming the keys, before anything compiles."""
+    import json
+    from edgejax.train.loop import _write_config
+    _write_config(tiny_config(), str(tmp_path))
+    (tmp_path / "checkpoints" / "220").mkdir(parents=True)  # as a finished run leaves it
+    (tmp_path / "classes.json").write_text(json.dumps({"class_names": list("0123456789")}))
+    with pytest.raises(ConfigError) as e:
+        run(tiny_config("mobilenetv3_small_075", **{"optimizer.name": "adamw"}), str(tmp_path))
+    assert str(e.value) == (
+        f"{tmp_path} holds a run whose checkpoints cannot be restored into this config "
+        f"(model.name 'mobilenetv3_small_050' -> 'mobilenetv3_small_075'; optimizer.name 'sgd' "
+        f"-> 'adamw'): give another --workdir, or remove {tmp_path} to start over")
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == \
+        "mobilenetv3_small_050"  # nothing overwritten
+    from edgejax.train.loop import _check_workdir
+    _check_workdir(tiny_config(num_steps=8), str(tmp_path), list("0123456789"))
+    assert capsys.readouterr().out == \
+        f"edgejax.train: resuming {tmp_path} with a changed config: num_steps 2 -> 8\n"
+    with pytest.raises(ConfigError, match=r"\(classes 10 -> 3\)"):
+        _check_workdir(tiny_config(), str(tmp_path), ["a", "b", "c"])
+
+
 def test_missing_dataset_path(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         run(tiny_config(**{"data.dataset": str(tmp_path / "nope")}), str(tmp_path))

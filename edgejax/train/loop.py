@@ -472,6 +472,8 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
 
     is_main = jax.process_index() == 0
     workdirs = [os.path.abspath(w) for w in workdirs]
+    if solo:
+        _check_workdir(config, workdirs[0], list(train_info["class_names"]))
     if is_main:
         for c, w in zip(configs, workdirs):
             os.makedirs(w, exist_ok=True)
@@ -715,12 +717,78 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
     return summaries
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+# Keys whose change leaves a run's saved state unable to fit the new config: another model, or
+# an optimizer / EMA whose state has another structure. (key, what makes two values differ.)
+_STATE_KEYS = {
+    "model.name": lambda v: v,
+    "optimizer.name": lambda v: v,
+    "optimizer.grad_accum_steps": lambda v: int(v or 1) > 1,
+    "optimizer.clip_grad_norm": lambda v: bool(v),
+    "ema.decay": lambda v: bool(v),
+}
+
+
+def _has_checkpoint(workdir: str) -> bool:
+    d = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(d) and any(n.isdigit() for n in os.listdir(d))
+
+
+def _check_workdir(config, workdir: str, class_names: list[str]) -> None:
+    """A workdir holds one run. Re-running it with another config: one line listing the keys
+    that changed (more epochs is a normal resume); a change its checkpoints cannot be restored
+    into (another model, class count, optimizer or EMA state): a ConfigError naming the keys,
+    before anything compiles."""
+    path = os.path.join(workdir, "config.json")
+    if not (os.path.exists(path) and _has_checkpoint(workdir)):
+        return
+    try:
+        with open(path) as f:
+            old = _flat(json.load(f))
+    except (OSError, ValueError):
+        return  # a torn config.json: the checkpoints decide
+    new = _flat(json.loads(config.to_json_best_effort()))
+    changed = {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
+               if old.get(k) != new.get(k)}
+    bad = [k for k, f in _STATE_KEYS.items() if k in changed and f(changed[k][0]) != f(changed[k][1])]
+    classes_path = os.path.join(workdir, "classes.json")
+    old_classes = None
+    if os.path.exists(classes_path):
+        try:
+            with open(classes_path) as f:
+                old_classes = json.load(f)["class_names"]
+        except (OSError, ValueError, KeyError):
+            pass
+    what = [f"{k} {changed[k][0]!r} -> {changed[k][1]!r}" for k in bad]
+    if old_classes is not None and len(old_classes) != len(class_names):
+        what.append(f"classes {len(old_classes)} -> {len(class_names)}")
+    if what:
+        raise ConfigError(
+            f"{workdir} holds a run whose checkpoints cannot be restored into this config "
+            f"({'; '.join(what)}): give another --workdir, or remove {workdir} to start over")
+    if changed:
+        print(f"edgejax.train: resuming {workdir} with a changed config: "
+              + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()), flush=True)
+
+
 def _write_config(config, workdir: str) -> None:
     path = os.path.join(workdir, "config.json")
     new = json.loads(config.to_json_best_effort())
     if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
+        try:
+            with open(path) as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            old = None
         if old != new:
             os.replace(path, os.path.join(workdir, f"config.{int(time.time())}.json"))
     with open(path, "w") as f:
