@@ -321,3 +321,28 @@ def test_report_fn_prunes_and_rerun_resumes(tmp_path):
     assert s["status"] == "completed" and s["step"] == 3
     rows = [l for l in open(tmp_path / "metrics.jsonl") if '"eval"' in l]
     assert len(rows) == 3
+
+    # The newest checkpoint damaged (its array files truncated), a save that never finished
+    # beside it: both moved aside with a line each, the run resumes from step 2.
+    ck = tmp_path / "checkpoints"
+    assert sorted(p for p in os.listdir(ck) if p.isdigit()) == ["2", "3"]
+    data = [f for f in glob.glob(str(ck / "3" / "state" / "**"), recursive=True)
+            if os.path.isfile(f) and os.path.basename(os.path.dirname(f)) == "d"]
+    assert data
+    for f in data:
+        open(f, "r+b").truncate(8)
+    (ck / "4.orbax-checkpoint-tmp-123").mkdir()
+    import contextlib, io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        s = run(tiny_config(**{"num_steps": 4, "eval.every_steps": 1}), str(tmp_path))
+    out = buf.getvalue()
+    assert s["status"] == "completed" and s["step"] == 4
+    assert f"4.orbax-checkpoint-tmp-123 in {ck} is a save that did not finish; moved it to " \
+        f"{ck}.damaged/4.orbax-checkpoint-tmp-123" in out
+    line = next(l for l in out.splitlines() if "unreadable" in l)
+    assert line.startswith(f"edgejax.train: checkpoint step 3 in {ck} is unreadable (")
+    assert line.endswith(f"moved it to {ck}.damaged/3 and resuming from the newest readable one")
+    assert sorted(os.listdir(f"{ck}.damaged")) == ["3", "4.orbax-checkpoint-tmp-123"]
+    rows = [l for l in open(tmp_path / "metrics.jsonl") if '"eval"' in l]
+    assert len(rows) == 5  # steps 3 and 4 evaluated again: resumed from step 2

@@ -50,6 +50,8 @@ class Checkpointer:
         # cross-process barrier, and a two-process run was seen to hang finalising the best
         # checkpoint while the latest one was also in flight.
         async_save = async_save and jax.process_count() == 1
+        if latest and jax.process_index() == 0:
+            _set_aside_partial_saves(self.dir)
         opts = dict(enable_async_checkpointing=async_save, create=True,
                     cleanup_tmp_directories=True)
         # latest=False: only best/ (a trial of a group, whose latest state is the group's).
@@ -64,6 +66,17 @@ class Checkpointer:
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step() if self.manager is not None else None
+
+    def set_aside(self, step: int, why: str) -> str:
+        """Move checkpoint ``step`` (unreadable) to ``<workdir>/checkpoints.damaged/`` (never
+        deleted: the user decides), say so in one line, and forget it; returns where it went."""
+        dest = _aside_path(self.dir, str(step))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.replace(os.path.join(self.dir, str(step)), dest)
+        self.manager.reload()
+        print(f"edgejax.train: checkpoint step {step} in {self.dir} is unreadable ({why}); "
+              f"moved it to {dest} and resuming from the newest readable one", flush=True)
+        return dest
 
     def read_meta(self, step: int | None = None) -> dict:
         """The JSON ``meta`` of the latest (or ``step``'s) checkpoint, without its arrays."""
@@ -114,6 +127,34 @@ class Checkpointer:
             self.manager.close()
         if self.best is not None:
             self.best.close()
+
+
+def _aside_path(ckpt_dir: str, name: str) -> str:
+    base = os.path.join(os.path.dirname(ckpt_dir), os.path.basename(ckpt_dir) + ".damaged", name)
+    dest, i = base, 1
+    while os.path.exists(dest):
+        dest, i = f"{base}.{i}", i + 1
+    return dest
+
+
+def _set_aside_partial_saves(ckpt_dir: str) -> None:
+    """A save interrupted mid-write leaves ``<step>.orbax-checkpoint-tmp*``: orbax would delete
+    it; it is moved aside instead, with one line (the step before it is the latest)."""
+    if not os.path.isdir(ckpt_dir):
+        return
+    for name in sorted(os.listdir(ckpt_dir)):
+        if ".orbax-checkpoint-tmp" in name:
+            dest = _aside_path(ckpt_dir, name)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.replace(os.path.join(ckpt_dir, name), dest)
+            print(f"edgejax.train: {name} in {ckpt_dir} is a save that did not finish; moved "
+                  f"it to {dest}", flush=True)
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for an orbax / TensorStore failure (their messages run to many lines)."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
 
 
 @contextlib.contextmanager

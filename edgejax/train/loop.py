@@ -8,6 +8,7 @@ non-finite loss.
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 import signal
@@ -497,20 +498,43 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
 
     members = list(range(K))
     records = None
-    if ckpt.latest_step() is not None:
-        meta0 = ckpt.read_meta()
-        if not solo:
-            members = list(meta0.get("members", members))
-            records = meta0.get("trials")
-            if records is not None and len(records) != K:
-                raise ConfigError(f"{group_dir} holds a group of {len(records)} trials, "
-                                  f"not {K}: pass another group_dir")
-    # Run built trial 0's state already; the others start from their own seeds.
-    states = [r.state if k == 0 else r.init_state(configs[k]) for k in members]
-    if ckpt.latest_step() is not None:
-        like = states[0] if solo else _stack(states)
-        restored, meta0 = ckpt.restore(like)
-        states = [restored] if solo else [_slice(restored, i) for i in range(len(members))]
+    had_checkpoints = ckpt.latest_step() is not None
+    while True:  # the newest readable checkpoint; unreadable ones are moved aside
+        step0 = ckpt.latest_step()
+        members, records = list(range(K)), None
+        try:
+            if step0 is not None:
+                meta0 = ckpt.read_meta(step0)
+                if not solo:
+                    members = list(meta0.get("members", members))
+                    records = meta0.get("trials")
+                    if records is not None and len(records) != K:
+                        raise ConfigError(f"{group_dir} holds a group of {len(records)} "
+                                          f"trials, not {K}: pass another group_dir")
+            # Run built trial 0's state already; the others start from their own seeds.
+            states = [r.state if k == 0 else r.init_state(configs[k]) for k in members]
+            if step0 is not None:
+                like = states[0] if solo else _stack(states)
+                restored, meta0 = ckpt.restore(like, step0)
+                states = [restored] if solo else [_slice(restored, i)
+                                                  for i in range(len(members))]
+            break
+        except ConfigError:
+            raise
+        except Exception as e:  # orbax / TensorStore: missing, truncated or torn files
+            if step0 is None:
+                raise
+            from .checkpoint import describe_error
+            if re.search(r"shape.*(not compatible|mismatch)|structure", str(e), re.I | re.S):
+                raise ConfigError(  # a readable checkpoint of another config: left in place
+                    f"checkpoint step {step0} in {ckpt.dir} does not fit this config "
+                    f"({describe_error(e)}): give another --workdir") from None
+            ckpt.set_aside(step0, describe_error(e))
+    if had_checkpoints and ckpt.latest_step() is None:
+        raise ConfigError(
+            f"no readable checkpoint is left in {ckpt.dir} (the unreadable ones are in "
+            f"{ckpt.dir}.damaged): run the command again to start this run afresh, or give "
+            f"another --workdir")
     group = _Group(r, mode, members, states)
     group.set_hparams([r.hparams(configs[k]) for k in members])
     start = group.step_count() if members else 0
