@@ -307,7 +307,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(w["params"]))
 
 
-def test_report_fn_prunes_and_rerun_resumes(tmp_path):
+def test_report_fn_prunes_and_rerun_resumes(tmp_path, caplog):
     seen = []
 
     def report(epoch, metrics):
@@ -346,3 +346,24 @@ def test_report_fn_prunes_and_rerun_resumes(tmp_path):
     assert sorted(os.listdir(f"{ck}.damaged")) == ["3", "4.orbax-checkpoint-tmp-123"]
     rows = [l for l in open(tmp_path / "metrics.jsonl") if '"eval"' in l]
     assert len(rows) == 5  # steps 3 and 4 evaluated again: resumed from step 2
+
+    # Readers (export, validate, predict) pass over an unreadable best/ to the newest readable
+    # checkpoint, with one line, and move nothing; with none readable, an error naming the run.
+    from edgejax.train.checkpoint import load_model
+
+    def truncate(d):
+        for f in glob.glob(str(d / "**"), recursive=True):
+            if os.path.isfile(f) and os.path.basename(os.path.dirname(f)) == "d":
+                open(f, "r+b").truncate(8)
+
+    (best,) = [p for p in os.listdir(tmp_path / "best") if p.isdigit()]
+    truncate(tmp_path / "best")
+    with caplog.at_level("WARNING", logger="edgejax"):
+        assert load_model(str(tmp_path)).num_classes == 10
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert msg.startswith(f"{tmp_path / 'best'} step {best} is unreadable (")
+    assert os.path.isdir(tmp_path / "best" / best)
+    truncate(ck)
+    with pytest.raises(ValueError, match=f"no readable checkpoint in {tmp_path} .unreadable: "
+                                         f"best/{best}, checkpoints/4, checkpoints/3"):
+        load_model(str(tmp_path))

@@ -202,6 +202,27 @@ def _load_weights(path: str, step: int | None) -> dict[str, Any]:
         ckptr.close()
 
 
+def _newest_readable(path: str, dirs: list[str]) -> tuple[dict, str]:
+    """The weights of the newest readable step of ``dirs`` (best/ first, then checkpoints/),
+    saying in one line each unreadable one it passes over; nothing is moved (a reader)."""
+    import logging
+    log = logging.getLogger("edgejax")
+    tried = []
+    for d in dirs:
+        steps = sorted((int(n) for n in os.listdir(d) if n.isdigit()), reverse=True) \
+            if os.path.isdir(d) else []
+        for step in steps:
+            try:
+                return load_weights(d, step), d
+            except Exception as e:  # orbax / TensorStore: missing, truncated or torn files
+                tried.append(f"{os.path.basename(d)}/{step}")
+                log.warning("%s step %d is unreadable (%s); trying an older checkpoint", d,
+                            step, describe_error(e))
+    if tried:
+        raise ValueError(f"no readable checkpoint in {path} (unreadable: {', '.join(tried)})")
+    raise FileNotFoundError(f"no checkpoint in {path}")
+
+
 def load_model(path: str, model_name: str | None = None, *, ema: bool | None = None,
                num_classes: int | None = None):
     """An eval-mode ``nnx.Module`` from a training run.
@@ -218,11 +239,10 @@ def load_model(path: str, model_name: str | None = None, *, ema: bool | None = N
     from ..registry import create_model
 
     path = os.path.abspath(path)
-    workdir, ckpt = path, path
-    if os.path.isdir(os.path.join(path, "best")):
-        ckpt = os.path.join(path, "best")
-    elif os.path.isdir(os.path.join(path, "checkpoints")):
-        ckpt = os.path.join(path, "checkpoints")
+    workdir, dirs = path, [path]
+    if os.path.isdir(os.path.join(path, "best")) or os.path.isdir(os.path.join(path, "checkpoints")):
+        dirs = [os.path.join(path, d) for d in ("best", "checkpoints")
+                if os.path.isdir(os.path.join(path, d))]
     else:
         workdir = os.path.dirname(path)
     if model_name is None:
@@ -231,7 +251,7 @@ def load_model(path: str, model_name: str | None = None, *, ema: bool | None = N
             raise FileNotFoundError(f"{path}: no config.json beside the checkpoint; pass model_name")
         with open(cfg_path) as f:
             model_name = json.load(f)["model"]["name"]
-    weights = load_weights(ckpt)
+    weights, ckpt = _newest_readable(path, dirs)
     use_ema = weights.get("ema_params") is not None if ema is None else ema
     if use_ema and weights.get("ema_params") is None:
         raise ValueError(f"{ckpt} holds no EMA weights")
