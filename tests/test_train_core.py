@@ -86,6 +86,12 @@ def test_cli_unknown_key_and_missing_imagenet(tmp_path):
     assert "tfds:imagenet2012" in p.stderr
     assert f"workdir {os.path.join('runs', 'repvgg_a2')} " in p.stderr
     assert "dtype auto -> float32 (cpu backend)" in p.stderr
+    bad = tmp_path / "bad.py"  # a config file that does not parse: its file and line
+    bad.write_text("def get_config(arg=None):\n    c = 1 +\n    return c\n")
+    p = subprocess.run(cmd[:1] + ["-m", "edgejax.train", "--config", str(bad)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and p.stderr.strip() == \
+        f"edgejax.train: error: config {bad}, line 2: invalid syntax: c = 1 +", p.stderr
 
 
 def test_default_workdir_dtype_auto_and_command_list(capsys):

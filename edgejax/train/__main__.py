@@ -93,9 +93,18 @@ def _parse_flags(argv):
     except flags.Error as e:
         print(f"edgejax.train: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except SyntaxError as e:  # the config file itself does not parse
+        where = f"{e.filename}, line {e.lineno}" if e.lineno else (e.filename or _CONFIG_ARG[0])
+        text = f": {e.text.strip()}" if e.text else ""
+        print(f"edgejax.train: error: config {where}: {e.msg}{text}", file=sys.stderr)
+        sys.exit(2)
     except (AttributeError, KeyError) as e:  # config_flags on an unknown override key
         msg = _unknown_override(argv) or f"bad config override: {e}"
         print(f"edgejax.train: error: {msg}", file=sys.stderr)
+        sys.exit(2)
+    except (ValueError, TypeError, NameError, ImportError) as e:  # raised by get_config()
+        print(f"edgejax.train: error: config {_CONFIG_ARG[0]}: {type(e).__name__}: {e}",
+              file=sys.stderr)
         sys.exit(2)
 
 
