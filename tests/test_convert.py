@@ -94,3 +94,28 @@ def test_hub_offline_names_the_file(monkeypatch, tmp_path):
     importlib.reload(c)
     with pytest.raises(RuntimeError, match=r"timm/repvgg_a0\.rvgg_in1k.*model\.safetensors"):
         edgejax.create_model("repvgg_a0", pretrained=True)
+
+
+def test_untrusted_weights_files_are_refused_without_allocating(tmp_path, repvgg):
+    """A header claiming a huge size or a huge tensor, a float weight stored as integers: each a
+    clear error (safetensors checks the claimed sizes against the file before allocating)."""
+    import json
+    import struct
+    from safetensors.numpy import save_file
+    huge = tmp_path / "huge.safetensors"
+    huge.write_bytes(struct.pack("<Q", 2**62) + b"{}")
+    with pytest.raises(ValueError, match="header too large.*damaged or not safetensors"):
+        edgejax.create_model("repvgg_a0", pretrained=str(huge))
+    hdr = json.dumps({"w": {"dtype": "F32", "shape": [1 << 20, 1 << 20],
+                            "data_offsets": [0, 4]}}).encode()
+    big = tmp_path / "big.safetensors"
+    big.write_bytes(struct.pack("<Q", len(hdr)) + hdr + b"\0" * 4)
+    with pytest.raises(ValueError, match="invalid shape.*damaged or not safetensors"):
+        edgejax.create_model("repvgg_a0", pretrained=str(big))
+    _, sd = repvgg
+    ints = tmp_path / "ints.safetensors"
+    save_file(dict(sd, **{"stem.conv_kxk.conv.weight":
+                          sd["stem.conv_kxk.conv.weight"].astype(np.int32)}), str(ints))
+    with pytest.raises(StateDictMismatchError,
+                       match="wrong dtype: stem.conv_kxk.conv.weight: int32, expected a float"):
+        edgejax.create_model("repvgg_a0", pretrained=str(ints))

@@ -31,9 +31,14 @@ def read_safetensors(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"pretrained weights file not found: {path}")
     try:
         sd = load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types
-        raise ValueError(f"{path} is not a readable safetensors file ({e}). " +
-                         _CONVERT_HINT.format(path=path)) from None
+    except Exception as e:  # safetensors raises its own error types; it checks the header's
+        # claimed sizes and offsets against the file before allocating anything
+        with open(path, "rb") as f:
+            head = f.read(2)
+        pickle_like = head[:1] == b"\x80" or head == b"PK"  # a torch.save file (pickle / zip)
+        raise ValueError(f"{path} is not a readable safetensors file ({e})" +
+                         (". " + _CONVERT_HINT.format(path=path) if pickle_like else
+                          ": the file is damaged or not safetensors")) from None
     return {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in sd.items()}
 
 

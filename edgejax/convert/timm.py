@@ -104,27 +104,32 @@ def load_state_dict(model: nnx.Module, state_dict: Mapping, *, strict: bool = Tr
     """Copy a timm state dict (name -> array) into ``model`` in place and return it.
 
     Strict (default): every missing, unexpected and mis-shaped key is listed in one
-    ``StateDictMismatchError``. Non-strict: fills what fits and ignores the rest.
+    ``StateDictMismatchError``. Non-strict: fills what fits and ignores the rest. A tensor of a
+    non-float dtype where the model has a float one is an error either way.
     """
     sd = _normalise_keys(model, state_dict)
     kmap = timm_key_map(model)
     missing = sorted(k for k in kmap if k not in sd)
     unexpected = sorted(k for k in sd if k not in kmap)
-    bad_shape, updates = [], []
+    bad_shape, bad_dtype, updates = [], [], []
     for key, (path, attr, to_f, _) in kmap.items():
         if key not in sd:
             continue
-        value = to_f(np.asarray(sd[key], dtype=np.float32))
+        raw = np.asarray(sd[key])
+        if raw.dtype.kind != "f":  # every mapped tensor is a float weight or statistic
+            bad_dtype.append(f"{key}: {raw.dtype}, expected a float tensor")
+            continue
+        value = to_f(raw.astype(np.float32))
         var = getattr(_get_module(model, path), attr)
         if tuple(value.shape) != tuple(var.shape):
             bad_shape.append(f"{key}: checkpoint {tuple(np.asarray(sd[key]).shape)} -> "
                              f"{tuple(value.shape)}, model expects {tuple(var.shape)}")
             continue
         updates.append((var, value))
-    if strict and (missing or unexpected or bad_shape):
+    if bad_dtype or (strict and (missing or unexpected or bad_shape)):
         lines = [f"state dict does not fit {type(model).__name__}:"]
         for title, items in (("missing", missing), ("unexpected", unexpected),
-                             ("wrong shape", bad_shape)):
+                             ("wrong shape", bad_shape), ("wrong dtype", bad_dtype)):
             if items:
                 lines.append(f"  {len(items)} {title}: " + "; ".join(items[:50])
                              + (" ..." if len(items) > 50 else ""))
