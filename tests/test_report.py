@@ -116,3 +116,16 @@ def test_cli(report, tmp_path):
     assert (tmp_path / "r" / "README.md").exists()
     from edgejax.report.__main__ import main
     assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "r2")]) == 2
+
+
+def test_torn_metrics_are_read_around(tmp_path, caplog):
+    """A torn last line (a killed run) is skipped quietly; damaged lines elsewhere are named."""
+    from edgejax.sweep.study import read_metrics
+    (tmp_path / "metrics.jsonl").write_bytes(
+        b'{"kind": "eval", "step": 1, "top1": 10.0}\n\xff\xfe garbage\n[1, 2]\n'
+        b'{"kind": "eval", "step": 2, "top1": 20.0}\n{"kind": "eval", "st')
+    with caplog.at_level("WARNING", logger="edgejax"):
+        rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'metrics.jsonl'}: skipped 2 unreadable line(s): 2, 3"]

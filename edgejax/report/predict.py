@@ -48,7 +48,8 @@ def predict_run(workdir, *, batch_size: int = 256) -> dict:
         config.model.name, num_classes=num_classes, rngs=0)))
     # the better of raw and EMA at the best evaluation
     use_ema = False
-    rows = [json.loads(line) for line in open(workdir / "metrics.jsonl") if line.strip()]
+    from edgejax.sweep.study import read_metrics
+    rows = read_metrics(workdir)  # a torn line (a run killed mid-write) is skipped
     evals = [r for r in rows if r.get("kind") == "eval"]
     if evals and weights.get("ema_params") is not None:
         b = max(evals, key=lambda r: max(r.get("top1", 0), r.get("ema_top1", -1)))

@@ -40,19 +40,32 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 def read_metrics(workdir) -> list[dict]:
-    """The rows of ``<workdir>/metrics.jsonl`` (missing file -> []; a torn last line is skipped)."""
+    """The rows of ``<workdir>/metrics.jsonl`` (missing file -> []). A torn last line (a run
+    killed mid-write) is skipped; unreadable lines elsewhere are skipped and named in one line
+    on the ``edgejax`` logger."""
     path = Path(workdir) / "metrics.jsonl"
-    rows = []
+    rows, bad = [], []
     if not path.exists():
         return rows
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
+    with open(path, errors="replace") as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        elif i < len(lines):
+            bad.append(i)
+    if bad:
+        import logging
+        logging.getLogger("edgejax").warning(
+            "%s: skipped %d unreadable line(s): %s", path, len(bad),
+            ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else ""))
     return rows
 
 
