@@ -44,13 +44,14 @@ def main(argv):
         jax.distributed.initialize()
     from edgejax.data import DatasetError
     from edgejax.train import ConfigError, NonFiniteLossError, run
+    from edgejax.train.checkpoint import CheckpointWriteError
     workdir = _WORKDIR.value or default_workdir(_CONFIG_ARG[0])
     if not _WORKDIR.value:
         print(f"edgejax.train: workdir {workdir} (pass --workdir to choose another)",
               file=sys.stderr, flush=True)
     try:
         run(_CONFIG.value, workdir)
-    except (ConfigError, NonFiniteLossError, DatasetError) as e:
+    except (ConfigError, NonFiniteLossError, DatasetError, CheckpointWriteError) as e:
         print(f"edgejax.train: error: {e}", file=sys.stderr)
         sys.exit(1)
 

@@ -12,7 +12,9 @@ the previous checkpoint as the latest.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -21,7 +23,30 @@ import orbax.checkpoint as ocp
 
 from .state import TrainState
 
-__all__ = ["Checkpointer", "load_weights", "load_model"]
+__all__ = ["Checkpointer", "CheckpointWriteError", "load_weights", "load_model"]
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, read-only or unwritable directory)."""
+
+
+_WRITE_FAILURES = ("RESOURCE_EXHAUSTED", "No space left", "os_error_code='28'",
+                   "Read-only file system", "Permission denied", "PERMISSION_DENIED")
+
+
+class _OrbaxNoise(logging.Filter):
+    """orbax logs a failed background save several times over, with tracebacks, from each of
+    its threads; the failure reaches the run as one exception, said in one line
+    (``CheckpointWriteError``), so its own records below CRITICAL are dropped."""
+
+    def filter(self, record):
+        return record.levelno >= logging.CRITICAL or "/orbax/" not in record.pathname
+
+
+def _install_log_filter() -> None:
+    absl = logging.getLogger("absl")
+    if not any(isinstance(f, _OrbaxNoise) for f in absl.filters):
+        absl.addFilter(_OrbaxNoise())
 
 # ``hparams`` is not saved: it comes from the config at every start (each leaf would be one more
 # array file per checkpoint).
@@ -50,6 +75,7 @@ class Checkpointer:
         # cross-process barrier, and a two-process run was seen to hang finalising the best
         # checkpoint while the latest one was also in flight.
         async_save = async_save and jax.process_count() == 1
+        _install_log_filter()
         if latest and jax.process_index() == 0:
             _set_aside_partial_saves(self.dir)
         opts = dict(enable_async_checkpointing=async_save, create=True,
@@ -84,13 +110,43 @@ class Checkpointer:
         return dict(self.manager.restore(step, args=ocp.args.Composite(
             meta=ocp.args.JsonRestore()))["meta"])
 
+    @contextlib.contextmanager
+    def _writing(self, directory: str, step: int | None):
+        """A failed write (here or of an earlier asynchronous save) -> one CheckpointWriteError
+        naming the directory, the step, the last good step and the free space."""
+        try:
+            yield
+        except Exception as e:
+            text = str(e)
+            if not (isinstance(e, OSError) or any(m in text for m in _WRITE_FAILURES)):
+                raise
+            why = ("no space left on device" if ("RESOURCE_EXHAUSTED" in text or
+                                                 "No space" in text or "'28'" in text)
+                   else "the directory is not writable")
+            try:
+                free = f"{shutil.disk_usage(directory).free / 2**20:.1f} MB free"
+            except OSError:
+                free = "free space unknown"
+            import re
+            failed = re.search(r"/(\d+)\.orbax-checkpoint-tmp", text)
+            step = int(failed.group(1)) if failed else step  # an earlier asynchronous save
+            good = [st for st in (self.manager.all_steps(read=True) if self.manager else [])
+                    if os.path.isdir(os.path.join(self.dir, str(st)))]
+            last = f"step {max(good)} in {self.dir}" if good else "none"
+            raise CheckpointWriteError(
+                f"could not write a checkpoint{f' of step {step}' if step is not None else ''} "
+                f"to {directory}: {why} ({free}). Last good checkpoint: {last}. Free some space "
+                f"(or give another --workdir) and run the same command again: it resumes from "
+                f"the last good checkpoint") from None
+
     def save(self, state: TrainState, meta: dict, *, force: bool = True) -> None:
         step = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])  # a group: [K] steps
         if step in self.manager.all_steps():
             return
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_as_dict(state)), meta=ocp.args.JsonSave(meta)),
-            force=force)
+        with self._writing(self.dir, step):
+            self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_as_dict(state)), meta=ocp.args.JsonSave(meta)),
+                force=force)
 
     def save_best(self, state: TrainState, meta: dict) -> None:
         if self.best is None:
@@ -99,9 +155,10 @@ class Checkpointer:
         if step in self.best.all_steps():
             return
         fields = ("step", "params", "batch_stats", "model_state", "ema_params", "ema_batch_stats")
-        self.best.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_as_dict(state, fields)), meta=ocp.args.JsonSave(meta)),
-            force=True)
+        with self._writing(self.best_dir, step):
+            self.best.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_as_dict(state, fields)),
+                meta=ocp.args.JsonSave(meta)), force=True)
 
     def restore(self, like: TrainState, step: int | None = None) -> tuple[TrainState, dict]:
         """Restore into the shapes, dtypes and shardings of ``like`` (a freshly built state)."""
@@ -118,9 +175,11 @@ class Checkpointer:
 
     def wait(self) -> None:
         if self.manager is not None:
-            self.manager.wait_until_finished()
+            with self._writing(self.dir, None):
+                self.manager.wait_until_finished()
         if self.best is not None:
-            self.best.wait_until_finished()
+            with self._writing(self.best_dir, None):
+                self.best.wait_until_finished()
 
     def close(self) -> None:
         if self.manager is not None:

@@ -473,6 +473,8 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
 
     is_main = jax.process_index() == 0
     workdirs = [os.path.abspath(w) for w in workdirs]
+    for w in workdirs:
+        _check_writable(w)
     if solo:
         _check_workdir(config, workdirs[0], list(train_info["class_names"]))
     if is_main:
@@ -760,6 +762,19 @@ _STATE_KEYS = {
     "optimizer.clip_grad_norm": lambda v: bool(v),
     "ema.decay": lambda v: bool(v),
 }
+
+
+def _check_writable(workdir: str) -> None:
+    """Before anything compiles: the workdir can be created and written."""
+    probe = os.path.join(workdir, f".edgejax-write-probe-{os.getpid()}")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"workdir {workdir} is not writable ({e.strerror or e}): give another "
+                          f"--workdir") from None
 
 
 def _has_checkpoint(workdir: str) -> bool:
