@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["Classifier", "SOURCES", "add_model_args", "classifier_kwargs", "class_names",
-           "eval_settings", "imagenet_names", "softmax"]
+           "eval_settings", "imagenet_names", "read_transform", "softmax", "write_transform"]
 
 SOURCES = ("checkpoint", "pretrained", "onnx", "stablehlo", "tflite")
 
@@ -43,8 +43,10 @@ class Classifier:
         for name in given:
             if not Path(paths[name]).exists():
                 raise FileNotFoundError(f"--{name} {paths[name]}: no such file or directory")
+        exported = next((v for v in (onnx, stablehlo, tflite) if v), None)
         t = eval_settings(model, checkpoint=checkpoint, image_size=image_size, crop_pct=crop_pct,
-                          interpolation=interpolation)
+                          interpolation=interpolation,
+                          recorded=read_transform(exported) if exported else None)
         self.model, self.source = model, (given[0] if given else "random")
         self.image_size, self.crop_pct = t["image_size"], t["crop_pct"]
         self.interpolation, self.class_names = t["interpolation"], t["class_names"]
@@ -104,20 +106,60 @@ class Classifier:
 
 
 def eval_settings(model: str, *, checkpoint: str | None = None, image_size: int | None = None,
-                  crop_pct: float | None = None, interpolation: str | None = None) -> dict:
+                  crop_pct: float | None = None, interpolation: str | None = None,
+                  recorded: dict | None = None) -> dict:
     """The eval transform of ``model`` -> {image_size, crop_pct, interpolation, mean, std (0-1
-    scale), class_names}: what is given, else the run's config and classes.json for a
-    ``checkpoint``, else the model's defaults (``edgejax.model_info``)."""
+    scale), class_names}: what is given, else what an exported file ``recorded``
+    (``read_transform``), else the run's config and classes.json for a ``checkpoint``, else the
+    model's defaults (``edgejax.model_info``)."""
     import edgejax
     info = edgejax.model_info(model)  # unknown names fail here, with the closest names
     run_cfg, names = _run_files(checkpoint) if checkpoint else ({}, None)
-    d = run_cfg.get("data", {})
+    d = dict(run_cfg.get("data", {}))
+    if recorded:
+        d.update({k: v for k, v in recorded.items() if k != "class_names" and v is not None})
+        d["eval_image_size"] = recorded.get("image_size") or d.get("eval_image_size")
+        names = recorded.get("class_names") or names
     return {"image_size": int(image_size or d.get("eval_image_size") or d.get("image_size")
                               or info["input_size"][1]),
             "crop_pct": float(crop_pct or d.get("crop_pct") or info["crop_pct"]),
             "interpolation": interpolation or d.get("interpolation") or info["interpolation"],
             "mean": tuple(d.get("mean") or info["mean"]), "std": tuple(d.get("std") or info["std"]),
             "class_names": names}
+
+
+# Exported files carry the eval transform they were exported with: in the ONNX file's metadata,
+# beside a StableHLO / LiteRT file as ``<file>.json``.
+_META_KEY = "edgejax.eval_transform"
+
+
+def write_transform(path: str, transform: dict) -> None:
+    """Record ``transform`` (eval_settings' keys) with the exported file at ``path``."""
+    text = json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in transform.items()})
+    if str(path).endswith(".onnx"):
+        import onnx
+        m = onnx.load(str(path))
+        props = {p.key: p for p in m.metadata_props}
+        prop = props.get(_META_KEY) or m.metadata_props.add()
+        prop.key, prop.value = _META_KEY, text
+        onnx.save(m, str(path))
+    else:
+        Path(str(path) + ".json").write_text(text + "\n")
+
+
+def read_transform(path: str) -> dict | None:
+    """What ``write_transform`` recorded for the file at ``path`` (None when nothing was)."""
+    try:
+        if str(path).endswith(".onnx"):
+            import onnx
+            m = onnx.load(str(path), load_external_data=False)
+            text = next((p.value for p in m.metadata_props if p.key == _META_KEY), None)
+        else:
+            side = Path(str(path) + ".json")
+            text = side.read_text() if side.exists() else None
+        return json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
 
 
 def _run_files(checkpoint: str) -> tuple[dict, list[str] | None]:

@@ -122,3 +122,24 @@ def test_validate_says_when_the_runs_class_names_differ(caplog):
     with caplog.at_level("WARNING", logger="edgejax"):
         validate(Stub(), "digits", split="val", batch_size=200)
     assert not caplog.records
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".stablehlo"])
+def test_an_exported_file_carries_its_eval_transform(tmp_path, suffix):
+    """What export records (the run's crop, interpolation, normalisation and class names) is
+    what validate / predict read the file with, unless flags say otherwise."""
+    from edgejax.bench import build_model
+    from edgejax.export import export_onnx, export_stablehlo
+    from edgejax.infer import Classifier, read_transform, write_transform
+    path = str(tmp_path / f"m{suffix}")
+    (export_onnx if suffix == ".onnx" else export_stablehlo)(
+        build_model("mobilenetv3_small_050"), path, resolution=32)
+    assert read_transform(path) is None
+    t = {"image_size": 32, "crop_pct": 1.0, "interpolation": "bicubic", "mean": (0.5, 0.5, 0.5),
+         "std": (0.25, 0.25, 0.25), "class_names": [f"c{i}" for i in range(1000)]}
+    write_transform(path, t)
+    kw = {"onnx" if suffix == ".onnx" else "stablehlo": path}
+    clf = Classifier("mobilenetv3_small_050", **kw)
+    assert (clf.crop_pct, clf.interpolation, clf.class_names[:2]) == (1.0, "bicubic", ["c0", "c1"])
+    np.testing.assert_allclose(clf.mean, 127.5) and np.testing.assert_allclose(clf.std, 63.75)
+    assert Classifier("mobilenetv3_small_050", crop_pct=0.9, **kw).crop_pct == 0.9

@@ -159,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from ..infer import write_transform
+    t = eval_settings(name, checkpoint=args.checkpoint, image_size=resolution)
+    write_transform(args.out, t)  # validate / predict read the file with the same transform
     size = os.path.getsize(args.out) / 2**20
     kind = args.quantize or args.dtype
     io = "int8" if args.int8_io else "float32"
