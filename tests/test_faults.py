@@ -41,6 +41,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow  # two training runs in subprocesses (about 35 s)
 def test_disk_full_while_saving_says_so_once_and_resumes(tmp_path, small_disk):
     cfg = tmp_path / "tiny.py"
     cfg.write_text(CONFIG)
