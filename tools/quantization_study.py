@@ -133,11 +133,13 @@ edgejax.export` from their checkpoints and validated with `edgejax.validate` on 
 {env['calibration_samples']} training images (ONNX: onnxruntime static QDQ, per-channel int8
 weights, int8 activations; LiteRT: the converter's representative dataset, per-channel weights).
 Float files are exported fused (`--deploy`: BatchNorms folded, RepVGG re-parameterised), as int8
-files always are.
+files are unless the row says unfused (`--no-fuse`). ONNX int8 clips activation ranges at the
+99.99th percentile unless the row says min/max (`--calibration-method minmax`).
 
 Command (after the training commands in `tools/quantization_study.py`):
 
-    python tools/quantization_study.py --runs {a.runs} --out {a.out} --docs {a.docs}
+    python tools/quantization_study.py --models {a.models} --runs {a.runs} --out {a.out} \\
+        --docs {a.docs}
 
 {table}
 """
