@@ -194,7 +194,11 @@ def _check_loads(flat: bytes, name: str) -> None:
     finally:
         os.unlink(f.name)
     if r.returncode != 0:
-        why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1][:300]
+        lines = [ln for ln in r.stderr.strip().splitlines()
+                 if ln.strip() and not ln.startswith(("INFO:", "WARNING: All log"))]
+        why = (lines[-1][:300] if lines else
+               f"the runtime aborted the process (signal {-r.returncode})" if r.returncode < 0
+               else f"exit status {r.returncode}")
         raise RuntimeError(
             f"{name}: the int8 LiteRT file does not run in the LiteRT runtime ({why}); export it "
             f"as float32 or float16, or quantise the ONNX export (--format onnx --quantize "
