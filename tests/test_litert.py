@@ -124,6 +124,8 @@ def test_bad_calibration_input_is_named(tmp_path, capsys):
         (["--format", "litert", "--quantize", "int8", "--calibration", "digits",
           "--calibration-method", "entropy"], "min/max only"),
         (["--format", "onnx", "--calibration-method", "minmax"], "needs --quantize"),
+        (["--format", "onnx", "--quantize", "int8", "--calibration", "digits", "--no-fuse",
+          "--deploy"], "contradict each other"),
         (["--format", "onnx", "--dtype", "float16"], "applies to --format litert only"),
     ]
     (tmp_path / "empty").mkdir()

@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from edgejax.bench import cpu_flags
     from edgejax.export import main as export
-    from edgejax.infer import Classifier, eval_settings
+    from edgejax.infer import Classifier
     from edgejax.validate import validate
     os.makedirs(a.out, exist_ok=True)
     results = {}
@@ -84,10 +84,8 @@ def main(argv=None) -> int:
                     continue
                 size = os.path.getsize(path) / 2**20
                 src = "onnx" if suffix.endswith(".onnx") else "tflite"
-                t = eval_settings(model, checkpoint=ckpt)  # the run's transform: a file
-                clf = Classifier(model, **{src: path}, crop_pct=t["crop_pct"],  # holds only
-                                 interpolation=t["interpolation"], mean=t["mean"],  # the model
-                                 std=t["std"])
+                clf = Classifier(model, **{src: path})  # with the run's transform, recorded
+                # by export in (or beside) the file
             r = validate(clf, a.data, split=a.split, batch_size=100)
             rows.append(dict(form=label, top1=r["top1"], top5=r["top5"], loss=r["loss"],
                              count=r["count"], mb=size, seconds=time.time() - t0))

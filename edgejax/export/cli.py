@@ -91,6 +91,8 @@ def _check_flags(args) -> None:
                              "see, e.g. its training set)")
         if args.dtype != "float32":
             raise ValueError("--quantize int8 starts from float32 weights: drop --dtype")
+        if args.no_fuse and args.deploy:
+            raise ValueError("--no-fuse and --deploy contradict each other")
         if args.winograd:
             raise ValueError("--winograd and --quantize int8 do not combine (the Winograd "
                              "transforms widen the value ranges int8 must cover)")
@@ -128,8 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             cal = calibration_images(name, args.calibration, samples=args.calibration_samples,
                                      split=args.calibration_split, checkpoint=args.checkpoint,
                                      image_size=resolution)
-            if args.no_fuse and args.deploy:
-                raise ValueError("--no-fuse and --deploy contradict each other")
             if not args.deploy and not args.no_fuse:
                 print("--quantize int8: exporting the fused model (BatchNorms folded, RepVGG "
                       "re-parameterised), as --deploy")

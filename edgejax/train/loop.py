@@ -743,16 +743,6 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
     return summaries
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 # Keys whose change leaves a run's saved state unable to fit the new config: another model, or
 # an optimizer / EMA whose state has another structure. (key, what makes two values differ.)
 _STATE_KEYS = {
@@ -787,6 +777,7 @@ def _check_workdir(config, workdir: str, class_names: list[str]) -> None:
     that changed (more epochs is a normal resume); a change its checkpoints cannot be restored
     into (another model, class count, optimizer or EMA state): a ConfigError naming the keys,
     before anything compiles."""
+    from .config import _flat
     path = os.path.join(workdir, "config.json")
     if not (os.path.exists(path) and _has_checkpoint(workdir)):
         return
