@@ -50,6 +50,12 @@ class FakeTrain:
         self.interrupt_at = interrupt_at
         self.fail_lr = fail_lr
 
+    @staticmethod
+    def quality(config) -> float:
+        """The final top-1 of a config: best at lr 0.05, lowered by label smoothing."""
+        lr = float(config.optimizer.lr)
+        return 100.0 - 200.0 * abs(lr - 0.05) - 10.0 * config.augment.label_smoothing
+
     def __call__(self, config, workdir, *, report_fn=None):
         lr = float(config.optimizer.lr)
         self.calls.append((lr, workdir))
@@ -59,7 +65,7 @@ class FakeTrain:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(config.to_dict(), f)
         done = len(eval_records(workdir))
-        quality = 100.0 - 200.0 * abs(lr - 0.05) - 10.0 * config.augment.label_smoothing
+        quality = self.quality(config)
         status = "completed"
         epochs = int(config.num_epochs)
         for epoch in range(done + 1, epochs + 1):
@@ -350,7 +356,7 @@ class FakeGroupTrain:
                         and epoch == self.interrupt_at[1]:
                     self.interrupt_at = None
                     raise KeyboardInterrupt
-                tops[k] = self.QUALITY[lrs[k]] * epoch / epochs
+                tops[k] = self.QUALITY.get(lrs[k], FakeTrain.quality(c)) * epoch / epochs
                 row = {"kind": "eval", "step": epoch * 10, "epoch": float(epoch), "top1": tops[k]}
                 with open(os.path.join(w, "metrics.jsonl"), "a") as f:
                     f.write(json.dumps(row) + "\n")

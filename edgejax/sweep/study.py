@@ -25,8 +25,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import (METRICS, default_n_trials, describe, load_train_config, study_dir_storage,
-                     trial_config)
+from .config import (METRICS, SweepConfigError, default_n_trials, describe, load_train_config,
+                     study_dir_storage, trial_config)
 from .space import grid_space, sample
 
 __all__ = ["SweepRunner", "SweepInterrupted", "read_metrics", "eval_records", "score_of",
@@ -113,6 +113,28 @@ def _optuna():
     return optuna
 
 
+def _driver_url(url: str) -> str:
+    """``postgresql://`` with the PostgreSQL driver that is installed: SQLAlchemy 2.1 takes
+    psycopg (3) for a bare ``postgresql://``, 2.0 takes psycopg2; either works."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+    for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{dialect}://" + url[len("postgresql://"):]
+    raise SweepConfigError(f"--storage {_masked(url)}: no PostgreSQL driver is installed "
+                           f"(pip install 'edgejax[postgres]')")
+
+
+def _masked(url: str) -> str:
+    """The URL with its password replaced by ***."""
+    head, sep, tail = url.partition("://")
+    if "@" in tail and ":" in tail.split("@", 1)[0]:
+        user = tail.split("@", 1)[0].split(":", 1)[0]
+        tail = f"{user}:***@{tail.split('@', 1)[1]}"
+    return head + sep + tail
+
+
 def make_storage(url: str, heartbeat_s: int = 60):
     """An RDB storage with heartbeats (a worker that dies is detected and its trial retried)."""
     optuna = _optuna()
@@ -126,20 +148,53 @@ def make_storage(url: str, heartbeat_s: int = 60):
     params = inspect.signature(optuna.storages.RDBStorage).parameters
     key = ("heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params
            else "failed_trial_callback")
-    return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s,
-                                      grace_period=3 * heartbeat_s, **{key: retry}, **kw)
+    try:
+        return optuna.storages.RDBStorage(_driver_url(url), heartbeat_interval=heartbeat_s,
+                                          grace_period=3 * heartbeat_s, **{key: retry}, **kw)
+    except ModuleNotFoundError as e:
+        raise SweepConfigError(f"--storage {_masked(url)}: its database driver is not "
+                               f"installed ({e})") from None
+    except Exception as e:  # sqlalchemy's OperationalError / ArgumentError: a long message
+        if type(e).__module__.split(".")[0] != "sqlalchemy":
+            raise
+        first = str(getattr(e, "orig", None) or e).strip().splitlines()
+        raise SweepConfigError(f"cannot open the study storage {_masked(url)}: "
+                               f"{first[0] if first else type(e).__name__}") from None
 
 
 def make_sampler(s):
     optuna = _optuna()
     if s.sampler == "grid":
-        return optuna.samplers.GridSampler(grid_space(list(s.space)), seed=s.seed)
-    if s.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    conditional = any(p.get("when") for p in s.space)
-    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.tpe_startup_trials,
-                                      multivariate=True, group=conditional,
-                                      constant_liar=True)
+        sampler = optuna.samplers.GridSampler(grid_space(list(s.space)), seed=s.seed)
+    elif s.sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=s.seed)
+    else:
+        conditional = any(p.get("when") for p in s.space)
+        sampler = optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.tpe_startup_trials,
+                                             multivariate=True, group=conditional,
+                                             constant_liar=True)
+    return _seeded_per_trial(sampler, s.seed)
+
+
+def _seeded_per_trial(sampler, seed: int):
+    """Workers that share a study each build the sampler with the sweep's seed, so each would
+    draw the same values in the same order: two workers would train the same configurations.
+    Reseeding the sampler's generators from (seed, trial number) before each trial keeps a
+    study reproducible and gives every trial its own draws, whatever worker runs it."""
+    rngs = [r for r in (getattr(sampler, "_rng", None),
+                        getattr(getattr(sampler, "_random_sampler", None), "_rng", None))
+            if r is not None and hasattr(r, "rng")]
+    if not rngs:  # another Optuna's internals: keep its own seeding
+        return sampler
+    inner = sampler.before_trial
+
+    def before_trial(study, trial):
+        for r in rngs:
+            r.rng.seed((int(seed) * 1_000_003 + trial.number) % 2**32)
+        inner(study, trial)
+
+    sampler.before_trial = before_trial
+    return sampler
 
 
 def make_pruner(s, max_epochs: int):
@@ -231,7 +286,7 @@ class SweepRunner:
     def _record_sweep(self):
         info = describe(self.sweep)
         info["overrides"] = [[k, _jsonable(v)] for k, v in self.overrides]
-        info["storage"] = self.storage_url
+        info["storage"] = _masked(self.storage_url)
         info["study_dir"] = str(self.study_dir)
         info = json.loads(json.dumps(info))  # as stored: tuples come back as lists
         old = self.study.user_attrs.get("sweep")
