@@ -1,5 +1,7 @@
 """Grain pipelines: determinism, resume, process sharding, epochs, eval padding, bad records."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -56,11 +58,52 @@ def test_same_seed_same_batches_whatever_the_threads(digits):
     assert not np.array_equal(d[0]["image"], c[0]["image"])
 
 
-def test_multiprocessing_workers_give_the_same_batches(digits):
+def test_multiprocessing_workers_give_the_same_batches_even_when_one_is_killed(digits, caplog):
+    import multiprocessing
+    import signal
     src, _ = digits
-    a = _take(_train(src, threads=2), 3)
-    b = _take(_train(src, workers=2, threads=1), 3)  # grain mp_prefetch, spawned processes
+    a = _take(_train(src, threads=2), 12)
+    loader = _train(src, workers=2, threads=1)  # grain mp_prefetch, spawned processes
+    b = []
+    for batch in loader:
+        b.append(batch)
+        if len(b) == 4:  # SIGKILL a worker mid-stream: the workers restart at batch 4
+            workers = [p for p in multiprocessing.active_children() if "grain" in p.name]
+            assert workers
+            os.kill(workers[0].pid, signal.SIGKILL)
+        if len(b) == 12:
+            break
     _same(a, b)
+    assert loader.stats["worker_restarts"] == 1
+    assert "a worker process died (killed by SIGKILL" in caplog.text
+
+
+class DyingSource:
+    """Record ``fatal`` ends the process that reads it, when that is a worker."""
+
+    class_names = ["x"]
+
+    def __init__(self, n, fatal, parent):
+        self.n, self.fatal, self.parent = n, fatal, parent
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i == self.fatal and os.getpid() != self.parent:
+            os._exit(3)
+        return np.full((4, 4, 3), i % 256, np.uint8), int(i)
+
+
+def test_workers_that_keep_dying_stop_with_a_clear_error():
+    from edgejax.data import DataWorkerError
+    loader = make_eval_loader(DyingSource(40, fatal=21, parent=os.getpid()), global_batch_size=4,
+                              image_size=4, crop_pct=1.0, process_index=0, process_count=1,
+                              workers=1, threads=1)
+    loader.max_worker_restarts = 1
+    with pytest.raises(DataWorkerError, match=r"eval data: worker processes died 2 times "
+                                              r"\(exit code 3\), the last at batch \d+ of this pass"):
+        list(loader)
 
 
 def test_resume_at_any_step_is_exact(digits):

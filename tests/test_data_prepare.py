@@ -156,3 +156,44 @@ def test_subsampling_option_and_bad_settings(tmp_path):
     with pytest.raises(P.PrepareError, match=r"quality must be in \[1, 100\]"):
         P.prepare(str(src), str(tmp_path / "bad"), quality=0, progress=False)
     assert not (tmp_path / "bad").exists()  # refused before writing anything
+
+
+def test_damaged_shards_are_named_by_the_loader_and_by_check(tmp_path, caplog):
+    """A shard cut short (a copy that stopped, a full disk) and one damaged inside: opening the
+    split names the cut one; a damaged record is skipped like a corrupt image, its shard named
+    once; ``prepare --check`` reads every record and names both."""
+    X.write_good_tree(tmp_path / "src", classes=("a", "b"), per_class=20)
+    out = tmp_path / "out"
+    meta = P.prepare(str(tmp_path / "src"), str(out), short_side=32, shards=3, workers=0,
+                     progress=False)
+    assert meta["splits"]["all"]["file_records"] == [13, 13, 14]
+    assert P.check(str(out)) == (f"{out}: 1 split(s), 3 shard(s), 40 records: every record reads",
+                                 [])
+    first, second, third = (out / f for f in meta["splits"]["all"]["files"])
+    data = bytearray(second.read_bytes())
+    data[3000:3200] = bytes(b ^ 0xFF for b in data[3000:3200])  # inside a record's chunk
+    second.write_bytes(bytes(data))
+    source, _ = build_source(str(out), "val")
+    with caplog.at_level("WARNING", logger="edgejax.data.sources"):
+        read = [source[i] for i in range(len(source))]
+    bad = [i for i, (img, _) in enumerate(read) if img == b""]
+    assert bad and all(13 <= i < 26 for i in bad)  # in the second shard only
+    (msg,) = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert msg.startswith(f"{second}: record {bad[0]} of split 'all' is unreadable (")
+    ev = make_eval_loader(source, global_batch_size=8, image_size=16, crop_pct=1.0,
+                          process_index=0, process_count=1)
+    assert sum(int(b["mask"].sum()) for b in ev) == 40 - len(bad)
+    assert ev.stats["skipped"] == len(bad)
+
+    third.write_bytes(third.read_bytes()[: third.stat().st_size // 2])
+    with pytest.raises(S.DatasetError, match=rf"{out}: split 'all' has 1 damaged shard\(s\): "
+                                             rf"{third.name} does not open \(.*truncated"):
+        build_source(str(out), "train")
+    line, problems = P.check(str(out))
+    assert line.endswith("40 records: 2 damaged shard(s)")
+    assert [Path(f).name for f, _ in problems] == [second.name, third.name]
+    assert problems[0][1].startswith(f"record {bad[0] - 13} of 13 does not read (")
+    r = subprocess.run([sys.executable, "-m", "edgejax.data.prepare", "--check", str(out)],
+                       capture_output=True, text=True, env={"PYTHONPATH": str(REPO),
+                                                            "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert r.returncode == 1 and f"  {third.name}: does not open (" in r.stdout

@@ -83,3 +83,83 @@ def test_unwritable_workdir_fails_before_compiling(tmp_path):
             run(c, str(ro / "w"))
     finally:
         os.chmod(tmp_path / "ro", 0o700)
+
+
+def _tiny(**kw):
+    from test_train_core import tiny_config  # tests/ is on sys.path
+    return tiny_config(**kw)
+
+
+def test_images_unreadable_mid_run_are_skipped_and_counted(tmp_path, capsys):
+    """Image files deleted or overwritten after the run started (a flaky network disk, a
+    cleanup job): training replaces each with another record, evaluation leaves it unscored, and
+    the run says how many, in its log, metrics and summary."""
+    from edgejax.data import testing as X
+    from edgejax.sweep import eval_records
+    from edgejax.train import run
+    data = tmp_path / "data"
+    classes = tuple("abcdefghij")  # ten, as the digits of the other tiny runs: one program
+    X.write_good_tree(data / "train", classes=classes, per_class=4, size=(40, 40))
+    X.write_good_tree(data / "val", classes=classes, per_class=1, size=(40, 40))
+    train_a = sorted((data / "train" / "a").iterdir()) + sorted((data / "train" / "b").iterdir())
+    val_b = sorted((data / "val" / "b").iterdir()) + sorted((data / "val" / "c").iterdir())
+
+    calls = []
+
+    def damage(epoch, metrics):  # after the first evaluation
+        calls.append(epoch)
+        if len(calls) == 1:
+            for p in train_a[:4]:
+                p.unlink()
+            train_a[4].write_bytes(b"not an image")
+            val_b[0].unlink()
+            val_b[1].write_bytes(b"\xff\xd8\xff truncated")
+        return False
+
+    c = _tiny(**{"data.dataset": str(data), "num_steps": 12, "eval.every_steps": 6})
+    s = run(c, str(tmp_path / "run"), report_fn=damage)
+    assert s["status"] == "completed"
+    assert s["skipped_records"]["eval"] == 2  # the evaluation after the damage
+    # 5 of 40 images gone; steps 7-12 were read after the damage but for the batches already
+    # prepared (up to 4 ahead)
+    assert s["skipped_records"]["train"] >= 1
+    rows = eval_records(tmp_path / "run")
+    assert [r.get("skipped", 0) for r in rows] == [0, 2]
+    out = "".join(capsys.readouterr())
+    assert "edgejax.train: unreadable records skipped: " in out
+    assert ", 2 in this evaluation (not scored)" in out
+
+
+def test_data_workers_lost_for_good_save_the_step_and_the_rerun_resumes_exactly(
+        tmp_path, monkeypatch):
+    """Data workers that keep dying (here: the loader raising as it does after its restarts)
+    stop the run with one message; the step reached is saved, and re-running the same command
+    ends where an uninterrupted run ends, bit for bit."""
+    import numpy as np
+    import jax
+    from edgejax.data import DataWorkerError, pipeline
+    from edgejax.train import run
+    from edgejax.train.checkpoint import load_weights
+    c = _tiny(**{"num_steps": 5, "eval.every_steps": 100, "checkpoint.every_steps": 100})
+    run(c, str(tmp_path / "whole"))
+
+    real_iter = pipeline.Loader.__iter__
+
+    def dying_iter(self):
+        for i, batch in enumerate(real_iter(self)):
+            if self.name == "train" and i == 3:
+                raise DataWorkerError("train data: worker processes died 4 times (killed by "
+                                      "SIGKILL), the last at batch 3 of this pass")
+            yield batch
+
+    monkeypatch.setattr(pipeline.Loader, "__iter__", dying_iter)
+    with pytest.raises(DataWorkerError, match=r"died 4 times .*Saved step 3 in .*checkpoints: "
+                                              r"run the same command again to resume"):
+        run(c, str(tmp_path / "cut"))
+    monkeypatch.setattr(pipeline.Loader, "__iter__", real_iter)
+    s = run(c, str(tmp_path / "cut"))
+    assert s["status"] == "completed" and s["step"] == 5
+    a = load_weights(str(tmp_path / "whole" / "checkpoints"))
+    b = load_weights(str(tmp_path / "cut" / "checkpoints"))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)

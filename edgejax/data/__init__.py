@@ -13,6 +13,7 @@ preparation workers and Grain worker processes do not import Grain or JAX unless
 import importlib
 
 _EXPORTS = {
+    "DataWorkerError": "pipeline",
     "Loader": "pipeline",
     "make_eval_loader": "pipeline",
     "make_train_loader": "pipeline",

@@ -221,26 +221,43 @@ def _ensure_absl_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
+class DataWorkerError(RuntimeError):
+    """Grain's worker processes kept dying (killed, out of memory, a crash in a decoder)."""
+
+
+# Grain's message when a worker process is gone (grain 0.2.x: "Worker process was terminated
+# unexpectedly with exit code -9 ...").
+_WORKER_DIED = "terminated unexpectedly"
+
+
 class Loader:
     """An iterable of numpy batches over a Grain `MapDataset` of batches.
 
-    `stats` holds "skipped" (corrupt records replaced or masked so far, this process), "batches"
-    and "records". Iterating again starts again at the loader's first step.
+    `stats` holds "skipped" (corrupt records replaced or masked so far, this process), "batches",
+    "records" and "worker_restarts". Iterating again starts again at the loader's first step.
+
+    A worker process that dies (`workers > 0`) is replaced: the workers start again at the first
+    batch not yet yielded, which is the same batch they would have made (batch k is a function of
+    k alone), so the stream goes on unchanged. After `max_worker_restarts` deaths in one pass a
+    `DataWorkerError` says so.
     """
 
     def __init__(self, batches: grain.MapDataset, *, workers: int, threads: int,
-                 prefetch: int, sharding=None, name: str = "loader"):
+                 prefetch: int, sharding=None, name: str = "loader",
+                 max_worker_restarts: int = 3):
         self.batches = batches
         self.workers, self.threads, self.prefetch = workers, threads, prefetch
         self.sharding = sharding
         self.name = name
-        self.stats = {"skipped": 0, "batches": 0, "records": 0}
+        self.max_worker_restarts = max_worker_restarts
+        self.stats = {"skipped": 0, "batches": 0, "records": 0, "worker_restarts": 0}
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    def _iter_dataset(self) -> grain.IterDataset:
-        ds = self.batches.to_iter_dataset(
+    def _iter_dataset(self, start: int = 0) -> grain.IterDataset:
+        ds = self.batches[start:] if start else self.batches
+        ds = ds.to_iter_dataset(
             grain.ReadOptions(num_threads=max(1, self.threads), prefetch_buffer_size=self.prefetch))
         if self.workers > 0:
             _ensure_absl_flags_parsed()
@@ -249,21 +266,59 @@ class Loader:
         return ds
 
     def __iter__(self) -> Iterator[dict]:
-        it = iter(self._iter_dataset())
+        done = restarts = 0
+        while True:
+            it = iter(self._iter_dataset(done))
+            try:
+                for batch in it:
+                    done += 1
+                    skipped = batch.pop("skipped")
+                    self.stats["skipped"] += int(np.sum(skipped))
+                    self.stats["batches"] += 1
+                    self.stats["records"] += int(
+                        np.sum(batch["mask"]) if "mask" in batch else len(batch["label"]))
+                    if self.sharding is not None:
+                        batch = to_global_arrays(batch, self.sharding)
+                    yield batch
+                return
+            except RuntimeError as e:
+                if self.workers == 0 or _WORKER_DIED not in str(e):
+                    raise
+                restarts += 1
+                self.stats["worker_restarts"] += 1
+                why = _exit_reason(str(e))
+                if restarts > self.max_worker_restarts:
+                    raise DataWorkerError(
+                        f"{self.name} data: worker processes died {restarts} times ({why}), "
+                        f"the last at batch {done} of this pass; if they run out of memory, "
+                        f"use fewer (data.workers) or none (data.workers=0)") from None
+                log.warning("%s data: a worker process died (%s); restarting the workers at "
+                            "batch %d of this pass", self.name, why, done)
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception:  # closing workers that are already gone
+                        pass
+
+
+def _exit_reason(message: str) -> str:
+    """'exit code -9' -> 'killed by SIGKILL, e.g. the out-of-memory killer'."""
+    import re
+    import signal
+    m = re.search(r"exit code (-?\d+)", message)
+    if not m:
+        return "no exit code"
+    code = int(m.group(1))
+    if code < 0:
         try:
-            for batch in it:
-                skipped = batch.pop("skipped")
-                self.stats["skipped"] += int(np.sum(skipped))
-                self.stats["batches"] += 1
-                self.stats["records"] += int(
-                    np.sum(batch["mask"]) if "mask" in batch else len(batch["label"]))
-                if self.sharding is not None:
-                    batch = to_global_arrays(batch, self.sharding)
-                yield batch
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = ", e.g. the out-of-memory killer" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"
 
 
 def to_global_arrays(batch: dict, sharding) -> dict:

@@ -2,6 +2,7 @@
 
     python -m edgejax.data.prepare SRC OUT [--short-side 256] [--quality 90] [--subsampling 420]
                                    [--shards N] [--workers N] [--overwrite]
+    python -m edgejax.data.prepare --check OUT      # read every record; name damaged shards
 
 SRC is an ImageFolder root (`train/` and `val/` sub-folders become splits; a flat class tree becomes
 split "all") or `tfds:<name>`. Each image is decoded, shrunk so its shorter side is at most
@@ -192,6 +193,7 @@ def prepare(
             count = shards or max(1, math.ceil(n / DEFAULT_RECORDS_PER_SHARD))
             count = min(count, max(1, n))
             files, split_records, per_class, split_skipped = [], 0, [0] * len(class_names), []
+            file_records = []
             for s in range(count):
                 lo, hi = s * n // count, (s + 1) * n // count
                 name = shard_name(split, s, count)
@@ -220,9 +222,11 @@ def prepare(
                     os.replace(tmp, final)
                     side.write_text(json.dumps(info))
                 split_records += info["num_records"]
+                file_records.append(info["num_records"])
                 per_class = [a + b for a, b in zip(per_class, info["per_class"])]
                 split_skipped += info["skipped"]
-            meta_splits[split] = {"files": files, "num_records": split_records,
+            meta_splits[split] = {"files": files, "file_records": file_records,
+                                  "num_records": split_records,
                                   "per_class": per_class, "skipped": len(split_skipped)}
             skipped_all += split_skipped
     finally:
@@ -267,7 +271,64 @@ def summary(meta: dict) -> str:
     return "\n".join(lines)
 
 
+def check(out: str) -> tuple[str, list[tuple[str, str]]]:
+    """Read every record of every shard of a prepared dataset -> (a summary line, problems).
+
+    A problem is (shard, what is wrong): a shard missing, one that does not open (truncated), one
+    holding another number of records than ``metadata.json`` says, or a record that does not read.
+    """
+    try:
+        meta = S.read_metadata(out)
+    except FileNotFoundError:
+        raise PrepareError(f"{out} has no {S.METADATA_FILE}: not a prepared dataset (or its "
+                           f"preparation did not finish; run prepare again to resume)") from None
+    except json.JSONDecodeError as e:
+        raise PrepareError(f"{out}/{S.METADATA_FILE} is damaged ({e})") from None
+    problems, shards, records = [], 0, 0
+    for split, info in meta["splits"].items():
+        files = [os.path.join(out, f) for f in info["files"]]
+        shards += len(files)
+        present = [f for f in files if os.path.exists(f)]
+        problems += [(f, "is missing") for f in files if f not in present]
+        counts = info.get("file_records")
+        counts = [c for f, c in zip(files, counts) if f in present] if counts else None
+        found = S.shard_problems(present, counts, read_all=True)
+        problems += found
+        if not found and counts is None and len(present) == len(files):
+            from array_record.python.array_record_data_source import ArrayRecordDataSource
+            n = len(ArrayRecordDataSource(present))
+            if n != info["num_records"]:
+                problems.append((out, f"split {split!r}: {n} records in its shards, "
+                                      f"{S.METADATA_FILE} says {info['num_records']}"))
+        records += info["num_records"]
+    line = (f"{out}: {len(meta['splits'])} split(s), {shards} shard(s), {records} records: "
+            + ("every record reads" if not problems else f"{len(problems)} damaged shard(s)"))
+    return line, problems
+
+
+def _check_main(argv) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edgejax.data.prepare --check",
+                                     description="Read every record of a prepared dataset.")
+    parser.add_argument("--check", required=True, metavar="OUT", help="a prepared dataset")
+    args = parser.parse_args(argv)
+    try:
+        line, problems = check(args.check)
+    except PrepareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(line)
+    for f, why in problems:
+        print(f"  {os.path.basename(f)}: {why}")
+    if problems:
+        print(f"prepare the dataset again (python -m edgejax.data.prepare SRC {args.check} "
+              f"--overwrite) or copy the damaged shards again", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--check" or a.startswith("--check=") for a in argv):
+        return _check_main(argv)
     parser = argparse.ArgumentParser(
         prog="python -m edgejax.data.prepare", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -283,6 +344,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=None,
                         help="worker threads (default: all cores; 0: no threads)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--check", metavar="OUT",
+                        help="instead: read every record of the prepared dataset OUT and name "
+                             "the damaged shards (exit 1 when there are any)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:

@@ -174,13 +174,41 @@ class ArrayRecordSource:
         if splits[split]["num_records"] == 0:
             raise DatasetError(f"split {split!r} of {path} holds no records")
         self._files = files
-        self._ds = ArrayRecordDataSource(files)
+        try:
+            self._ds = ArrayRecordDataSource(files)
+        except Exception as e:  # a damaged shard: ArrayRecord's message does not say which
+            bad = shard_problems(files, splits[split].get("file_records"))
+            raise DatasetError(_damaged_message(path, split, bad or [(files[0], str(e))])) \
+                from None
+        expected = splits[split]["num_records"]
+        if len(self._ds) != expected:
+            bad = shard_problems(files, splits[split].get("file_records"))
+            raise DatasetError(_damaged_message(path, split, bad or [
+                (path, f"{len(self._ds)} records in the shards, metadata.json says {expected}")]))
+        self._bounds = None  # record index -> shard, worked out on the first unreadable record
+        self._warned = False
 
     def __len__(self) -> int:
         return len(self._ds)
 
     def __getitem__(self, index: int) -> tuple[bytes, int]:
-        return decode_record(self._ds[index])
+        try:
+            return decode_record(self._ds[index])
+        except Exception as e:  # a damaged chunk inside a shard: skipped like a corrupt image
+            if not self._warned:
+                self._warned = True
+                log.warning("%s: record %d of split %r is unreadable (%s: %s); skipping it and "
+                            "any other (check the shards with python -m edgejax.data.prepare "
+                            "--check %s)", self._shard_of(index), index, self.split,
+                            type(e).__name__, str(e).strip()[:200], self.path)
+            return b"", 0
+
+    def _shard_of(self, index: int) -> str:
+        if self._bounds is None:
+            from array_record.python.array_record_data_source import ArrayRecordDataSource
+            sizes = [len(ArrayRecordDataSource([f])) for f in self._files]
+            self._bounds = np.cumsum(sizes)
+        return self._files[int(np.searchsorted(self._bounds, index, side="right"))]
 
     def __getstate__(self):
         return {"path": self.path, "split": self.split}
@@ -190,6 +218,44 @@ class ArrayRecordSource:
 
     def __repr__(self) -> str:
         return f"ArrayRecordSource({self.path!r}, split={self.split!r}, {len(self)} records)"
+
+
+def shard_problems(files: Sequence[str], file_records: Sequence[int] | None = None,
+                   read_all: bool = False) -> list[tuple[str, str]]:
+    """[(shard, what is wrong)] for shards that do not open, hold another number of records than
+    ``file_records`` says, or (``read_all``) hold a record that does not read or decode."""
+    from array_record.python.array_record_data_source import ArrayRecordDataSource
+    problems = []
+    for i, f in enumerate(files):
+        try:
+            ds = ArrayRecordDataSource([f])
+            n = len(ds)
+        except Exception as e:
+            msg = str(e).strip()
+            size = os.path.getsize(f) if os.path.exists(f) else 0
+            problems.append((f, f"does not open ({msg + '; ' if msg else ''}{size:,} bytes: "
+                                f"truncated or damaged)"))
+            continue
+        if file_records is not None and n != file_records[i]:
+            problems.append((f, f"holds {n} records, metadata.json says {file_records[i]}"))
+            continue
+        if read_all:
+            for j in range(n):
+                try:
+                    data, label = decode_record(ds[j])
+                    if not data:
+                        raise ValueError("no image bytes")
+                except Exception as e:
+                    problems.append((f, f"record {j} of {n} does not read ({e})"))
+                    break
+    return problems
+
+
+def _damaged_message(path, split: str, problems: list[tuple[str, str]]) -> str:
+    lines = "; ".join(f"{os.path.basename(f)} {why}" for f, why in problems[:5])
+    return (f"{path}: split {split!r} has {len(problems)} damaged shard(s): {lines}. Prepare the "
+            f"dataset again (python -m edgejax.data.prepare SRC {path} --overwrite), or copy the "
+            f"shard(s) again from where the dataset came from")
 
 
 # ---------------------------------------------------------------- TFDS

@@ -42,7 +42,7 @@ def main(argv):
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     elif _DISTRIBUTED.value:
         jax.distributed.initialize()
-    from edgejax.data import DatasetError
+    from edgejax.data import DataWorkerError, DatasetError
     from edgejax.train import ConfigError, NonFiniteLossError, run
     from edgejax.train.checkpoint import CheckpointWriteError
     workdir = _WORKDIR.value or default_workdir(_CONFIG_ARG[0])
@@ -51,7 +51,8 @@ def main(argv):
               file=sys.stderr, flush=True)
     try:
         run(_CONFIG.value, workdir)
-    except (ConfigError, NonFiniteLossError, DatasetError, CheckpointWriteError) as e:
+    except (ConfigError, NonFiniteLossError, DatasetError, DataWorkerError,
+            CheckpointWriteError) as e:
         print(f"edgejax.train: error: {e}", file=sys.stderr)
         sys.exit(1)
 

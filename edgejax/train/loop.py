@@ -590,6 +590,7 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
 
     pending = None
     step = start
+    train_skips_said = 0
     t_start = time.perf_counter()
     compiled_at = None
 
@@ -644,7 +645,15 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
                         trials[k].status = "preempted"
                     glog.write(f"edgejax.train: SIGTERM: saved step {step}, exiting")
                     break
-                batch = next(it)
+                try:
+                    batch = next(it)
+                except data.DataWorkerError as e:  # the state at `step` is whole: keep it
+                    flush()
+                    save(step)
+                    ckpt.wait()
+                    raise data.DataWorkerError(
+                        f"{e}. Saved step {step} in {ckpt.dir}: run the same command again to "
+                        f"resume") from None
                 metrics = group.step(batch, running)
                 flush()  # the previous step's metrics, while this one runs
                 step += 1
@@ -665,12 +674,22 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
                             t.logger.log("train", step, avg)
                             t.window.clear()
                 if boundary_eval and running:
+                    eval_skipped = eval_loader.stats["skipped"]
                     results = group.evaluate(eval_loader, trials, running)
+                    eval_skipped = eval_loader.stats["skipped"] - eval_skipped
                     epoch = step / spe
                     improved = []
+                    new_skips = train_loader.stats["skipped"] - train_skips_said
+                    if new_skips or eval_skipped:
+                        train_skips_said += new_skips
+                        glog.write(f"edgejax.train: unreadable records skipped: {new_skips} in "
+                                   f"training since the last evaluation (each replaced by another "
+                                   f"record), {eval_skipped} in this evaluation (not scored)")
                     for k, res in results.items():
                         t = trials[k]
                         res.update(step=step, epoch=epoch)
+                        if eval_skipped:
+                            res["skipped"] = eval_skipped
                         t.last_eval = res
                         t.logger.log("eval", step, res)
                         ema_txt = f", EMA top-1 {res['ema_top1']:.2f}" if "ema_top1" in res else ""
@@ -727,6 +746,9 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
             "best_epoch": best["epoch"], "best_step": best["step"], "last_eval": t.last_eval,
             "workdir": t.workdir, "model": config.model.name, "num_params": num_params,
             "time_s": round(elapsed, 2), "compile_s": round(compiled_at or 0.0, 2),
+            # records that could not be read or decoded (this process, since it started)
+            "skipped_records": {"train": train_loader.stats["skipped"],
+                                "eval": eval_loader.stats["skipped"]},
         }
         if not solo:
             summary.update(trial=k, failed_step=t.failed_step, group_dir=group_dir,
