@@ -151,7 +151,10 @@ print("OK")
 
 
 def test_one_device_equals_four_simulated_devices(cache_env):
-    env = dict(cache_env, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    # conftest.py's cheaper-compilation flags too (the same float32 semantics): compiling the
+    # four-device program with every optimisation took most of this test's time
+    env = dict(cache_env, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") +
+               " --xla_force_host_platform_device_count=4")
     p = subprocess.run([sys.executable, "-c", _ONE_VS_FOUR], env=env, capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0 and "OK" in p.stdout, p.stdout[-2000:] + p.stderr[-3000:]
