@@ -1,6 +1,7 @@
 """Execute every tutorial notebook top to bottom on CPU, in the small settings.
 
-Each notebook runs in a fresh kernel of this interpreter (``sys.executable``) with
+The source of each notebook is ``notebooks/<name>.py`` (py:percent, paired with the committed
+``.ipynb`` by jupytext); the tests execute the source. Each notebook runs in a fresh kernel of this interpreter (``sys.executable``) with
 ``EDGEJAX_NB_SMALL=1`` (tiny settings), ``JAX_PLATFORMS=cpu`` and its artefacts under a temporary
 ``EDGEJAX_NB_WORKDIR``; the working directory is ``notebooks/``. Nothing is written back: the
 notebooks in git stay without outputs. A failure shows the failing cell and its traceback.
@@ -55,12 +56,11 @@ def execute_notebook(name: str, tmp: Path, compile_cache: Path | None = None,
     line)], executed notebook). ``compile_cache``: JAX's persistent compilation cache directory
     (default: one under ``tmp``); ``env`` adds to the kernel's environment. Raises
     ``nbclient.exceptions.CellExecutionError`` on the first failing cell."""
-    import nbformat
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    nb = _source_notebook(name)
     ksm = KernelSpecManager(kernel_dirs=[str(_kernel_spec_dir(tmp, tmp / "work", compile_cache or tmp / "jax_cache", env))])
     km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm)
     client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL_NAME,
@@ -84,24 +84,30 @@ def execute_notebook(name: str, tmp: Path, compile_cache: Path | None = None,
     return total, cells, nb
 
 
-def test_notebooks_are_generated_and_stripped():
-    """The committed notebooks are exactly what tools/make_notebooks.py writes (no outputs)."""
-    pytest.importorskip("nbformat")
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import make_notebooks
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-    assert sorted(make_notebooks.NOTEBOOKS) == NOTEBOOKS, "notebooks/ and the generator differ"
+def _source_notebook(name: str):
+    """``notebooks/<stem>.py`` (py:percent, the source) as an nbformat notebook."""
+    import jupytext
+    return jupytext.read(NOTEBOOK_DIR / name.replace(".ipynb", ".py"))
+
+
+def test_notebooks_are_paired_and_stripped():
+    """Each notebook's source is its py:percent file; the committed .ipynb holds the same cells,
+    without outputs (``jupytext --sync notebooks/*.py`` after editing a source)."""
+    pytest.importorskip("jupytext")
+    sources = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+    assert sources == [n.removesuffix(".ipynb") for n in NOTEBOOKS], \
+        "every notebook needs its .py source and the other way round"
     for name in NOTEBOOKS:
-        text = (NOTEBOOK_DIR / name).read_text()
-        nb = json.loads(text)
+        nb = json.loads((NOTEBOOK_DIR / name).read_text())
+        assert nb["metadata"]["jupytext"]["formats"] == "ipynb,py:percent", f"{name}: not paired"
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
                 assert cell["outputs"] == [] and cell["execution_count"] is None, \
                     f"{name}: outputs are not stripped"
-        assert text == make_notebooks.render(name), \
-            f"{name} differs from tools/make_notebooks.py: run python tools/make_notebooks.py"
+        source = _source_notebook(name)
+        paired = [(c["cell_type"], "".join(c["source"])) for c in nb["cells"]]
+        assert paired == [(c.cell_type, c.source) for c in source.cells], \
+            f"{name} and its .py differ: run jupytext --sync notebooks/{name}"
 
 
 @pytest.fixture(scope="session")
