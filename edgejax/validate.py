@@ -34,18 +34,17 @@ def validate(clf, data: str, *, split: str = "val", batch_size: int = 64,
              progress: bool = False) -> dict:
     """-> {"top1", "top5", "loss", "count", "skipped", "img_s_model", "img_s", "time_s", ...}."""
     from . import data as D
+    from .data.sources import class_difference
     from .train.config import resolve_dataset
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     src, info = D.build_source(resolve_dataset(data), split)
     names = getattr(clf, "class_names", None)
-    if names and list(names) != list(info["class_names"]):
-        differ = [f"{i}: {a} / {b}" for i, (a, b) in
-                  enumerate(zip(names, info["class_names"])) if a != b]
+    differ = class_difference(names, info["class_names"]) if names else None
+    if differ:
         logging.getLogger("edgejax").warning(
             "%s was trained on other class names than %s has (index: run / data): %s; its "
-            "labels may not mean what the data's do", clf.model, data,
-            ", ".join(differ[:5]) or f"{len(names)} vs {len(info['class_names'])} classes")
+            "labels may not mean what the data's do", clf.model, data, differ)
     loader = D.make_eval_loader(src, global_batch_size=batch_size, image_size=clf.image_size,
                                 crop_pct=clf.crop_pct, interpolation=clf.interpolation)
     bar = None

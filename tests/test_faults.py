@@ -130,6 +130,7 @@ def test_images_unreadable_mid_run_are_skipped_and_counted(tmp_path, capsys):
     assert ", 2 in this evaluation (not scored)" in out
 
 
+@pytest.mark.slow  # three training runs; the loader's own restart and error are default tests
 def test_data_workers_lost_for_good_save_the_step_and_the_rerun_resumes_exactly(
         tmp_path, monkeypatch):
     """Data workers that keep dying (here: the loader raising as it does after its restarts)

@@ -400,3 +400,12 @@ def test_grouped_sweep_asks_in_batches_prunes_and_resumes(tmp_path):
     SweepRunner(load_sweep(str(cfg)), study_dir, group_train_fn=fake3, group_size=2,
                 log=lambda m: None).run()
     assert fake3.groups == []
+
+
+def test_a_storage_that_cannot_be_opened_is_one_line(tmp_path):
+    cfg = write_sweep(tmp_path, LR_GRID)
+    with pytest.raises(SweepConfigError, match=r"^cannot open the study storage "
+                                               r"postgresql://edgejax:\*\*\*@127.0.0.1:1/none: "
+                                               r"connection failed: .*refused"):
+        SweepRunner(load_sweep(str(cfg)), tmp_path / "s", train_fn=FakeTrain(),
+                    storage="postgresql://edgejax:secret@127.0.0.1:1/none", log=lambda m: None)

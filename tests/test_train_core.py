@@ -140,6 +140,11 @@ def test_a_workdir_holds_one_run(tmp_path, capsys):
         f"edgejax.train: resuming {tmp_path} with a changed config: num_steps 2 -> 8\n"
     with pytest.raises(ConfigError, match=r"\(classes 10 -> 3\)"):
         _check_workdir(tiny_config(), str(tmp_path), ["a", "b", "c"])
+    # as many classes under other names (fine-tuning on other data in the same workdir): said
+    _check_workdir(tiny_config(), str(tmp_path), list("0123456798"))
+    assert capsys.readouterr().out == (
+        f"edgejax.train: {tmp_path} was trained on other class names than the data has (index: "
+        f"run / data): 8: 8 / 9, 9: 9 / 8; resuming, its labels now mean the data's\n")
 
 
 def test_missing_dataset_path(tmp_path):
@@ -363,7 +368,8 @@ def test_report_fn_prunes_and_rerun_resumes(tmp_path, caplog):
                 open(f, "r+b").truncate(8)
 
     (best,) = [p for p in os.listdir(tmp_path / "best") if p.isdigit()]
-    truncate(tmp_path / "best")
+    torn = tmp_path / "best" / best / "state" / "_METADATA"  # torn metadata, arrays intact
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
     with caplog.at_level("WARNING", logger="edgejax"):
         assert load_model(str(tmp_path)).num_classes == 10
     (msg,) = [r.getMessage() for r in caplog.records]

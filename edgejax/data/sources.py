@@ -33,6 +33,18 @@ class DatasetError(ValueError):
     """A dataset that cannot be used: missing path, no images, not prepared."""
 
 
+def class_difference(run_names: Sequence[str], data_names: Sequence[str]) -> str | None:
+    """None when a run's class names are the data's; else the first differences by index
+    (``"0: cat / dog, 1: dog / cat"``, run / data) or the two counts."""
+    run_names, data_names = list(run_names), list(data_names)
+    if run_names == data_names:
+        return None
+    differ = [f"{i}: {a} / {b}" for i, (a, b) in enumerate(zip(run_names, data_names)) if a != b]
+    if len(run_names) != len(data_names) or not differ:
+        return f"{len(run_names)} vs {len(data_names)} classes"
+    return ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+
+
 # ---------------------------------------------------------------- record format (ArrayRecord)
 def encode_record(image_bytes: bytes, label: int) -> bytes:
     """One ArrayRecord record: int32 little-endian label, then the encoded image bytes."""

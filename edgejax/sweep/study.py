@@ -569,6 +569,8 @@ class SweepRunner:
         interrupted = False
         ran = 0
         while True:
+            if ran:  # a worker that died meanwhile: its trial is taken up here, not left running
+                self.recover()
             c = self._counts()
             remaining = self.n_trials - c["finished"] - c["running"] - c["waiting"]
             if remaining <= 0 and c["waiting"] == 0:

@@ -827,6 +827,13 @@ def _check_workdir(config, workdir: str, class_names: list[str]) -> None:
         raise ConfigError(
             f"{workdir} holds a run whose checkpoints cannot be restored into this config "
             f"({'; '.join(what)}): give another --workdir, or remove {workdir} to start over")
+    if old_classes is not None and len(old_classes) == len(class_names):
+        from edgejax.data.sources import class_difference
+        differ = class_difference(old_classes, class_names)
+        if differ:
+            print(f"edgejax.train: {workdir} was trained on other class names than the data has "
+                  f"(index: run / data): {differ}; resuming, its labels now mean the data's",
+                  flush=True)
     if changed:
         print(f"edgejax.train: resuming {workdir} with a changed config: "
               + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()), flush=True)
