@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 import edgejax
@@ -17,11 +16,9 @@ def rel_err(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def test_variants_registered():
-    names = edgejax.list_models("repvgg_*")
-    for n in ("repvgg_a0", "repvgg_a1", "repvgg_a2", "repvgg_b0", "repvgg_b1", "repvgg_b1g4",
-              "repvgg_b2", "repvgg_b2g4", "repvgg_b3", "repvgg_b3g4", "repvgg_d2se"):
-        assert n in names
+# Every RepVGG variant timm registers (tests/test_models.py checks they are registered).
+NAMES = ["repvgg_a0", "repvgg_a1", "repvgg_a2", "repvgg_b0", "repvgg_b1", "repvgg_b1g4",
+         "repvgg_b2", "repvgg_b2g4", "repvgg_b3", "repvgg_b3g4", "repvgg_d2se"]
 
 
 @pytest.mark.parametrize("name,train_params,deploy_params", [
@@ -76,37 +73,3 @@ def test_deploy_keys_match_timm_names():
     assert not any("conv_kxk" in k or "identity" in k for k in keys)
 
 
-def test_bad_input_errors():
-    model = edgejax.create_model("repvgg_a0", rngs=0)
-    with pytest.raises(ValueError, match="NCHW"):
-        model(jnp.zeros((1, 3, 64, 64)))
-    with pytest.raises(ValueError, match="NHWC"):
-        model(jnp.zeros((64, 64, 3)))
-    with pytest.raises(TypeError, match="float"):
-        model(jnp.zeros((1, 64, 64, 3), jnp.uint8))
-
-
-def test_unknown_name_lists_close_matches():
-    with pytest.raises(ValueError, match="repvgg_a2"):
-        edgejax.create_model("repvgg_a3")
-
-
-def test_train_mode_drop_path_and_bf16():
-    model = edgejax.create_model("repvgg_a0", num_classes=10, rngs=0, drop_path_rate=0.2)
-    x = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
-    e1, e2 = model(x), model(x)
-    np.testing.assert_array_equal(e1, e2)  # eval: deterministic
-    model.train()
-    t1, t2 = model(x), model(x)
-    assert not np.allclose(t1, t2)  # drop path draws new masks each call
-
-
-def test_bfloat16_compute_close_to_float32():
-    f32 = edgejax.create_model("repvgg_a0", num_classes=10, rngs=0)
-    bf = edgejax.create_model("repvgg_a0", num_classes=10, rngs=0, dtype=jnp.bfloat16)
-    _randomise_bn(f32), _randomise_bn(bf)
-    x = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
-    out = bf(x)
-    assert out.dtype == jnp.bfloat16
-    assert jax.tree_util.tree_leaves(nnx.state(bf, nnx.Param))[0].dtype == jnp.float32
-    assert rel_err(out.astype(jnp.float32), f32(x)) < 5e-2
