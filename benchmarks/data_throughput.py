@@ -1,7 +1,7 @@
 """Data pipeline throughput: decode + RandomResizedCrop(224) + flip, per core and end to end.
 
     PYTHONPATH=. python benchmarks/data_throughput.py [--data ../shared/data/imagenet-samples]
-        [--timm-python PYTHON_WITH_TORCH] [--aug-batch 256] [--seconds 8]
+        [--torch-python PYTHON_WITH_TORCH] [--aug-batch 256] [--seconds 8]
 
 Measures, on the 1,000 full-size ImageNet sample JPEGs (bytes preloaded in RAM):
 1. single-thread img/s of edgejax's train transform on the original JPEGs and on the same images
@@ -112,10 +112,10 @@ def _augment_cost(batch_size, reps):
 
 
 def main():
+    from edgejax.bench import add_torch_python_flag
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(REPO / ".." / "shared" / "data" / "imagenet-samples"))
-    ap.add_argument("--timm-python", default=sys.executable,
-                    help="a Python with torch + timm (default: this one)")
+    add_torch_python_flag(ap)
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds per measurement")
     ap.add_argument("--aug-batch", type=int, default=256)
     ap.add_argument("--aug-reps", type=int, default=2)
@@ -180,8 +180,8 @@ def main():
                      pm / min(args.workers, n_cores), float("nan")))
 
         timm = None
-        if os.path.exists(args.timm_python):
-            r = subprocess.run([args.timm_python, "-c", TIMM_SCRIPT, json.dumps(files),
+        if os.path.exists(args.torch_python):
+            r = subprocess.run([args.torch_python, "-c", TIMM_SCRIPT, json.dumps(files),
                                 str(args.seconds), ss_files], capture_output=True, text=True)
             if r.returncode == 0:
                 timm = json.loads(r.stdout.strip().splitlines()[-1])
@@ -189,7 +189,7 @@ def main():
                 note_timm = r.stderr.strip().splitlines()[-1:] or ["failed"]
                 print(f"note: timm reference failed: {note_timm[0]}")
         else:
-            print(f"note: {args.timm_python} not found: timm reference skipped")
+            print(f"note: {args.torch_python} not found: timm reference skipped")
         if timm:
             rows.append(("timm create_transform (PIL), original JPEGs, 1 thread",
                          timm["original"][0], timm["original"][0], timm["original"][1]))

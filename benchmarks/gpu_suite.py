@@ -224,6 +224,9 @@ def training_table(train: list, eager: dict, compiled: dict, precompiled: dict) 
 # ----------------------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from edgejax.bench import add_torch_python_flag
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--models", default="paper", help="comma list, or 'paper' (the nine)")
     p.add_argument("--batch", type=int, default=256)
@@ -235,8 +238,7 @@ def main(argv=None) -> int:
                    help="at most this share of the budget for the precompile phase")
     p.add_argument("--phases", default=",".join(PHASES), help=f"subset of {','.join(PHASES)}")
     p.add_argument("--baseline", default=None, help="../shared/bench/timm_baseline.py")
-    p.add_argument("--baseline-python", default=sys.executable,
-                   help="a Python with torch + timm (default: this one)")
+    add_torch_python_flag(p)
     p.add_argument("--timm-compile", default="mobilenetv3_large_100,repvgg_a2,convnext_tiny")
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--group-batch", type=int, default=128, help="batch of the groups phase")
@@ -319,7 +321,7 @@ def main(argv=None) -> int:
             if phase == "timm-compile" and not comp:
                 continue
             with open(paths["timm"], "a") as f:
-                cmd = [args.baseline_python, args.baseline, "--batch", str(args.batch), "--res",
+                cmd = [args.torch_python, args.baseline, "--batch", str(args.batch), "--res",
                        str(args.resolution), "--models", names, "--compile", comp,
                        "--budget-s", str(max(left() - 60, 1))]
                 print(f"# $ {' '.join(cmd)}", flush=True)

@@ -127,14 +127,14 @@ def _time(call, reps):
 
 
 def main(argv=None):
+    from edgejax.bench import add_torch_python_flag
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="paper")
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--torch-python", default=os.environ.get("EDGEJAX_TORCH_PYTHON", sys.executable),
-                    help="a Python with torch + timm (default: $EDGEJAX_TORCH_PYTHON, else this one)")
+    add_torch_python_flag(ap)
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 files")
     ap.add_argument("--no-litert", action="store_true", help="skip LiteRT")
     ap.add_argument("--json", default=None)

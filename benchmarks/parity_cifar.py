@@ -126,6 +126,8 @@ def run_timm(args, root: str, seed: int) -> dict:
 
 
 def main():
+    sys.path.insert(0, str(REPO))
+    from edgejax.bench import add_torch_python_flag
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="mobilenetv3_small_050")
     p.add_argument("--size", type=int, default=32)
@@ -135,8 +137,7 @@ def main():
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--train-per-class", type=int, default=500)
     p.add_argument("--test-per-class", type=int, default=200)
-    p.add_argument("--torch-python", default=sys.executable,
-                   help="a Python with torch + timm (default: this one)")
+    add_torch_python_flag(p)
     p.add_argument("--torch-threads", type=int, default=2)
     p.add_argument("--only", choices=("both", "edgejax", "timm"), default="both")
     args = p.parse_args()

@@ -5,7 +5,7 @@
     python benchmarks/train_throughput.py --models repvgg_a0,mobilenetv3_small_050 \
         --batch 8 --size 64 --steps 3 --dtype float32           # a CPU smoke run
     python benchmarks/train_throughput.py --baseline ../shared/bench/timm_baseline.py \
-        --baseline-python /path/to/torch/python                 # + timm in the same run, ratios
+        --torch-python /path/to/torch/python                 # + timm in the same run, ratios
 
 With ``--baseline``, timm's own benchmark (``../shared/bench/timm_baseline.py``: eager bf16 autocast,
 channels-last, SGD, label smoothing; torch.compile for the models it lists) runs in a subprocess
@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 import traceback
 
@@ -91,6 +90,7 @@ def bench(name: str, batch: int, size: int, steps: int, dtype: str, warmup: int 
 
 
 def main():
+    from edgejax.bench import add_torch_python_flag
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--models", default=",".join(STUDY_MODELS))
     p.add_argument("--batch", type=int, default=256)
@@ -100,8 +100,7 @@ def main():
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
     p.add_argument("--baseline", default=None,
                    help="path of ../shared/bench/timm_baseline.py to run beside, for ratios")
-    p.add_argument("--baseline-python", default=sys.executable,
-                   help="a Python with torch + timm for --baseline (default: this one)")
+    add_torch_python_flag(p)
     p.add_argument("--baseline-compile", default=None,
                    help="models timm also runs under torch.compile (default: the baseline's own)")
     p.add_argument("--json", default=None, help="write the records here (one JSON list)")
@@ -158,7 +157,7 @@ def main():
 def run_baseline(args, models: list[str]) -> tuple[dict, dict]:
     """Run timm_baseline.py at the same batch / resolution; returns train img/s per model, eager
     and torch.compile'd. Models timm does not know (tf_efficientnetv2_s is known) come back empty."""
-    cmd = [args.baseline_python, args.baseline, "--batch", str(args.batch), "--res", str(args.size),
+    cmd = [args.torch_python, args.baseline, "--batch", str(args.batch), "--res", str(args.size),
            "--steps", str(args.steps), "--models", ",".join(models), "--budget-s", "100000"]
     if args.baseline_compile is not None:
         cmd += ["--compile", args.baseline_compile]

@@ -8,7 +8,7 @@ COMMANDS = (
     ("sweep", "run (or resume) an Optuna sweep of training runs, optionally in trial groups"),
     ("report", "tables and plots of runs and studies (Markdown + PNG)"),
     ("bench", "inference latency / throughput, params and FLOPs of registered models"),
-    ("export", "export a model to ONNX or StableHLO (optionally BN-folded / re-parameterised)"),
+    ("export", "export a model to ONNX, StableHLO or LiteRT, float or int8 (optionally fused)"),
     ("validate", "top-1 / top-5 / loss of a run, timm weights or an exported file on a dataset"),
     ("predict", "top-k classes of image files from a run, timm weights or an exported model"),
     ("data.prepare", "re-encode an ImageFolder or TFDS dataset as sharded ArrayRecord"),

@@ -59,6 +59,18 @@ _MODES = ("infer", "train")
 # ----------------------------------------------------------------------------------------------
 # Input checking (everything here runs before anything compiles)
 
+def add_torch_python_flag(parser: argparse.ArgumentParser) -> None:
+    """``--torch-python PY``: the interpreter that has torch + timm, for the benchmarks that run
+    timm beside edgejax (default ``$EDGEJAX_TORCH_PYTHON``, else the running one). The names the
+    scripts used before (``--baseline-python``, ``--timm-python``) are still accepted."""
+    default = os.environ.get("EDGEJAX_TORCH_PYTHON", sys.executable)
+    parser.add_argument("--torch-python", dest="torch_python", default=default, metavar="PY",
+                        help="a Python with torch + timm, run beside for ratios (default: "
+                             "$EDGEJAX_TORCH_PYTHON, else this one)")
+    for old in ("--baseline-python", "--timm-python"):
+        parser.add_argument(old, dest="torch_python", help=argparse.SUPPRESS)
+
+
 def resolve_models(spec: str | Sequence[str]) -> list[str]:
     """Model names from a comma list / sequence; ``paper`` expands to the nine paper models and a
     glob (``repvgg_*``) to the matching registered names. Unknown names raise ``ValueError`` with

@@ -200,16 +200,27 @@ def class_names(given: Sequence[str] | None, num_classes: int) -> list[str]:
     return names
 
 
-def add_model_args(p) -> None:
-    """The model, weights-source and eval-transform flags every inference command shares."""
+def add_weights_args(p, *, exported_files: bool = True):
+    """``--model`` and where its weights come from, the same in every command that runs a model
+    (export, validate, predict): ``--checkpoint`` (a training run) or ``--pretrained`` (timm
+    weights), and with ``exported_files`` an exported ``--onnx`` / ``--stablehlo`` / ``--tflite``
+    file. Returns the mutually exclusive group."""
     p.add_argument("--model", required=True, help="registered model name, e.g. repvgg_a2")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="a training run's workdir, or its best/ or checkpoints/")
     src.add_argument("--pretrained", help="timm .safetensors weights file")
-    src.add_argument("--onnx", help="an ONNX file written by edgejax.export")
-    src.add_argument("--stablehlo", help="a StableHLO file written by edgejax.export")
-    src.add_argument("--tflite", help="a LiteRT (.tflite) file")
-    p.add_argument("--image-size", type=int, default=None,
+    if exported_files:
+        src.add_argument("--onnx", help="an ONNX file written by edgejax.export")
+        src.add_argument("--stablehlo", help="a StableHLO file written by edgejax.export")
+        src.add_argument("--tflite", help="a LiteRT (.tflite) file")
+    return src
+
+
+def add_model_args(p) -> None:
+    """The model, weights-source and eval-transform flags every inference command shares."""
+    add_weights_args(p)
+    # --resolution, as edgejax.export and edgejax.bench name it, is the same flag
+    p.add_argument("--image-size", "--resolution", dest="image_size", type=int, default=None,
                    help="default: the exported file's, the run's or the model's")
     p.add_argument("--crop-pct", type=float, default=None)
     p.add_argument("--interpolation", default=None, choices=("bilinear", "bicubic", "nearest"))

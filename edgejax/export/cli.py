@@ -22,10 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m edgejax.export",
                                 description="Export an edgejax model to ONNX, StableHLO or LiteRT "
                                             "(float or int8).")
-    p.add_argument("--model", required=True, help="registered model name, e.g. repvgg_a2")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="a training run's workdir, or its best/ or checkpoints/")
-    src.add_argument("--pretrained", help="timm .safetensors weights file")
+    from edgejax.infer import add_weights_args
+    add_weights_args(p, exported_files=False)
     p.add_argument("--format", required=True, choices=FORMATS + ("tflite",),
                    help="onnx, stablehlo or litert (tflite: the same as litert)")
     p.add_argument("--out", required=True, help="output file")
@@ -33,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--batch", type=int, default=1, help="fixed batch size (default 1)")
     b.add_argument("--dynamic-batch", action="store_true",
                    help="symbolic batch dimension (onnx, stablehlo)")
-    p.add_argument("--resolution", type=int, default=None,
+    p.add_argument("--resolution", "--image-size", dest="resolution", type=int, default=None,
                    help="input height = width (default: the run's eval size for a checkpoint, "
                         "else the model's default input size)")
     p.add_argument("--deploy", action="store_true", help="fuse (RepVGG reparam + BN folding)")
