@@ -75,8 +75,9 @@ def _rate(fn, items, seconds):
 def _pipeline_rate(source, seconds, **kw):
     from edgejax.data import make_train_loader
 
-    loader = make_train_loader(source, global_batch_size=64, image_size=224, seed=0,
-                               process_index=0, process_count=1, **kw)
+    loader = make_train_loader(
+        source, global_batch_size=64, image_size=224, seed=0, process_index=0, process_count=1, **kw
+    )
     it = iter(loader)
     next(it)  # start-up (worker spawn, first batches) not counted
     n, t0, c0 = 0, time.perf_counter(), time.process_time()
@@ -97,11 +98,23 @@ def _augment_cost(batch_size, reps):
     from edgejax.data import augment as A
 
     rng = np.random.default_rng(0)
-    batch = {"image": jnp.asarray(rng.integers(0, 256, (batch_size, 224, 224, 3), np.uint8)),
-             "label": jnp.asarray(rng.integers(0, 1000, batch_size))}
-    f = jax.jit(lambda k, b: A.batch_augment(
-        k, b, num_classes=1000, randaugment=True, mixup_alpha=0.8, cutmix_alpha=1.0,
-        label_smoothing=0.1, re_prob=0.25, dtype=jnp.bfloat16))
+    batch = {
+        "image": jnp.asarray(rng.integers(0, 256, (batch_size, 224, 224, 3), np.uint8)),
+        "label": jnp.asarray(rng.integers(0, 1000, batch_size)),
+    }
+    f = jax.jit(
+        lambda k, b: A.batch_augment(
+            k,
+            b,
+            num_classes=1000,
+            randaugment=True,
+            mixup_alpha=0.8,
+            cutmix_alpha=1.0,
+            label_smoothing=0.1,
+            re_prob=0.25,
+            dtype=jnp.bfloat16,
+        )
+    )
     t0 = time.perf_counter()
     jax.block_until_ready(f(jax.random.key(0), batch))
     compile_s = time.perf_counter() - t0
@@ -113,6 +126,7 @@ def _augment_cost(batch_size, reps):
 
 def main():
     from edgejax.bench import add_torch_python_flag
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(REPO / ".." / "shared" / "data" / "imagenet-samples"))
     add_torch_python_flag(ap)
@@ -135,8 +149,14 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        prepare(args.data, os.path.join(tmp, "ss256"), short_side=256, quality=90,
-                workers=n_cores, progress=False)
+        prepare(
+            args.data,
+            os.path.join(tmp, "ss256"),
+            short_side=256,
+            quality=90,
+            workers=n_cores,
+            progress=False,
+        )
         prep_s = time.perf_counter() - t0
         source, _ = build_source(os.path.join(tmp, "ss256"), "train")
         prepared = [source[i][0] for i in range(len(source))]
@@ -160,29 +180,53 @@ def main():
 
         orig_rate, orig_cpu = _rate(train_tf, originals, args.seconds)
         ss_rate, ss_cpu = _rate(train_tf, prepared, args.seconds)
-        eval_rate, eval_cpu = _rate(lambda d: T.center_crop_resize(d, 224, 0.875), prepared,
-                                    args.seconds)
+        eval_rate, eval_cpu = _rate(
+            lambda d: T.center_crop_resize(d, 224, 0.875), prepared, args.seconds
+        )
         rows.append(("decode+RRC+flip, original JPEGs, 1 thread", orig_rate, orig_rate, orig_cpu))
         rows.append(("decode+RRC+flip, short side 256, 1 thread", ss_rate, ss_rate, ss_cpu))
-        rows.append(("eval resize 256 + centre 224, short side 256, 1 thread", eval_rate,
-                     eval_rate, eval_cpu))
+        rows.append(
+            (
+                "eval resize 256 + centre 224, short side 256, 1 thread",
+                eval_rate,
+                eval_rate,
+                eval_cpu,
+            )
+        )
 
         p1, p1_cpu = _pipeline_rate(source, args.seconds, threads=1, workers=0)
         rows.append(("pipeline (ArrayRecord ss256, batch 64), 1 thread", p1, p1, p1_cpu))
         pn, pn_cpu = _pipeline_rate(source, args.seconds, threads=args.workers, workers=0)
-        rows.append((f"pipeline, {args.workers} threads", pn, pn / min(args.workers, n_cores),
-                     pn_cpu))
+        rows.append(
+            (f"pipeline, {args.workers} threads", pn, pn / min(args.workers, n_cores), pn_cpu)
+        )
         from absl import flags
 
         flags.FLAGS.mark_as_parsed()
         pm, _ = _pipeline_rate(source, args.seconds, threads=1, workers=args.workers)
-        rows.append((f"pipeline, {args.workers} mp workers x 1 thread", pm,
-                     pm / min(args.workers, n_cores), float("nan")))
+        rows.append(
+            (
+                f"pipeline, {args.workers} mp workers x 1 thread",
+                pm,
+                pm / min(args.workers, n_cores),
+                float("nan"),
+            )
+        )
 
         timm = None
         if os.path.exists(args.torch_python):
-            r = subprocess.run([args.torch_python, "-c", TIMM_SCRIPT, json.dumps(files),
-                                str(args.seconds), ss_files], capture_output=True, text=True)
+            r = subprocess.run(
+                [
+                    args.torch_python,
+                    "-c",
+                    TIMM_SCRIPT,
+                    json.dumps(files),
+                    str(args.seconds),
+                    ss_files,
+                ],
+                capture_output=True,
+                text=True,
+            )
             if r.returncode == 0:
                 timm = json.loads(r.stdout.strip().splitlines()[-1])
             else:
@@ -191,18 +235,34 @@ def main():
         else:
             print(f"note: {args.torch_python} not found: timm reference skipped")
         if timm:
-            rows.append(("timm create_transform (PIL), original JPEGs, 1 thread",
-                         timm["original"][0], timm["original"][0], timm["original"][1]))
-            rows.append(("timm create_transform (PIL), short side 256, 1 thread",
-                         timm["ss256"][0], timm["ss256"][0], timm["ss256"][1]))
+            rows.append(
+                (
+                    "timm create_transform (PIL), original JPEGs, 1 thread",
+                    timm["original"][0],
+                    timm["original"][0],
+                    timm["original"][1],
+                )
+            )
+            rows.append(
+                (
+                    "timm create_transform (PIL), short side 256, 1 thread",
+                    timm["ss256"][0],
+                    timm["ss256"][0],
+                    timm["ss256"][1],
+                )
+            )
 
     aug_s, aug_compile, backend = _augment_cost(args.aug_batch, args.aug_reps)
 
-    print(f"\nedgejax data throughput  (cores: {n_cores}, load average at start: {load:.1f}, "
-          f"{len(files)} images, prepare ss256: {prep_s:.1f} s)")
+    print(
+        f"\nedgejax data throughput  (cores: {n_cores}, load average at start: {load:.1f}, "
+        f"{len(files)} images, prepare ss256: {prep_s:.1f} s)"
+    )
     w = max(len(r[0]) for r in rows) + 2
-    print("img/s/core: wall-clock rate / cores used; img/CPU-s: images per CPU-second of the "
-          "measuring process (robust to other load on the machine)")
+    print(
+        "img/s/core: wall-clock rate / cores used; img/CPU-s: images per CPU-second of the "
+        "measuring process (robust to other load on the machine)"
+    )
     print(f"{'measurement':<{w}}{'img/s':>10}{'img/s/core':>12}{'img/CPU-s':>11}")
     print("-" * (w + 33))
     for name, rate, per_core, cpu in rows:
@@ -210,13 +270,19 @@ def main():
         print(f"{name:<{w}}{rate:>10.0f}{per_core:>12.0f}{cpu_s:>11}")
     if timm:
         for label, ours, theirs in (
-                ("edgejax / timm, original JPEGs, 1 thread", orig_cpu, timm["original"][1]),
-                ("edgejax pipeline 1 thread / timm, short side 256", p1_cpu, timm["ss256"][1]),
-                (f"edgejax pipeline {args.workers} threads / timm, short side 256", pn_cpu,
-                 timm["ss256"][1])):
+            ("edgejax / timm, original JPEGs, 1 thread", orig_cpu, timm["original"][1]),
+            ("edgejax pipeline 1 thread / timm, short side 256", p1_cpu, timm["ss256"][1]),
+            (
+                f"edgejax pipeline {args.workers} threads / timm, short side 256",
+                pn_cpu,
+                timm["ss256"][1],
+            ),
+        ):
             print(f"{'ratio (per CPU-second) ' + label:<{w + 22}}{ours / theirs:>10.2f}x")
-    print(f"{f'batch_augment, batch {args.aug_batch} @ 224 px on {backend} (ms/batch)':<{w + 22}}"
-          f"{aug_s * 1000:>10.0f}")
+    print(
+        f"{f'batch_augment, batch {args.aug_batch} @ 224 px on {backend} (ms/batch)':<{w + 22}}"
+        f"{aug_s * 1000:>10.0f}"
+    )
     print(f"{'batch_augment compile + first call (s)':<{w + 22}}{aug_compile:>10.1f}")
 
 

@@ -39,6 +39,7 @@ the same ratio taken round by round (the faster edgejax/ONNX variant against tim
 layout, each round's medians): the machine's speed drifts, and a round's bursts run within about
 a second of each other.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -98,8 +99,12 @@ PAUSE_S = 0.05
 
 class TorchWorker:
     def __init__(self, python: str, threads: int):
-        self.proc = subprocess.Popen([python, "-c", TORCH_WORKER, str(threads)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [python, "-c", TORCH_WORKER, str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def ask(self, **cmd):
         self.proc.stdin.write(json.dumps(cmd) + "\n")
@@ -116,6 +121,7 @@ class TorchWorker:
 
 def _time(call, reps):
     import jax
+
     time.sleep(PAUSE_S)
     jax.block_until_ready(call())  # untimed, as in the timm worker: each burst starts warm
     t = []
@@ -128,6 +134,7 @@ def _time(call, reps):
 
 def main(argv=None):
     from edgejax.bench import add_torch_python_flag
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="paper")
     ap.add_argument("--resolution", type=int, default=224)
@@ -147,6 +154,7 @@ def main(argv=None):
     import onnx
     from edgejax.bench import cpu_flags
     from edgejax.export import export_onnx, onnx_session, relative_error, winograd_convs
+
     flags = cpu_flags()
     float_target = 0.5 if "avx512f" in flags else 0.7
     int8_target = 0.3 if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags) else None
@@ -157,14 +165,18 @@ def main(argv=None):
     worker = TorchWorker(a.torch_python, a.threads)
     tmp = tempfile.mkdtemp(prefix="edgejax_latency_")
     rows = []
-    print(f"# jax {jax.__version__} on {jax.devices()[0].device_kind}, {a.threads} threads, "
-          f"batch 1, {a.resolution}px, {a.rounds} rounds x {a.reps} calls; CPU flags: "
-          f"{' '.join(flags) or 'unknown'}", file=sys.stderr)
+    print(
+        f"# jax {jax.__version__} on {jax.devices()[0].device_kind}, {a.threads} threads, "
+        f"batch 1, {a.resolution}px, {a.rounds} rounds x {a.reps} calls; CPU flags: "
+        f"{' '.join(flags) or 'unknown'}",
+        file=sys.stderr,
+    )
     for name in names:
         t_start = time.time()
         model = fuse(build_model(name))
-        x = np.random.default_rng(0).standard_normal((1, a.resolution, a.resolution, 3),
-                                                     dtype=np.float32)
+        x = np.random.default_rng(0).standard_normal(
+            (1, a.resolution, a.resolution, 3), dtype=np.float32
+        )
         xj = jax.device_put(x)
         graphdef, state = nnx.split(model)
         f_args = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)).lower(state, xj).compile()
@@ -177,24 +189,31 @@ def main(argv=None):
         sessions = {"onnx": onnx_session(path, threads=a.threads)}
         if n_wino:
             onnx.save(proto, path.replace(".onnx", "_winograd.onnx"))
-            sessions["onnx_winograd"] = onnx_session(path.replace(".onnx", "_winograd.onnx"),
-                                                     threads=a.threads)
+            sessions["onnx_winograd"] = onnx_session(
+                path.replace(".onnx", "_winograd.onnx"), threads=a.threads
+            )
         inp = sessions["onnx"].get_inputs()[0].name
         errs = {k: relative_error(s.run(None, {inp: x})[0], ref) for k, s in sessions.items()}
         sizes = {"onnx_fp32": os.path.getsize(path)}
         int8_runs, notes = {}, {}
-        cal = np.random.default_rng(1).standard_normal((8, a.resolution, a.resolution, 3),
-                                                       dtype=np.float32)
+        cal = np.random.default_rng(1).standard_normal(
+            (8, a.resolution, a.resolution, 3), dtype=np.float32
+        )
         if not a.no_int8:
             from edgejax.export import quantize_onnx
+
             q = quantize_onnx(path, path.replace(".onnx", "_int8.onnx"), cal, name=name)
             sizes["onnx_int8"] = os.path.getsize(q)
             s8 = onnx_session(q, threads=a.threads)
             int8_runs["onnx_int8"] = lambda s=s8: s.run(None, {inp: x})
         if not a.no_litert:
             from edgejax.export import export_litert, litert_runner
-            for kind, kw in (("fp32", {}), ("fp16", {"dtype": "float16"}),
-                             ("int8", {"quantize": "int8", "calibration": cal})):
+
+            for kind, kw in (
+                ("fp32", {}),
+                ("fp16", {"dtype": "float16"}),
+                ("int8", {"quantize": "int8", "calibration": cal}),
+            ):
                 if kind == "int8" and a.no_int8:
                     continue
                 f = os.path.join(tmp, f"{name}_{kind}.tflite")
@@ -214,11 +233,17 @@ def main(argv=None):
                 if kind == "fp32":
                     errs["litert_fp32"] = relative_error(run(x), ref)
         worker.ask(op="load", model=name, res=a.resolution)
-        runs = {"jax_args": lambda: f_args(state, xj), "jax_const": lambda: f_const(xj),
-                **{k: (lambda s=s: s.run(None, {inp: x})) for k, s in sessions.items()
-                   if k.startswith("onnx")},
-                **{k: (lambda r=r: r(x)) for k, r in sessions.items() if k.startswith("litert")},
-                **int8_runs}
+        runs = {
+            "jax_args": lambda: f_args(state, xj),
+            "jax_const": lambda: f_const(xj),
+            **{
+                k: (lambda s=s: s.run(None, {inp: x}))
+                for k, s in sessions.items()
+                if k.startswith("onnx")
+            },
+            **{k: (lambda r=r: r(x)) for k, r in sessions.items() if k.startswith("litert")},
+            **int8_runs,
+        }
         for call in runs.values():  # warm-up
             _time(call, 3)
         timm_formats = ("nchw", "channels_last")
@@ -228,8 +253,9 @@ def main(argv=None):
                 bursts[k].append(_time(call, a.reps))
             for fmt in timm_formats:
                 time.sleep(PAUSE_S)
-                bursts[fmt].append(worker.ask(op="time", model=name, format=fmt,
-                                              reps=a.reps)["times"])
+                bursts[fmt].append(
+                    worker.ask(op="time", model=name, format=fmt, reps=a.reps)["times"]
+                )
         worker.ask(op="drop", model=name)
         times = {k: [t for b in v for t in b] for k, v in bursts.items()}
         ms = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
@@ -240,32 +266,50 @@ def main(argv=None):
         best8 = min(int8_runs, key=ms.get) if int8_runs else None
         # the same ratio round by round (each round's bursts ran within ~1 s of each other), so
         # its spread shows how much of the ratio is this machine's drift
-        paired = sorted(float(np.median(o) / np.median(t))
-                        for o, t in zip(bursts[best], bursts[timm_best]))
-        row = dict(model=name, jax_args_ms=ms["jax_args"], jax_const_ms=ms["jax_const"],
-                   jax_ms=ms[jax_best], jax_variant=jax_best, onnx_direct_ms=ms["onnx"],
-                   onnx_winograd_ms=ms.get("onnx_winograd"), winograd_convs=n_wino,
-                   onnx_ms=ms[onnx_best], onnx_variant=onnx_best, timm_ms=ms[timm_best],
-                   timm_format=timm_best, timm_other_ms=ms[({*timm_formats} - {timm_best}).pop()],
-                   onnx_rel_err=max(v for k, v in errs.items() if k.startswith("onnx")),
-                   litert_fp32_ms=ms.get("litert_fp32"), litert_rel_err=errs.get("litert_fp32"),
-                   onnx_int8_ms=ms.get("onnx_int8"), litert_int8_ms=ms.get("litert_int8"),
-                   best_float=best, best_int8=best8,
-                   sizes_mb={k: v / 2**20 for k, v in sizes.items()}, notes=notes)
+        paired = sorted(
+            float(np.median(o) / np.median(t)) for o, t in zip(bursts[best], bursts[timm_best])
+        )
+        row = dict(
+            model=name,
+            jax_args_ms=ms["jax_args"],
+            jax_const_ms=ms["jax_const"],
+            jax_ms=ms[jax_best],
+            jax_variant=jax_best,
+            onnx_direct_ms=ms["onnx"],
+            onnx_winograd_ms=ms.get("onnx_winograd"),
+            winograd_convs=n_wino,
+            onnx_ms=ms[onnx_best],
+            onnx_variant=onnx_best,
+            timm_ms=ms[timm_best],
+            timm_format=timm_best,
+            timm_other_ms=ms[({*timm_formats} - {timm_best}).pop()],
+            onnx_rel_err=max(v for k, v in errs.items() if k.startswith("onnx")),
+            litert_fp32_ms=ms.get("litert_fp32"),
+            litert_rel_err=errs.get("litert_fp32"),
+            onnx_int8_ms=ms.get("onnx_int8"),
+            litert_int8_ms=ms.get("litert_int8"),
+            best_float=best,
+            best_int8=best8,
+            sizes_mb={k: v / 2**20 for k, v in sizes.items()},
+            notes=notes,
+        )
         row["p10_ms"] = {k: 1e3 * float(np.percentile(v, 10)) for k, v in times.items()}
         row["jax_ratio"] = row["jax_ms"] / row["timm_ms"]
         row["onnx_ratio"] = row["onnx_ms"] / row["timm_ms"]
         row["best_ratio"] = ms[best] / row["timm_ms"]
         row["int8_ratio"] = ms[best8] / row["timm_ms"] if best8 else None
         row["float_target_met"] = row["best_ratio"] <= float_target
-        row["int8_target_met"] = (None if int8_target is None or best8 is None
-                                  else row["int8_ratio"] <= int8_target)
+        row["int8_target_met"] = (
+            None if int8_target is None or best8 is None else row["int8_ratio"] <= int8_target
+        )
         row["round_ratios"] = paired
         row["round_ratio_q"] = [float(q) for q in np.percentile(paired, [25, 50, 75])]
         row["seconds"] = time.time() - t_start
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-        model = state = f_args = f_const = sessions = runs = int8_runs = None  # free before the next
+        model = state = f_args = f_const = sessions = runs = int8_runs = (
+            None  # free before the next
+        )
     worker.close()
 
     def f(v, fmt="{:.2f}"):
@@ -274,11 +318,22 @@ def main(argv=None):
     def yes(v):
         return "-" if v is None else ("yes" if v else "no")
 
-    hdr = ("model", "edgejax ms (args / const)", "onnx ms (direct / winograd)", "litert ms",
-           "timm ms (best / other layout)", "best float / timm", "per round q25-q75",
-           f"float <= {float_target}", "onnx int8 ms", "litert int8 ms", "best int8 / timm",
-           f"int8 <= {int8_target}" if int8_target else "int8 target",
-           "MB onnx fp32 / int8", "MB litert fp32 / fp16 / int8")
+    hdr = (
+        "model",
+        "edgejax ms (args / const)",
+        "onnx ms (direct / winograd)",
+        "litert ms",
+        "timm ms (best / other layout)",
+        "best float / timm",
+        "per round q25-q75",
+        f"float <= {float_target}",
+        "onnx int8 ms",
+        "litert int8 ms",
+        "best int8 / timm",
+        f"int8 <= {int8_target}" if int8_target else "int8 target",
+        "MB onnx fp32 / int8",
+        "MB litert fp32 / fp16 / int8",
+    )
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for r in rows:
         mb = r["sizes_mb"]
@@ -295,14 +350,27 @@ def main(argv=None):
             f"{yes(r['int8_target_met'])} | "
             f"{f(mb.get('onnx_fp32'), '{:.1f}')} / {f(mb.get('onnx_int8'), '{:.1f}')} | "
             f"{f(mb.get('litert_fp32'), '{:.1f}')} / {f(mb.get('litert_fp16'), '{:.1f}')} / "
-            f"{f(mb.get('litert_int8'), '{:.1f}')} |")
+            f"{f(mb.get('litert_int8'), '{:.1f}')} |"
+        )
     print(f"CPU flags: {' '.join(flags) or 'unknown'}; {a.threads} threads; jax {jax.__version__}")
     print("\n".join(lines))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(dict(jax=jax.__version__, threads=a.threads, resolution=a.resolution,
-                           cpu_flags=flags, float_target=float_target, int8_target=int8_target,
-                           rounds=a.rounds, reps=a.reps, rows=rows), f, indent=1)
+            json.dump(
+                dict(
+                    jax=jax.__version__,
+                    threads=a.threads,
+                    resolution=a.resolution,
+                    cpu_flags=flags,
+                    float_target=float_target,
+                    int8_target=int8_target,
+                    rounds=a.rounds,
+                    reps=a.reps,
+                    rows=rows,
+                ),
+                f,
+                indent=1,
+            )
     return 0
 
 

@@ -14,6 +14,7 @@ lr ``--lr`` (no batch scaling), weight decay 5e-5 off biases and norms, linear w
 cosine per step to 0; batch ``--batch``; evaluation: resize to ``--size`` (crop_pct 1). The
 timm side is a plain PyTorch loop over ``timm.create_model`` (timm's own train.py adds much more).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CIFAR = REPO.parent / "shared" / "data" / "cifar10"
 
-TORCH_SCRIPT = r'''
+TORCH_SCRIPT = r"""
 import json, math, sys, time
 import numpy as np, torch, timm
 from PIL import Image
@@ -70,7 +71,7 @@ with torch.no_grad():
     for x, y in tl:
         correct += (model(x).argmax(1) == y).sum().item(); n += len(y)
 print(json.dumps({"top1": 100.0 * correct / n, "time_s": time.time() - t0, "steps": step}))
-'''
+"""
 
 
 def make_subset(train_per_class: int, test_per_class: int) -> str:
@@ -85,10 +86,13 @@ def make_subset(train_per_class: int, test_per_class: int) -> str:
 
 def run_edgejax(args, root: str, seed: int) -> dict:
     import jax
-    jax.config.update("jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(),
-                                                                "edgejax_parity_xla"))
+
+    jax.config.update(
+        "jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "edgejax_parity_xla")
+    )
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     from edgejax.train import base_config, run
+
     c = base_config()
     c.seed = seed
     c.model.name = args.model
@@ -116,10 +120,19 @@ def run_edgejax(args, root: str, seed: int) -> dict:
 
 
 def run_timm(args, root: str, seed: int) -> dict:
-    a = dict(root=root, seed=seed, model=args.model, size=args.size, batch=args.batch,
-             epochs=args.epochs, lr=args.lr, threads=args.torch_threads)
-    p = subprocess.run([args.torch_python, "-c", TORCH_SCRIPT, json.dumps(a)],
-                       capture_output=True, text=True)
+    a = dict(
+        root=root,
+        seed=seed,
+        model=args.model,
+        size=args.size,
+        batch=args.batch,
+        epochs=args.epochs,
+        lr=args.lr,
+        threads=args.torch_threads,
+    )
+    p = subprocess.run(
+        [args.torch_python, "-c", TORCH_SCRIPT, json.dumps(a)], capture_output=True, text=True
+    )
     if p.returncode != 0:
         raise RuntimeError(p.stderr[-3000:])
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -128,6 +141,7 @@ def run_timm(args, root: str, seed: int) -> dict:
 def main():
     sys.path.insert(0, str(REPO))
     from edgejax.bench import add_torch_python_flag
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="mobilenetv3_small_050")
     p.add_argument("--size", type=int, default=32)
@@ -144,8 +158,11 @@ def main():
     if not CIFAR.is_dir():
         sys.exit(f"CIFAR-10 not found at {CIFAR}")
     root = make_subset(args.train_per_class, args.test_per_class)
-    print(f"# {args.model} @{args.size}px, {args.epochs} epochs, batch {args.batch}, lr {args.lr}, "
-          f"{args.train_per_class * 10} train / {args.test_per_class * 10} test images", flush=True)
+    print(
+        f"# {args.model} @{args.size}px, {args.epochs} epochs, batch {args.batch}, lr {args.lr}, "
+        f"{args.train_per_class * 10} train / {args.test_per_class * 10} test images",
+        flush=True,
+    )
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for side, fn in (("edgejax", run_edgejax), ("timm", run_timm)):

@@ -16,6 +16,7 @@ The step is the production one (``edgejax.train.build``): SGD + momentum, cosine
 forward/backward/update, BatchNorm statistics, a random uint8 batch already on the device
 (normalised inside the step), so the figure excludes input decoding. Prints one table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,17 @@ import subprocess
 import time
 import traceback
 
-STUDY_MODELS = ("efficientnetv2_s", "tf_efficientnetv2_s", "convnext_tiny", "mobilevitv2_050",
-                "mobilevitv2_075", "mobilevitv2_100", "mobilenetv3_large_100", "tiny_vit_21m_224",
-                "repvgg_a2")
+STUDY_MODELS = (
+    "efficientnetv2_s",
+    "tf_efficientnetv2_s",
+    "convnext_tiny",
+    "mobilevitv2_050",
+    "mobilevitv2_075",
+    "mobilevitv2_100",
+    "mobilenetv3_large_100",
+    "tiny_vit_21m_224",
+    "repvgg_a2",
+)
 
 
 def prepare(name: str, batch: int, size: int, dtype: str):
@@ -53,8 +62,12 @@ def prepare(name: str, batch: int, size: int, dtype: str):
         raise ValueError(f"--batch {batch} must be divisible by the {n} devices")
     r = build(c, num_classes=1000)
     rng = np.random.default_rng(0)
-    b = r.put_batch({"image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
-                     "label": rng.integers(0, 1000, batch).astype(np.int32)})
+    b = r.put_batch(
+        {
+            "image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
+            "label": rng.integers(0, 1000, batch).astype(np.int32),
+        }
+    )
     t0 = time.perf_counter()
     compiled = r.train_step.lower(r.state, b).compile()
     return compiled, r.state, b, time.perf_counter() - t0
@@ -80,17 +93,29 @@ def bench(name: str, batch: int, size: int, steps: int, dtype: str, warmup: int 
         peak = stats["peak_bytes_in_use"] / 2**30
     try:  # this step's own footprint, as XLA planned it (not every backend reports it)
         mem = compiled.memory_analysis()
-        est = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-               - mem.alias_size_in_bytes) / 2**30
+        est = (
+            mem.argument_size_in_bytes
+            + mem.output_size_in_bytes
+            + mem.temp_size_in_bytes
+            - mem.alias_size_in_bytes
+        ) / 2**30
     except Exception:  # noqa: BLE001
         est = None
-    return {"model": name, "params_m": edgejax.model_info(name)["num_params"] / 1e6,
-            "img_s": steps * batch / dt, "step_ms": 1000 * dt / steps, "compile_s": compile_s,
-            "mem_gib": est, "peak_gib": peak, "loss": float(m["loss"])}
+    return {
+        "model": name,
+        "params_m": edgejax.model_info(name)["num_params"] / 1e6,
+        "img_s": steps * batch / dt,
+        "step_ms": 1000 * dt / steps,
+        "compile_s": compile_s,
+        "mem_gib": est,
+        "peak_gib": peak,
+        "loss": float(m["loss"]),
+    }
 
 
 def main():
     from edgejax.bench import add_torch_python_flag
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--models", default=",".join(STUDY_MODELS))
     p.add_argument("--batch", type=int, default=256)
@@ -98,20 +123,30 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
-    p.add_argument("--baseline", default=None,
-                   help="path of ../shared/bench/timm_baseline.py to run beside, for ratios")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="path of ../shared/bench/timm_baseline.py to run beside, for ratios",
+    )
     add_torch_python_flag(p)
-    p.add_argument("--baseline-compile", default=None,
-                   help="models timm also runs under torch.compile (default: the baseline's own)")
+    p.add_argument(
+        "--baseline-compile",
+        default=None,
+        help="models timm also runs under torch.compile (default: the baseline's own)",
+    )
     p.add_argument("--json", default=None, help="write the records here (one JSON list)")
     args = p.parse_args()
 
     import jax
 
     import edgejax
+
     dev = jax.devices()
-    print(f"# {len(dev)} x {dev[0].device_kind} ({jax.default_backend()}), batch {args.batch}, "
-          f"{args.size} px, {args.dtype}, jax {jax.__version__}", flush=True)
+    print(
+        f"# {len(dev)} x {dev[0].device_kind} ({jax.default_backend()}), batch {args.batch}, "
+        f"{args.size} px, {args.dtype}, jax {jax.__version__}",
+        flush=True,
+    )
     rows = []
     known = set(edgejax.list_models())
     for name in args.models.split(","):
@@ -127,16 +162,23 @@ def main():
         if args.json:  # record by record, so a run cut short leaves what it measured
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=1)
-    eager, compiled = (run_baseline(args, [r["model"] for r in rows if "error" not in r])
-                       if args.baseline else ({}, {}))
+    eager, compiled = (
+        run_baseline(args, [r["model"] for r in rows if "error" not in r])
+        if args.baseline
+        else ({}, {})
+    )
     if args.json and args.baseline:
         for r in rows:
-            r["timm_eager_img_s"], r["timm_compiled_img_s"] = (eager.get(r["model"]),
-                                                               compiled.get(r["model"]))
+            r["timm_eager_img_s"], r["timm_compiled_img_s"] = (
+                eager.get(r["model"]),
+                compiled.get(r["model"]),
+            )
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
-    cols = ("| model | params (M) | img/s | step (ms) | compile (s) | XLA mem (GiB) |"
-            " process peak (GiB) |")
+    cols = (
+        "| model | params (M) | img/s | step (ms) | compile (s) | XLA mem (GiB) |"
+        " process peak (GiB) |"
+    )
     if args.baseline:
         cols += " timm eager img/s | ratio | timm compiled img/s | ratio |"
     print("\n" + cols)
@@ -146,19 +188,33 @@ def main():
             print(f"| {r['model']} | - | - | - | - | - | {r['error']} |")
             continue
         est, peak = ("n/a" if v is None else f"{v:.2f}" for v in (r["mem_gib"], r["peak_gib"]))
-        line = (f"| {r['model']} | {r['params_m']:.2f} | {r['img_s']:.1f} | {r['step_ms']:.1f} | "
-                f"{r['compile_s']:.1f} | {est} | {peak} |")
+        line = (
+            f"| {r['model']} | {r['params_m']:.2f} | {r['img_s']:.1f} | {r['step_ms']:.1f} | "
+            f"{r['compile_s']:.1f} | {est} | {peak} |"
+        )
         if args.baseline:
             for ref in (eager.get(r["model"]), compiled.get(r["model"])):
-                line += (f" {ref:.1f} | {r['img_s'] / ref:.2f}x |" if ref else " - | - |")
+                line += f" {ref:.1f} | {r['img_s'] / ref:.2f}x |" if ref else " - | - |"
         print(line)
 
 
 def run_baseline(args, models: list[str]) -> tuple[dict, dict]:
     """Run timm_baseline.py at the same batch / resolution; returns train img/s per model, eager
     and torch.compile'd. Models timm does not know (tf_efficientnetv2_s is known) come back empty."""
-    cmd = [args.torch_python, args.baseline, "--batch", str(args.batch), "--res", str(args.size),
-           "--steps", str(args.steps), "--models", ",".join(models), "--budget-s", "100000"]
+    cmd = [
+        args.torch_python,
+        args.baseline,
+        "--batch",
+        str(args.batch),
+        "--res",
+        str(args.size),
+        "--steps",
+        str(args.steps),
+        "--models",
+        ",".join(models),
+        "--budget-s",
+        "100000",
+    ]
     if args.baseline_compile is not None:
         cmd += ["--compile", args.baseline_compile]
     print("# timm baseline: " + " ".join(cmd), flush=True)
@@ -170,8 +226,10 @@ def run_baseline(args, models: list[str]) -> tuple[dict, dict]:
     if p.returncode:
         print(f"# timm baseline failed ({p.returncode}): {p.stderr[-1500:]}", flush=True)
     eager, compiled = parse_baseline(p.stdout.splitlines())
-    return ({m: r["train_img_s"] for m, r in eager.items()},
-            {m: r["train_img_s"] for m, r in compiled.items()})
+    return (
+        {m: r["train_img_s"] for m, r in eager.items()},
+        {m: r["train_img_s"] for m, r in compiled.items()},
+    )
 
 
 def parse_baseline(lines) -> tuple[dict, dict]:

@@ -19,6 +19,7 @@ memory (GPU: the process's peak bytes; elsewhere XLA's planned footprint of the 
 K states). Every trial has its own lr and seed (they differ, as in a sweep). Prints the CPU's
 vector extensions: ratios move with them, compare only within one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,11 +36,13 @@ MODELS = ("mobilenetv3_large_100", "mobilevitv2_050", "repvgg_a2")
 
 def cpu_flags() -> str:
     from edgejax.bench import cpu_flags as flags
+
     return ",".join(flags()) or "none of avx2/avx512"
 
 
 def _configs(name, k, batch, size, dataset):
     from edgejax.train import base_config
+
     out = []
     for i in range(k):
         c = base_config()
@@ -74,6 +77,7 @@ class _Timer:
 
 def _state_bytes(state) -> int:
     import jax
+
     return sum(x.nbytes for x in jax.tree.leaves(state))
 
 
@@ -89,13 +93,25 @@ def measure(name, k, *, batch, size, steps, warmup, dataset, modes) -> dict:
     configs = [validate(c) for c in _configs(name, k, batch, size, dataset)]
     src, info = data.build_source(dataset, "train")
     spe = data.steps_per_epoch(len(src), batch)
-    r = Run(configs[0], num_classes=int(info["num_classes"]), steps_per_epoch=spe,
-            total_steps=10_000, features=Features.of(configs))
+    r = Run(
+        configs[0],
+        num_classes=int(info["num_classes"]),
+        steps_per_epoch=spe,
+        total_steps=10_000,
+        features=Features.of(configs),
+    )
 
     def loader(start):
-        return data.make_train_loader(src, global_batch_size=batch, image_size=r.image_size,
-                                      seed=0, start_step=start, workers=0,
-                                      interpolation=r.interpolation, sharding=r.batch_sharding)
+        return data.make_train_loader(
+            src,
+            global_batch_size=batch,
+            image_size=r.image_size,
+            seed=0,
+            start_step=start,
+            workers=0,
+            interpolation=r.interpolation,
+            sharding=r.batch_sharding,
+        )
 
     def block(x):
         jax.block_until_ready(x)
@@ -142,8 +158,11 @@ def measure(name, k, *, batch, size, steps, warmup, dataset, modes) -> dict:
                 states[i], m = r.train_step(states[i], b)
         block(m)
         dt = time.perf_counter() - t1
-        rec.update(seq_img_s=k * steps * batch / dt, seq_cost=dt / solo_s,
-                   seq_cpu_per_img=t.cpu / (k * steps * batch))
+        rec.update(
+            seq_img_s=k * steps * batch / dt,
+            seq_cost=dt / solo_s,
+            seq_cpu_per_img=t.cpu / (k * steps * batch),
+        )
     if "vmap" in modes and k > 1:
         g = _stack(states)
         del states
@@ -158,8 +177,11 @@ def measure(name, k, *, batch, size, steps, warmup, dataset, modes) -> dict:
             g, m = r.group_train_step(g, t.next())
         block(m)
         dt = time.perf_counter() - t1
-        rec.update(vmap_img_s=k * steps * batch / dt, vmap_cost=dt / solo_s,
-                   vmap_cpu_per_img=t.cpu / (k * steps * batch))
+        rec.update(
+            vmap_img_s=k * steps * batch / dt,
+            vmap_cost=dt / solo_s,
+            vmap_cpu_per_img=t.cpu / (k * steps * batch),
+        )
         try:
             gm = r.group_train_step.lower(g, t.next()).compile().memory_analysis()
             rec["vmap_mem_gib"] = (gm.argument_size_in_bytes + gm.temp_size_in_bytes) / 2**30
@@ -179,9 +201,11 @@ def _f(v, fmt="{:.1f}"):
 
 
 def table(rows) -> str:
-    head = ("| model | K | K solo runs img/s | sequential img/s | per trial | cost vs K runs |"
-            " vmap img/s | per trial | cost vs K runs | pipeline CPU-ms / img (solo, group) |"
-            " memory GiB (seq, vmap) |")
+    head = (
+        "| model | K | K solo runs img/s | sequential img/s | per trial | cost vs K runs |"
+        " vmap img/s | per trial | cost vs K runs | pipeline CPU-ms / img (solo, group) |"
+        " memory GiB (seq, vmap) |"
+    )
     out = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows:
         if "error" in r:
@@ -195,7 +219,8 @@ def table(rows) -> str:
             f"{_f(seq / k if seq else None)} | {_f(r.get('seq_cost'), '{:.2f}x')} | {_f(vm)} | "
             f"{_f(vm / k if vm else None)} | {_f(r.get('vmap_cost'), '{:.2f}x')} | "
             f"{_f(1e3 * r['solo_cpu_per_img'], '{:.2f}')}, {_f(None if group_cpu is None else 1e3 * group_cpu, '{:.2f}')} | "
-            f"{_f(r.get('seq_mem_gib'), '{:.2f}')}, {_f(r.get('peak_gib', r.get('vmap_mem_gib')), '{:.2f}')} |")
+            f"{_f(r.get('seq_mem_gib'), '{:.2f}')}, {_f(r.get('peak_gib', r.get('vmap_mem_gib')), '{:.2f}')} |"
+        )
     return "\n".join(out)
 
 
@@ -208,19 +233,30 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10, help="timed steps per trial")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--modes", default="sequential,vmap")
-    p.add_argument("--vmap-max-k", type=int, default=0,
-                   help="measure vmap only up to this K (0: all; vmap compiles slowly on CPU)")
-    p.add_argument("--data", default=None,
-                   help="ImageFolder root with train/ (default ../shared/data/cifar10, else digits)")
+    p.add_argument(
+        "--vmap-max-k",
+        type=int,
+        default=0,
+        help="measure vmap only up to this K (0: all; vmap compiles slowly on CPU)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="ImageFolder root with train/ (default ../shared/data/cifar10, else digits)",
+    )
     p.add_argument("--json", default=None, help="write the records here")
     a = p.parse_args(argv)
     import jax
+
     dataset = a.data or (SHARED_CIFAR if os.path.isdir(SHARED_CIFAR) else "digits")
     dev = jax.devices()
-    print(f"# {len(dev)} x {dev[0].device_kind} ({jax.default_backend()}), CPU flags "
-          f"{cpu_flags()}, {os.cpu_count()} CPUs, batch {a.batch}, {a.size} px, float32, "
-          f"data {os.path.abspath(dataset) if dataset != 'digits' else 'digits'}, "
-          f"jax {jax.__version__}", flush=True)
+    print(
+        f"# {len(dev)} x {dev[0].device_kind} ({jax.default_backend()}), CPU flags "
+        f"{cpu_flags()}, {os.cpu_count()} CPUs, batch {a.batch}, {a.size} px, float32, "
+        f"data {os.path.abspath(dataset) if dataset != 'digits' else 'digits'}, "
+        f"jax {jax.__version__}",
+        flush=True,
+    )
     rows = []
     for name in a.models.split(","):
         for k in (int(x) for x in a.ks.split(",")):
@@ -228,8 +264,18 @@ def main(argv=None) -> int:
             if a.vmap_max_k and k > a.vmap_max_k:
                 modes.discard("vmap")
             try:
-                rows.append(measure(name, k, batch=a.batch, size=a.size, steps=a.steps,
-                                    warmup=a.warmup, dataset=dataset, modes=modes))
+                rows.append(
+                    measure(
+                        name,
+                        k,
+                        batch=a.batch,
+                        size=a.size,
+                        steps=a.steps,
+                        warmup=a.warmup,
+                        dataset=dataset,
+                        modes=modes,
+                    )
+                )
             except Exception as e:  # one case failing must not hide the others
                 traceback.print_exc()
                 rows.append({"model": name, "k": k, "error": f"{type(e).__name__}: {str(e)[:80]}"})

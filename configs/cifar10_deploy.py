@@ -17,6 +17,7 @@ Recipe: AdamW (lr 2e-3 at batch 128, weight decay 0.05), 2 warmup epochs then co
 random-resized crops (scale 0.35-1) and flips, label smoothing 0.1, 30 epochs; evaluated on the
 2,000 held-out test images.
 """
+
 import importlib.util
 import os
 

@@ -16,6 +16,7 @@ Baseline recipe: AdamW (lr 3e-3 at batch 64, scaled linearly with the batch size
 0.01), cosine decay, no warmup, horizontal flips and no other augmentation (the whole image,
 resized, is the crop), 60 epochs. Results: docs/results/cifar10_study/README.md.
 """
+
 from edgejax.train.config import base_config
 
 

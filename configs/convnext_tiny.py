@@ -24,6 +24,7 @@ the authors' recipe (porting-spec.md §4).
 Expected top-1 (ImageNet-1k val, timm reference weights): convnext_tiny.fb_in1k 82.066 (82.694 @288); paper 82.1. The study reports higher
 numbers on its own 90k-image subset; those are not comparable (porting-spec.md §5).
 """
+
 from edgejax.train.recipes import paper_config
 
 

@@ -24,6 +24,7 @@ the authors' recipe (porting-spec.md §4).
 Expected top-1 (ImageNet-1k val, timm reference weights): mobilevitv2_050 70.156 @256; paper 70.18. The study reports higher
 numbers on its own 90k-image subset; those are not comparable (porting-spec.md §5).
 """
+
 from edgejax.train.recipes import paper_config
 
 

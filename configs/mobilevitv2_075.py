@@ -24,6 +24,7 @@ the authors' recipe (porting-spec.md §4).
 Expected top-1 (ImageNet-1k val, timm reference weights): mobilevitv2_075 75.612 @256; paper 75.56. The study reports higher
 numbers on its own 90k-image subset; those are not comparable (porting-spec.md §5).
 """
+
 from edgejax.train.recipes import paper_config
 
 

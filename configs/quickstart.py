@@ -11,6 +11,7 @@ Expected: about 90% val top-1 after 15 epochs (330 steps). Measured on an idle 2
 90.81% (EMA, epoch 10; last epoch 90.53% raw / 90.25% EMA) in 56 s, about 30 s of it compiling. Re-running the command resumes (or, when finished,
 only prints the summary).
 """
+
 from edgejax.train.config import base_config
 
 
@@ -21,8 +22,8 @@ def get_config(arg=None):
     c.data.dataset = "digits"
     c.data.image_size = 32
     c.data.crop_pct = 1.0
-    c.data.scale = (0.6, 1.0)   # digits fill the frame: gentle crops
-    c.data.hflip = 0.0          # a mirrored 2 is not a 2
+    c.data.scale = (0.6, 1.0)  # digits fill the frame: gentle crops
+    c.data.hflip = 0.0  # a mirrored 2 is not a 2
     c.data.interpolation = "bilinear"
     c.global_batch_size = 64
     c.num_epochs = 15.0

@@ -24,6 +24,7 @@ the authors' recipe (porting-spec.md §4).
 Expected top-1 (ImageNet-1k val, timm reference weights): tf_efficientnetv2_s.in1k 83.900 @384 (83.162 @300); paper 83.9. The study reports higher
 numbers on its own 90k-image subset; those are not comparable (porting-spec.md §5).
 """
+
 from edgejax.train.recipes import paper_config
 
 

@@ -24,6 +24,7 @@ the authors' recipe (porting-spec.md §4).
 Expected top-1 (ImageNet-1k val, timm reference weights): tiny_vit_21m_224.in1k 83.268 (from scratch, no distillation; paper 83.1). The study reports higher
 numbers on its own 90k-image subset; those are not comparable (porting-spec.md §5).
 """
+
 from edgejax.train.recipes import paper_config
 
 

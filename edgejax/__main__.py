@@ -1,4 +1,5 @@
 """``python -m edgejax``: the commands edgejax has, one line each."""
+
 from __future__ import annotations
 
 import sys
@@ -17,8 +18,11 @@ COMMANDS = (
 
 def main(argv=None) -> int:
     from . import __version__
-    print(f"edgejax {__version__}: lightweight image classifiers in JAX.\n\nCommands "
-          f"(python -m edgejax.<command> --help for each):\n")
+
+    print(
+        f"edgejax {__version__}: lightweight image classifiers in JAX.\n\nCommands "
+        f"(python -m edgejax.<command> --help for each):\n"
+    )
     width = max(len(n) for n, _ in COMMANDS)
     for name, text in COMMANDS:
         print(f"  {name:<{width}}  {text}")

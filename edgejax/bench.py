@@ -32,6 +32,7 @@ Infer mode times ``model(x)`` in eval mode with the weights passed as arguments 
 (momentum 0.9) step on cross-entropy with label smoothing 0.1 (what ``shared/bench/timm_baseline.py``
 times for timm), in train mode, with the state donated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,12 +47,28 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["PAPER_MODELS", "benchmark", "benchmark_model", "resolve_models", "count_macs",
-           "validate_resolution", "format_table", "main"]
+__all__ = [
+    "PAPER_MODELS",
+    "benchmark",
+    "benchmark_model",
+    "resolve_models",
+    "count_macs",
+    "validate_resolution",
+    "format_table",
+    "main",
+]
 
-PAPER_MODELS = ("efficientnetv2_s", "tf_efficientnetv2_s", "convnext_tiny", "mobilevitv2_050",
-                "mobilevitv2_075", "mobilevitv2_100", "mobilenetv3_large_100", "tiny_vit_21m_224",
-                "repvgg_a2")
+PAPER_MODELS = (
+    "efficientnetv2_s",
+    "tf_efficientnetv2_s",
+    "convnext_tiny",
+    "mobilevitv2_050",
+    "mobilevitv2_075",
+    "mobilevitv2_100",
+    "mobilenetv3_large_100",
+    "tiny_vit_21m_224",
+    "repvgg_a2",
+)
 _DTYPES = ("float32", "bfloat16", "float16")
 _MODES = ("infer", "train")
 
@@ -59,14 +76,20 @@ _MODES = ("infer", "train")
 # ----------------------------------------------------------------------------------------------
 # Input checking (everything here runs before anything compiles)
 
+
 def add_torch_python_flag(parser: argparse.ArgumentParser) -> None:
     """``--torch-python PY``: the interpreter that has torch + timm, for the benchmarks that run
     timm beside edgejax (default ``$EDGEJAX_TORCH_PYTHON``, else the running one). The names the
     scripts used before (``--baseline-python``, ``--timm-python``) are still accepted."""
     default = os.environ.get("EDGEJAX_TORCH_PYTHON", sys.executable)
-    parser.add_argument("--torch-python", dest="torch_python", default=default, metavar="PY",
-                        help="a Python with torch + timm, run beside for ratios (default: "
-                             "$EDGEJAX_TORCH_PYTHON, else this one)")
+    parser.add_argument(
+        "--torch-python",
+        dest="torch_python",
+        default=default,
+        metavar="PY",
+        help="a Python with torch + timm, run beside for ratios (default: "
+        "$EDGEJAX_TORCH_PYTHON, else this one)",
+    )
     for old in ("--baseline-python", "--timm-python"):
         parser.add_argument(old, dest="torch_python", help=argparse.SUPPRESS)
 
@@ -76,6 +99,7 @@ def resolve_models(spec: str | Sequence[str]) -> list[str]:
     glob (``repvgg_*``) to the matching registered names. Unknown names raise ``ValueError`` with
     the closest registered names."""
     from .registry import get_entry, list_models
+
     items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     names: list[str] = []
     for item in items:
@@ -109,6 +133,7 @@ def _check_batch_sizes(batch_sizes: Iterable[int]) -> list[int]:
 def _abstract_model(name: str, dtype=None):
     from flax import nnx
     from .registry import create_model
+
     return nnx.eval_shape(lambda: create_model(name, dtype=dtype))
 
 
@@ -119,8 +144,13 @@ def validate_resolution(model, resolution: int, *, batch_size: int = 1, name: st
     import jax
     import jax.numpy as jnp
     from flax import nnx
+
     name = name or type(model).__name__
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 1:
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, (int, np.integer))
+        or resolution < 1
+    ):
         raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
     spec = jax.ShapeDtypeStruct((batch_size, resolution, resolution, model.in_chans), jnp.float32)
     try:
@@ -136,8 +166,10 @@ def validate_resolution(model, resolution: int, *, batch_size: int = 1, name: st
 # ----------------------------------------------------------------------------------------------
 # Counting
 
+
 def _subjaxprs(params: dict):
     import jax.extend as jex
+
     for v in params.values():
         vs = v if isinstance(v, (tuple, list)) else (v,)
         for item in vs:
@@ -181,6 +213,7 @@ def count_macs(fn: Callable, *args) -> int:
     abstractly; ``args`` may be ``jax.ShapeDtypeStruct``)."""
     import jax
     from .layers.core import depthwise_impl
+
     with depthwise_impl("conv"):  # count depthwise convs as convolutions, whatever the backend
         return _jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr)
 
@@ -204,8 +237,12 @@ def _memory_estimate(compiled) -> int | None:
         return None
     if m is None:
         return None
-    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-               - m.alias_size_in_bytes)
+    return int(
+        m.argument_size_in_bytes
+        + m.output_size_in_bytes
+        + m.temp_size_in_bytes
+        - m.alias_size_in_bytes
+    )
 
 
 def _peak_device_memory(device) -> int | None:
@@ -222,6 +259,7 @@ def _weights_size(model) -> tuple[int, int]:
     """(elements of parameters + BatchNorm statistics, bytes of them in float32)."""
     import jax
     from flax import nnx
+
     leaves = jax.tree_util.tree_leaves(nnx.state(model, nnx.Param, nnx.BatchStat))
     n = int(sum(x.size for x in leaves))
     return n, 4 * n
@@ -230,9 +268,11 @@ def _weights_size(model) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------------------
 # Programs
 
+
 def _infer_program(model, x, *, params_as_constants: bool):
     import jax
     from flax import nnx
+
     graphdef, state = nnx.split(model)
     if params_as_constants:
         fn = jax.jit(lambda x: nnx.merge(graphdef, state)(x))
@@ -249,6 +289,7 @@ class _TrainLoop:
         import jax.numpy as jnp
         import optax
         from flax import nnx
+
         model.train()
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         tx = optax.sgd(0.1, momentum=0.9)
@@ -262,6 +303,7 @@ class _TrainLoop:
                 labels = optax.smooth_labels(jax.nn.one_hot(y, num_classes), 0.1)
                 loss = optax.softmax_cross_entropy(logits, labels).mean()
                 return loss, nnx.split(m, nnx.Param, ...)[2]
+
             (loss, new_rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), new_rest, opt_state, loss
@@ -280,9 +322,11 @@ class _TrainLoop:
         return loss
 
 
-def _time_calls(call: Callable[[], Any], *, warmup: int, reps: int, max_time_s: float,
-                min_reps: int = 5) -> np.ndarray:
+def _time_calls(
+    call: Callable[[], Any], *, warmup: int, reps: int, max_time_s: float, min_reps: int = 5
+) -> np.ndarray:
     import jax
+
     for _ in range(warmup):
         jax.block_until_ready(call())
     times = []
@@ -299,8 +343,10 @@ def _time_calls(call: Callable[[], Any], *, warmup: int, reps: int, max_time_s: 
 # ----------------------------------------------------------------------------------------------
 # Benchmark
 
+
 def _dtype(dtype):
     import jax.numpy as jnp
+
     if dtype is None:
         return None
     name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
@@ -309,11 +355,22 @@ def _dtype(dtype):
     return getattr(jnp, name)
 
 
-def benchmark_model(model, batch_size: int, *, resolution: int = 224, dtype="float32",
-                    mode: str = "infer", name: str | None = None, warmup: int = 3,
-                    reps: int = 50, max_time_s: float = 10.0, params_as_constants: bool = False,
-                    params_train: int | None = None, deploy: bool = False,
-                    seed: int = 0) -> dict:
+def benchmark_model(
+    model,
+    batch_size: int,
+    *,
+    resolution: int = 224,
+    dtype="float32",
+    mode: str = "infer",
+    name: str | None = None,
+    warmup: int = 3,
+    reps: int = 50,
+    max_time_s: float = 10.0,
+    params_as_constants: bool = False,
+    params_train: int | None = None,
+    deploy: bool = False,
+    seed: int = 0,
+) -> dict:
     """Benchmark one built model at one batch size; returns one record (see the module doc).
 
     ``model``: an edgejax classifier already built with the compute ``dtype`` (and fused if
@@ -324,13 +381,15 @@ def benchmark_model(model, batch_size: int, *, resolution: int = 224, dtype="flo
     import jax.numpy as jnp
     from flax import nnx
     from .registry import count_params
+
     if mode not in _MODES:
         raise ValueError(f"mode must be 'infer' or 'train', got {mode!r}")
     name = name or type(model).__name__
     jdtype = _dtype(dtype)
     device = jax.devices()[0]
-    x = jax.random.normal(jax.random.PRNGKey(seed), (batch_size, resolution, resolution,
-                                                     model.in_chans), jnp.float32).astype(jdtype)
+    x = jax.random.normal(
+        jax.random.PRNGKey(seed), (batch_size, resolution, resolution, model.in_chans), jnp.float32
+    ).astype(jdtype)
     x_spec = jax.ShapeDtypeStruct((1, resolution, resolution, model.in_chans), jdtype)
     graphdef, state = nnx.split(model)
     try:
@@ -340,13 +399,21 @@ def benchmark_model(model, batch_size: int, *, resolution: int = 224, dtype="flo
         macs = None
     n_weights, weight_bytes = _weights_size(model)
     rec: dict[str, Any] = dict(
-        model=name, mode=mode, dtype=np.dtype(jdtype).name, batch_size=batch_size,
-        resolution=resolution, deploy=deploy, backend=jax.default_backend(),
+        model=name,
+        mode=mode,
+        dtype=np.dtype(jdtype).name,
+        batch_size=batch_size,
+        resolution=resolution,
+        deploy=deploy,
+        backend=jax.default_backend(),
         device=getattr(device, "device_kind", str(device)),
-        params=count_params(model), params_train=params_train or count_params(model),
-        gmacs=None if macs is None else macs / 1e9, size_mb_fp32=weight_bytes / 2**20,
+        params=count_params(model),
+        params_train=params_train or count_params(model),
+        gmacs=None if macs is None else macs / 1e9,
+        size_mb_fp32=weight_bytes / 2**20,
         size_mb_bf16=weight_bytes / 2**21,
-        params_as_constants=params_as_constants if mode == "infer" else False)
+        params_as_constants=params_as_constants if mode == "infer" else False,
+    )
 
     t0 = time.perf_counter()
     if mode == "infer":
@@ -375,10 +442,16 @@ def benchmark_model(model, batch_size: int, *, resolution: int = 224, dtype="flo
     times = _time_calls(call, warmup=warmup, reps=reps, max_time_s=max_time_s) * 1e3
     p50, p90, p99 = np.percentile(times, [50, 90, 99])
     peak = _peak_device_memory(device)
-    rec.update(lat_ms_p50=float(p50), lat_ms_p90=float(p90), lat_ms_p99=float(p99),
-               lat_ms_mean=float(times.mean()), lat_ms_min=float(times.min()), reps=len(times),
-               img_s=batch_size / (p50 / 1e3),
-               peak_mem_mb=None if peak is None else peak / 2**20)
+    rec.update(
+        lat_ms_p50=float(p50),
+        lat_ms_p90=float(p90),
+        lat_ms_p99=float(p99),
+        lat_ms_mean=float(times.mean()),
+        lat_ms_min=float(times.min()),
+        reps=len(times),
+        img_s=batch_size / (p50 / 1e3),
+        peak_mem_mb=None if peak is None else peak / 2**20,
+    )
     return rec
 
 
@@ -409,19 +482,26 @@ def build_model(name: str, *, seed: int = 0, **kwargs):
     import jax.numpy as jnp
     from flax import nnx
     from .registry import create_model
+
     if kwargs.get("pretrained"):
         return create_model(name, **kwargs)
     abstract = nnx.eval_shape(lambda: create_model(name, **kwargs))
     graphdef, state = nnx.split(abstract)
     flat = list(nnx.to_flat_state(state))
-    if not all(type(v).__name__ in ("Param", "BatchStat") and
-               jnp.issubdtype(v.get_value().dtype, jnp.floating) for _, v in flat):
+    if not all(
+        type(v).__name__ in ("Param", "BatchStat")
+        and jnp.issubdtype(v.get_value().dtype, jnp.floating)
+        for _, v in flat
+    ):
         return create_model(name, **kwargs)
     rng = np.random.default_rng(seed)
     for path, var in flat:
         v = var.get_value()
-        var.set_value(jnp.asarray(_random_leaf(rng, str(path[-1]), type(var).__name__, v.shape,
-                                               np.dtype(v.dtype))))
+        var.set_value(
+            jnp.asarray(
+                _random_leaf(rng, str(path[-1]), type(var).__name__, v.shape, np.dtype(v.dtype))
+            )
+        )
     model = nnx.merge(graphdef, state)
     model.eval()
     return model
@@ -430,6 +510,7 @@ def build_model(name: str, *, seed: int = 0, **kwargs):
 def _build(name: str, dtype, deploy: bool):
     from .deploy import fuse
     from .registry import count_params
+
     model = build_model(name, dtype=dtype)
     params_train = count_params(model)
     if deploy:
@@ -437,11 +518,21 @@ def _build(name: str, dtype, deploy: bool):
     return model, params_train
 
 
-def benchmark(models: str | Sequence[str], batch_sizes: Sequence[int] = (1,), *,
-              resolution: int = 224, dtype="float32", mode: str = "infer",
-              deploy: bool = False, warmup: int = 3, reps: int = 50, max_time_s: float = 10.0,
-              params_as_constants: bool = False, progress: bool = False,
-              on_record: Callable[[dict], None] | None = None) -> list[dict]:
+def benchmark(
+    models: str | Sequence[str],
+    batch_sizes: Sequence[int] = (1,),
+    *,
+    resolution: int = 224,
+    dtype="float32",
+    mode: str = "infer",
+    deploy: bool = False,
+    warmup: int = 3,
+    reps: int = 50,
+    max_time_s: float = 10.0,
+    params_as_constants: bool = False,
+    progress: bool = False,
+    on_record: Callable[[dict], None] | None = None,
+) -> list[dict]:
     """Benchmark every model at every batch size; returns the records (see the module doc).
 
     All inputs are checked first (model names, batch sizes, dtype, mode, that each model takes
@@ -456,8 +547,10 @@ def benchmark(models: str | Sequence[str], batch_sizes: Sequence[int] = (1,), *,
     if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 0:
         raise ValueError(f"reps must be an integer >= 0 (0: compile only), got {reps!r}")
     if deploy and mode == "train":
-        raise ValueError("--deploy gives an inference-only model (BatchNorm folded); "
-                         "it cannot be benchmarked in train mode")
+        raise ValueError(
+            "--deploy gives an inference-only model (BatchNorm folded); "
+            "it cannot be benchmarked in train mode"
+        )
     for name in names:
         validate_resolution(_abstract_model(name), resolution, name=name)
 
@@ -465,8 +558,10 @@ def benchmark(models: str | Sequence[str], batch_sizes: Sequence[int] = (1,), *,
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(names) * len(batch_sizes), unit="run", file=sys.stderr,
-                   dynamic_ncols=True)
+
+        bar = tqdm(
+            total=len(names) * len(batch_sizes), unit="run", file=sys.stderr, dynamic_ncols=True
+        )
     try:
         for name in names:
             model = None
@@ -476,25 +571,41 @@ def benchmark(models: str | Sequence[str], batch_sizes: Sequence[int] = (1,), *,
                 if model is None or mode == "train":  # a train step changes the model
                     model, params_train = _build(name, jdtype, deploy)
                 try:
-                    rec = benchmark_model(model, b, resolution=resolution, dtype=dtype, mode=mode,
-                                          name=name, warmup=warmup, reps=reps,
-                                          max_time_s=max_time_s,
-                                          params_as_constants=params_as_constants,
-                                          params_train=params_train, deploy=deploy)
+                    rec = benchmark_model(
+                        model,
+                        b,
+                        resolution=resolution,
+                        dtype=dtype,
+                        mode=mode,
+                        name=name,
+                        warmup=warmup,
+                        reps=reps,
+                        max_time_s=max_time_s,
+                        params_as_constants=params_as_constants,
+                        params_train=params_train,
+                        deploy=deploy,
+                    )
                 except Exception as e:  # noqa: BLE001
                     if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
                         raise
-                    rec = dict(model=name, mode=mode, dtype=np.dtype(jdtype).name, batch_size=b,
-                               resolution=resolution, deploy=deploy,
-                               error=f"out of memory: {str(e).splitlines()[0][:200]}")
+                    rec = dict(
+                        model=name,
+                        mode=mode,
+                        dtype=np.dtype(jdtype).name,
+                        batch_size=b,
+                        resolution=resolution,
+                        deploy=deploy,
+                        error=f"out of memory: {str(e).splitlines()[0][:200]}",
+                    )
                 records.append(rec)
                 if on_record is not None:
                     on_record(rec)
                 if bar is not None:
                     bar.update(1)
                     if "lat_ms_p50" in rec:
-                        bar.set_postfix_str(f"p50 {rec['lat_ms_p50']:.2f} ms, "
-                                            f"{rec['img_s']:.0f} img/s")
+                        bar.set_postfix_str(
+                            f"p50 {rec['lat_ms_p50']:.2f} ms, {rec['img_s']:.0f} img/s"
+                        )
     finally:
         if bar is not None:
             bar.close()
@@ -505,13 +616,23 @@ def benchmark(models: str | Sequence[str], batch_sizes: Sequence[int] = (1,), *,
 # Output
 
 _COLUMNS = [  # (header, key, format)
-    ("model", "model", "{}"), ("mode", "mode", "{}"), ("dtype", "dtype", "{}"),
-    ("deploy", "deploy", "{}"), ("batch", "batch_size", "{}"), ("params M", "params", "{:.3f}"),
-    ("GMACs", "gmacs", "{:.3f}"), ("GFLOPs", "gflops", "{:.3f}"),
-    ("MB f32", "size_mb_fp32", "{:.1f}"), ("MB bf16", "size_mb_bf16", "{:.1f}"),
-    ("compile s", "compile_s", "{:.1f}"), ("p50 ms", "lat_ms_p50", "{:.2f}"),
-    ("p90 ms", "lat_ms_p90", "{:.2f}"), ("p99 ms", "lat_ms_p99", "{:.2f}"),
-    ("img/s", "img_s", "{:.1f}"), ("mem MB", "mem_mb", "{:.0f}"), ("peak MB", "peak_mem_mb", "{:.0f}"),
+    ("model", "model", "{}"),
+    ("mode", "mode", "{}"),
+    ("dtype", "dtype", "{}"),
+    ("deploy", "deploy", "{}"),
+    ("batch", "batch_size", "{}"),
+    ("params M", "params", "{:.3f}"),
+    ("GMACs", "gmacs", "{:.3f}"),
+    ("GFLOPs", "gflops", "{:.3f}"),
+    ("MB f32", "size_mb_fp32", "{:.1f}"),
+    ("MB bf16", "size_mb_bf16", "{:.1f}"),
+    ("compile s", "compile_s", "{:.1f}"),
+    ("p50 ms", "lat_ms_p50", "{:.2f}"),
+    ("p90 ms", "lat_ms_p90", "{:.2f}"),
+    ("p99 ms", "lat_ms_p99", "{:.2f}"),
+    ("img/s", "img_s", "{:.1f}"),
+    ("mem MB", "mem_mb", "{:.0f}"),
+    ("peak MB", "peak_mem_mb", "{:.0f}"),
 ]
 
 
@@ -532,8 +653,17 @@ def format_table(records: Sequence[dict]) -> str:
     rows = [[h for h, _, _ in cols]]
     for r in records:
         if "error" in r:
-            rows.append([str(r.get("model")), r.get("mode", ""), r.get("dtype", ""), "", str(r.get("batch_size"))]
-                        + [r["error"][:40]] + [""] * (len(cols) - 6))
+            rows.append(
+                [
+                    str(r.get("model")),
+                    r.get("mode", ""),
+                    r.get("dtype", ""),
+                    "",
+                    str(r.get("batch_size")),
+                ]
+                + [r["error"][:40]]
+                + [""] * (len(cols) - 6)
+            )
         else:
             rows.append([_cell(r, k, f) for _, k, f in cols])
     widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
@@ -543,8 +673,18 @@ def format_table(records: Sequence[dict]) -> str:
 
 
 # The vector extensions CPU inference speed depends on (int8 dot products: the VNNI ones).
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
-             "amx_int8", "asimddp", "sve")
+CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "asimddp",
+    "sve",
+)
 
 
 def cpu_flags() -> list[str]:
@@ -561,15 +701,24 @@ def environment() -> dict:
     """Versions and hardware, stored beside the records."""
     import jax
     import flax
+
     dev = jax.devices()[0]
-    return dict(jax=jax.__version__, flax=flax.__version__, backend=jax.default_backend(),
-                device=getattr(dev, "device_kind", str(dev)), device_count=jax.device_count(),
-                cpu_count=os.cpu_count(), cpu_flags=cpu_flags(), platform=platform.platform(),
-                xla_flags=os.environ.get("XLA_FLAGS", ""))
+    return dict(
+        jax=jax.__version__,
+        flax=flax.__version__,
+        backend=jax.default_backend(),
+        device=getattr(dev, "device_kind", str(dev)),
+        device_count=jax.device_count(),
+        cpu_count=os.cpu_count(),
+        cpu_flags=cpu_flags(),
+        platform=platform.platform(),
+        xla_flags=os.environ.get("XLA_FLAGS", ""),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Command line
+
 
 def _int_list(s: str) -> list[int]:
     try:
@@ -582,24 +731,46 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edgejax.bench",
         description="Latency / throughput / compile time / params / FLOPs / size / memory of "
-                    "edgejax models.")
-    p.add_argument("--models", default="paper",
-                   help="comma list of model names or globs, or 'paper' (the nine paper models)")
+        "edgejax models.",
+    )
+    p.add_argument(
+        "--models",
+        default="paper",
+        help="comma list of model names or globs, or 'paper' (the nine paper models)",
+    )
     p.add_argument("--batch-sizes", type=_int_list, default=[1], help="e.g. 1,8,32,128,256,512")
     p.add_argument("--resolution", type=int, default=224)
-    p.add_argument("--dtype", default=None, choices=_DTYPES,
-                   help="compute dtype (default: bfloat16 on accelerators, float32 on CPU)")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=_DTYPES,
+        help="compute dtype (default: bfloat16 on accelerators, float32 on CPU)",
+    )
     p.add_argument("--mode", default="infer", choices=_MODES)
-    p.add_argument("--deploy", action="store_true",
-                   help="benchmark the fused inference model (edgejax.deploy.fuse)")
-    p.add_argument("--params-as-constants", action="store_true",
-                   help="close the weights over as compile-time constants (infer mode)")
+    p.add_argument(
+        "--deploy",
+        action="store_true",
+        help="benchmark the fused inference model (edgejax.deploy.fuse)",
+    )
+    p.add_argument(
+        "--params-as-constants",
+        action="store_true",
+        help="close the weights over as compile-time constants (infer mode)",
+    )
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--reps", type=int, default=50,
-                   help="timed calls (at most); 0 compiles only (e.g. to fill a persistent "
-                        "compilation cache, JAX_COMPILATION_CACHE_DIR)")
-    p.add_argument("--max-time", type=float, default=10.0,
-                   help="stop timing a configuration after this many seconds (>= 5 calls)")
+    p.add_argument(
+        "--reps",
+        type=int,
+        default=50,
+        help="timed calls (at most); 0 compiles only (e.g. to fill a persistent "
+        "compilation cache, JAX_COMPILATION_CACHE_DIR)",
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=10.0,
+        help="stop timing a configuration after this many seconds (>= 5 calls)",
+    )
     p.add_argument("--json", default=None, help="write {'environment', 'records'} here")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -608,11 +779,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import jax
+
     dtype = args.dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
     env = environment()
-    print(f"# edgejax.bench on {env['backend']} ({env['device']}), jax {env['jax']}, "
-          f"mode={args.mode} dtype={dtype} resolution={args.resolution}"
-          f"{' deploy' if args.deploy else ''}", file=sys.stderr)
+    print(
+        f"# edgejax.bench on {env['backend']} ({env['device']}), jax {env['jax']}, "
+        f"mode={args.mode} dtype={dtype} resolution={args.resolution}"
+        f"{' deploy' if args.deploy else ''}",
+        file=sys.stderr,
+    )
     done: list[dict] = []
 
     def write_json(rec=None):
@@ -620,15 +795,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             done.append(rec)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump(dict(environment=env, args=vars(args) | dict(dtype=dtype),
-                               records=done), f, indent=1)
+                json.dump(
+                    dict(environment=env, args=vars(args) | dict(dtype=dtype), records=done),
+                    f,
+                    indent=1,
+                )
 
     try:
-        records = benchmark(args.models, args.batch_sizes, resolution=args.resolution, dtype=dtype,
-                            mode=args.mode, deploy=args.deploy, warmup=args.warmup,
-                            reps=args.reps, max_time_s=args.max_time,
-                            params_as_constants=args.params_as_constants,
-                            progress=not args.no_progress, on_record=write_json)
+        records = benchmark(
+            args.models,
+            args.batch_sizes,
+            resolution=args.resolution,
+            dtype=dtype,
+            mode=args.mode,
+            deploy=args.deploy,
+            warmup=args.warmup,
+            reps=args.reps,
+            max_time_s=args.max_time,
+            params_as_constants=args.params_as_constants,
+            progress=not args.no_progress,
+            on_record=write_json,
+        )
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ The fused model is for inference only (eval mode; BatchNorm statistics are baked
 arithmetic of the transform runs as one jitted program (one compile instead of one per op), so
 fusing a large model takes seconds, not minutes, on a CPU.
 """
+
 from __future__ import annotations
 
 import jax
@@ -32,17 +33,28 @@ __all__ = ["fuse", "fold_bn_into_conv", "unfused_batchnorms"]
 def fold_bn_into_conv(conv: Conv2d, bn: BatchNorm2d) -> Conv2d:
     """A new biased ``Conv2d`` equal to ``bn(conv(x))`` with BatchNorm in eval mode."""
     if conv.out_chs != bn.num_features:
-        raise ValueError(f"cannot fold BatchNorm({bn.num_features}) into a conv with "
-                         f"{conv.out_chs} outputs")
+        raise ValueError(
+            f"cannot fold BatchNorm({bn.num_features}) into a conv with {conv.out_chs} outputs"
+        )
     t = bn.scale[...] / jnp.sqrt(bn.var[...] + bn.eps)
     bias = bn.bias[...] - bn.mean[...] * t
     if conv.bias is not None:
         bias = bias + conv.bias[...] * t
     kh, kw = conv.kernel.shape[:2]
     # Build with zero-cost initialisers; the values are assigned below.
-    fused = Conv2d(conv.in_chs, conv.out_chs, (kh, kw), stride=conv.stride, padding=0,
-                   dilation=conv.dilation, groups=conv.groups, bias=True, dtype=conv.dtype,
-                   rngs=nnx.Rngs(0), kernel_init=nnx.initializers.zeros)
+    fused = Conv2d(
+        conv.in_chs,
+        conv.out_chs,
+        (kh, kw),
+        stride=conv.stride,
+        padding=0,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
+        dtype=conv.dtype,
+        rngs=nnx.Rngs(0),
+        kernel_init=nnx.initializers.zeros,
+    )
     fused.padding = conv.padding  # symmetric, asymmetric or 'SAME', exactly as the original
     fused.kernel[...] = conv.kernel[...] * t
     fused.bias[...] = bias
@@ -90,5 +102,8 @@ def fuse(model: nnx.Module, *, inplace: bool = False) -> nnx.Module:
 def unfused_batchnorms(model: nnx.Module) -> list[str]:
     """Paths of the ``BatchNorm2d`` modules left in ``model`` (after ``fuse``: those that do not
     directly follow a conv, e.g. a RepVGG-free BN on a residual sum)."""
-    return [".".join(map(str, path)) for path, m in nnx.iter_modules(model)
-            if isinstance(m, BatchNorm2d)]
+    return [
+        ".".join(map(str, path))
+        for path, m in nnx.iter_modules(model)
+        if isinstance(m, BatchNorm2d)
+    ]

@@ -7,6 +7,7 @@ format compare.
     clf = Classifier("repvgg_a0", onnx="m.onnx")
     logits = clf.logits(images_uint8_nhwc)      # eval-transformed uint8 images -> float32 logits
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,18 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Classifier", "SOURCES", "add_model_args", "classifier_kwargs", "class_names",
-           "eval_settings", "imagenet_names", "read_transform", "softmax", "write_transform"]
+__all__ = [
+    "Classifier",
+    "SOURCES",
+    "add_model_args",
+    "classifier_kwargs",
+    "class_names",
+    "eval_settings",
+    "imagenet_names",
+    "read_transform",
+    "softmax",
+    "write_transform",
+]
 
 SOURCES = ("checkpoint", "pretrained", "onnx", "stablehlo", "tflite")
 
@@ -30,12 +41,21 @@ class Classifier:
     to the run's config for a checkpoint, else the model's (``edgejax.model_info``). ``class_names``: the run's
     ``classes.json`` for a checkpoint, else None (callers fall back to indices)."""
 
-    def __init__(self, model: str, *, checkpoint: str | None = None,
-                 pretrained: str | None = None, onnx: str | None = None,
-                 stablehlo: str | None = None, tflite: str | None = None,
-                 image_size: int | None = None, crop_pct: float | None = None,
-                 interpolation: str | None = None, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None):
+    def __init__(
+        self,
+        model: str,
+        *,
+        checkpoint: str | None = None,
+        pretrained: str | None = None,
+        onnx: str | None = None,
+        stablehlo: str | None = None,
+        tflite: str | None = None,
+        image_size: int | None = None,
+        crop_pct: float | None = None,
+        interpolation: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ):
         paths = dict(zip(SOURCES, (checkpoint, pretrained, onnx, stablehlo, tflite)))
         given = [n for n, v in paths.items() if v]
         if len(given) > 1:
@@ -44,9 +64,14 @@ class Classifier:
             if not Path(paths[name]).exists():
                 raise FileNotFoundError(f"--{name} {paths[name]}: no such file or directory")
         exported = next((v for v in (onnx, stablehlo, tflite) if v), None)
-        t = eval_settings(model, checkpoint=checkpoint, image_size=image_size, crop_pct=crop_pct,
-                          interpolation=interpolation,
-                          recorded=read_transform(exported) if exported else None)
+        t = eval_settings(
+            model,
+            checkpoint=checkpoint,
+            image_size=image_size,
+            crop_pct=crop_pct,
+            interpolation=interpolation,
+            recorded=read_transform(exported) if exported else None,
+        )
         self.model, self.source = model, (given[0] if given else "random")
         self.image_size, self.crop_pct = t["image_size"], t["crop_pct"]
         self.interpolation, self.class_names = t["interpolation"], t["class_names"]
@@ -55,21 +80,25 @@ class Classifier:
         self.fixed_batch: int | None = None
         if onnx:
             from .export import onnx_session, run_onnx
+
             sess = onnx_session(onnx)
             shape = sess.get_inputs()[0].shape
             self._fn = lambda x: run_onnx(sess, x)
         elif stablehlo:
             from .export import load_stablehlo
+
             exp = load_stablehlo(stablehlo)
             shape = exp.in_avals[0].shape
             self._fn = lambda x: np.asarray(exp.call(x))
         elif tflite:
             from .export.litert import litert_runner
+
             self._fn, shape = litert_runner(tflite)
         else:
             import jax
             from flax import nnx
             from .export import load_model
+
             m = load_model(model, checkpoint=checkpoint, pretrained=pretrained)
             graphdef, state = nnx.split(m)
             call = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
@@ -80,8 +109,9 @@ class Classifier:
             if isinstance(h, int) and image_size is None:
                 self.image_size = h
             elif isinstance(h, int) and h != self.image_size:
-                raise ValueError(f"{given[0]} file takes {h} px images, not --image-size "
-                                 f"{self.image_size}")
+                raise ValueError(
+                    f"{given[0]} file takes {h} px images, not --image-size {self.image_size}"
+                )
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """uint8 NHWC images (already eval-transformed) -> float32 logits [N, classes]."""
@@ -90,29 +120,38 @@ class Classifier:
         b = self.fixed_batch or n
         out = []
         for start in range(0, n, b):  # a fixed-batch file: chunks, the last one padded
-            chunk = x[start:start + b]
+            chunk = x[start : start + b]
             if len(chunk) < b:
-                chunk = np.concatenate([chunk, np.zeros((b - len(chunk),) + x.shape[1:],
-                                                        np.float32)])
-            out.append(np.asarray(self._fn(chunk), np.float32)[:min(b, n - start)])
+                chunk = np.concatenate(
+                    [chunk, np.zeros((b - len(chunk),) + x.shape[1:], np.float32)]
+                )
+            out.append(np.asarray(self._fn(chunk), np.float32)[: min(b, n - start)])
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def load_image(self, path: str) -> np.ndarray:
         """An image file -> the eval-transformed uint8 HWC image (raises on unreadable files)."""
         from .data import transforms as T
+
         with open(path, "rb") as f:
             data = f.read()
         return T.center_crop_resize(data, self.image_size, self.crop_pct, self.interpolation)
 
 
-def eval_settings(model: str, *, checkpoint: str | None = None, image_size: int | None = None,
-                  crop_pct: float | None = None, interpolation: str | None = None,
-                  recorded: dict | None = None) -> dict:
+def eval_settings(
+    model: str,
+    *,
+    checkpoint: str | None = None,
+    image_size: int | None = None,
+    crop_pct: float | None = None,
+    interpolation: str | None = None,
+    recorded: dict | None = None,
+) -> dict:
     """The eval transform of ``model`` -> {image_size, crop_pct, interpolation, mean, std (0-1
     scale), class_names}: what is given, else what an exported file ``recorded``
     (``read_transform``), else the run's config and classes.json for a ``checkpoint``, else the
     model's defaults (``edgejax.model_info``)."""
     import edgejax
+
     info = edgejax.model_info(model)  # unknown names fail here, with the closest names
     run_cfg, names = _run_files(checkpoint) if checkpoint else ({}, None)
     d = dict(run_cfg.get("data", {}))
@@ -120,12 +159,16 @@ def eval_settings(model: str, *, checkpoint: str | None = None, image_size: int 
         d.update({k: v for k, v in recorded.items() if k != "class_names" and v is not None})
         d["eval_image_size"] = recorded.get("image_size") or d.get("eval_image_size")
         names = recorded.get("class_names") or names
-    return {"image_size": int(image_size or d.get("eval_image_size") or d.get("image_size")
-                              or info["input_size"][1]),
-            "crop_pct": float(crop_pct or d.get("crop_pct") or info["crop_pct"]),
-            "interpolation": interpolation or d.get("interpolation") or info["interpolation"],
-            "mean": tuple(d.get("mean") or info["mean"]), "std": tuple(d.get("std") or info["std"]),
-            "class_names": names}
+    return {
+        "image_size": int(
+            image_size or d.get("eval_image_size") or d.get("image_size") or info["input_size"][1]
+        ),
+        "crop_pct": float(crop_pct or d.get("crop_pct") or info["crop_pct"]),
+        "interpolation": interpolation or d.get("interpolation") or info["interpolation"],
+        "mean": tuple(d.get("mean") or info["mean"]),
+        "std": tuple(d.get("std") or info["std"]),
+        "class_names": names,
+    }
 
 
 # Exported files carry the eval transform they were exported with: in the ONNX file's metadata,
@@ -138,6 +181,7 @@ def write_transform(path: str, transform: dict) -> None:
     text = json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in transform.items()})
     if str(path).endswith(".onnx"):
         import onnx
+
         m = onnx.load(str(path))
         props = {p.key: p for p in m.metadata_props}
         prop = props.get(_META_KEY) or m.metadata_props.add()
@@ -152,6 +196,7 @@ def read_transform(path: str) -> dict | None:
     try:
         if str(path).endswith(".onnx"):
             import onnx
+
             m = onnx.load(str(path), load_external_data=False)
             text = next((p.value for p in m.metadata_props if p.key == _META_KEY), None)
         else:
@@ -220,14 +265,27 @@ def add_model_args(p) -> None:
     """The model, weights-source and eval-transform flags every inference command shares."""
     add_weights_args(p)
     # --resolution, as edgejax.export and edgejax.bench name it, is the same flag
-    p.add_argument("--image-size", "--resolution", dest="image_size", type=int, default=None,
-                   help="default: the exported file's, the run's or the model's")
+    p.add_argument(
+        "--image-size",
+        "--resolution",
+        dest="image_size",
+        type=int,
+        default=None,
+        help="default: the exported file's, the run's or the model's",
+    )
     p.add_argument("--crop-pct", type=float, default=None)
     p.add_argument("--interpolation", default=None, choices=("bilinear", "bicubic", "nearest"))
 
 
 def classifier_kwargs(a) -> dict:
     """Parsed ``add_model_args`` flags -> ``Classifier`` keyword arguments."""
-    return {"checkpoint": a.checkpoint, "pretrained": a.pretrained, "onnx": a.onnx,
-            "stablehlo": a.stablehlo, "tflite": a.tflite, "image_size": a.image_size,
-            "crop_pct": a.crop_pct, "interpolation": a.interpolation}
+    return {
+        "checkpoint": a.checkpoint,
+        "pretrained": a.pretrained,
+        "onnx": a.onnx,
+        "stablehlo": a.stablehlo,
+        "tflite": a.tflite,
+        "image_size": a.image_size,
+        "crop_pct": a.crop_pct,
+        "interpolation": a.interpolation,
+    }

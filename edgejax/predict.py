@@ -20,6 +20,7 @@ Python::
     p = Predictor("repvgg_a0", checkpoint="runs/repvgg")    # or onnx= / stablehlo= / tflite=
     rows, errors = p.predict(["photo.jpg"], topk=5)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,11 @@ def image_files(inputs: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*")
-                           if f.is_file() and f.suffix.lower() in IMAGE_EXT
-                           and not f.name.startswith("."))
+            found = sorted(
+                str(f)
+                for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in IMAGE_EXT and not f.name.startswith(".")
+            )
             if not found:
                 errors.append((item, "folder holds no images (" + ", ".join(IMAGE_EXT) + ")"))
             files += found
@@ -70,41 +73,53 @@ class Predictor:
 
     def __init__(self, model: str, *, class_names: Sequence[str] | None = None, **kwargs):
         from .infer import Classifier
+
         self.clf = Classifier(model, **kwargs)
         self.class_names = list(class_names) if class_names else self.clf.class_names
 
-    def predict(self, paths: Sequence[str], *, topk: int = 5, batch_size: int = 32, progress=None
-                ) -> tuple[list[dict], list[tuple[str, str]]]:
+    def predict(
+        self, paths: Sequence[str], *, topk: int = 5, batch_size: int = 32, progress=None
+    ) -> tuple[list[dict], list[tuple[str, str]]]:
         """-> ([{"path", "topk": [{"index", "name", "prob"}]}], [(path, error)])."""
         from .infer import class_names, softmax
+
         if topk < 1:
             raise ValueError(f"topk must be at least 1, got {topk}")
         rows, errors = [], []
         for start in range(0, len(paths), batch_size):
             imgs, ok = [], []
-            for p in paths[start:start + batch_size]:
+            for p in paths[start : start + batch_size]:
                 try:
                     imgs.append(self.clf.load_image(p))
                     ok.append(p)
                 except Exception as e:  # unreadable, truncated or not an image: listed
                     errors.append((p, f"{type(e).__name__}: {e}"))
             if progress is not None:
-                progress.update(len(paths[start:start + batch_size]))
+                progress.update(len(paths[start : start + batch_size]))
             if not ok:
                 continue
             probs = softmax(self.clf.logits(np.stack(imgs)))
             names = class_names(self.class_names, probs.shape[-1])
-            top = np.argsort(-probs, axis=-1, kind="stable")[:, :min(topk, probs.shape[-1])]
+            top = np.argsort(-probs, axis=-1, kind="stable")[:, : min(topk, probs.shape[-1])]
             for p, idx, pr in zip(ok, top, probs):
-                rows.append({"path": p, "topk": [{"index": int(i), "name": names[i],
-                                                   "prob": float(pr[i])} for i in idx]})
+                rows.append(
+                    {
+                        "path": p,
+                        "topk": [
+                            {"index": int(i), "name": names[i], "prob": float(pr[i])} for i in idx
+                        ],
+                    }
+                )
         return rows, errors
 
 
 def _parser() -> argparse.ArgumentParser:
     from .infer import add_model_args
-    p = argparse.ArgumentParser(prog="python -m edgejax.predict",
-                                description="Top-k classes of images with an edgejax model.")
+
+    p = argparse.ArgumentParser(
+        prog="python -m edgejax.predict",
+        description="Top-k classes of images with an edgejax model.",
+    )
     p.add_argument("inputs", nargs="+", help="image files and / or folders (searched recursively)")
     add_model_args(p)
     p.add_argument("--topk", type=int, default=5)
@@ -117,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .infer import classifier_kwargs
+
     a = _parser().parse_args(argv)
     try:
         files, errors = image_files(a.inputs)
@@ -130,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress = None
         if len(files) > a.batch_size and sys.stderr.isatty():
             from tqdm import tqdm
+
             progress = tqdm(total=len(files), unit="img", file=sys.stderr)
         rows, bad = pred.predict(files, topk=a.topk, batch_size=a.batch_size, progress=progress)
         if progress is not None:
@@ -141,8 +158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path, err in errors:
         print(f"edgejax.predict: skipped {path}: {err}", file=sys.stderr)
     if a.json:
-        print(json.dumps({"model": a.model, "predictions": rows,
-                          "errors": [{"path": p, "error": e} for p, e in errors]}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "model": a.model,
+                    "predictions": rows,
+                    "errors": [{"path": p, "error": e} for p, e in errors],
+                },
+                indent=1,
+            )
+        )
     else:
         for r in rows:
             top = ", ".join(f"{t['name']} {100 * t['prob']:.1f}%" for t in r["topk"])

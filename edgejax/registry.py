@@ -6,6 +6,7 @@ A family file declares its variants as data and registers one builder per timm n
 
 ``create_model`` resolves aliases (the study's names), seeds ``nnx.Rngs`` and forwards overrides.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -15,17 +16,33 @@ from typing import Any, Callable
 
 from flax import nnx
 
-__all__ = ["register_model", "register_alias", "create_model", "list_models", "model_info",
-           "ModelEntry", "get_entry", "count_params"]
+__all__ = [
+    "register_model",
+    "register_alias",
+    "create_model",
+    "list_models",
+    "model_info",
+    "ModelEntry",
+    "get_entry",
+    "count_params",
+]
 
 # timm's default pretrained-cfg values; each registration overrides what differs.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
-_DEFAULT_INFO = dict(input_size=(3, 224, 224), test_input_size=None, crop_pct=0.875,
-                     interpolation="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                     num_classes=1000, hf_hub_id=None, top1=None)
+_DEFAULT_INFO = dict(
+    input_size=(3, 224, 224),
+    test_input_size=None,
+    crop_pct=0.875,
+    interpolation="bicubic",
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    num_classes=1000,
+    hf_hub_id=None,
+    top1=None,
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +58,14 @@ _REGISTRY: dict[str, ModelEntry] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def register_model(name: str, builder: Callable[..., nnx.Module], *, family: str, cfg: Any = None,
-                   info: dict | None = None) -> None:
+def register_model(
+    name: str,
+    builder: Callable[..., nnx.Module],
+    *,
+    family: str,
+    cfg: Any = None,
+    info: dict | None = None,
+) -> None:
     """Register ``name``. ``builder(cfg, *, num_classes, rngs, dtype, **overrides)`` builds it."""
     if name in _REGISTRY or name in _ALIASES:
         raise ValueError(f"model {name!r} is already registered")
@@ -68,8 +91,9 @@ def _unknown(name: str) -> ValueError:
     names = list(_REGISTRY) + list(_ALIASES)
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
     hint = f" Closest registered names: {', '.join(close)}." if close else ""
-    return ValueError(f"Unknown model {name!r}.{hint} See edgejax.list_models() for all "
-                      f"{len(_REGISTRY)} models.")
+    return ValueError(
+        f"Unknown model {name!r}.{hint} See edgejax.list_models() for all {len(_REGISTRY)} models."
+    )
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -93,6 +117,7 @@ def list_models(pattern: str = "*", *, include_aliases: bool = False) -> list[st
 def count_params(model: nnx.Module) -> int:
     """Trainable parameter count (``nnx.Param`` leaves; BatchNorm statistics excluded)."""
     import jax
+
     return int(sum(x.size for x in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param))))
 
 
@@ -120,8 +145,15 @@ def _as_rngs(rngs) -> nnx.Rngs:
     raise TypeError(f"rngs must be an int seed or nnx.Rngs, got {type(rngs).__name__}")
 
 
-def create_model(name: str, *, num_classes: int | None = None, pretrained=None, rngs=None,
-                 dtype=None, **overrides) -> nnx.Module:
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    pretrained=None,
+    rngs=None,
+    dtype=None,
+    **overrides,
+) -> nnx.Module:
     """Build a registered model.
 
     Args:
@@ -139,17 +171,21 @@ def create_model(name: str, *, num_classes: int | None = None, pretrained=None, 
     images normalised with ``model_info(name)['mean'/'std']`` and returns logits ``[B, classes]``.
     """
     entry = get_entry(name)
-    if num_classes is not None and (isinstance(num_classes, bool) or
-                                    not isinstance(num_classes, int) or num_classes < 0):
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0
+    ):
         raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
     if pretrained:
         from .convert import load_pretrained
-        return load_pretrained(entry.name, pretrained, num_classes=num_classes, dtype=dtype,
-                               rngs=rngs, **overrides)
+
+        return load_pretrained(
+            entry.name, pretrained, num_classes=num_classes, dtype=dtype, rngs=rngs, **overrides
+        )
     num_classes = 1000 if num_classes is None else num_classes
     try:
-        model = entry.builder(entry.cfg, num_classes=num_classes, rngs=_as_rngs(rngs), dtype=dtype,
-                              **overrides)
+        model = entry.builder(
+            entry.cfg, num_classes=num_classes, rngs=_as_rngs(rngs), dtype=dtype, **overrides
+        )
     except TypeError as e:
         if "unexpected keyword argument" in str(e):
             raise TypeError(f"{entry.name}: {e}") from None

@@ -16,6 +16,7 @@ exports compare. Prints top-1, top-5, mean cross-entropy, the image count and th
 
 Python: ``validate(Classifier(...), "data/cifar10", split="test") -> dict``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,12 +31,14 @@ import numpy as np
 __all__ = ["validate", "main"]
 
 
-def validate(clf, data: str, *, split: str = "val", batch_size: int = 64,
-             progress: bool = False) -> dict:
+def validate(
+    clf, data: str, *, split: str = "val", batch_size: int = 64, progress: bool = False
+) -> dict:
     """-> {"top1", "top5", "loss", "count", "skipped", "img_s_model", "img_s", "time_s", ...}."""
     from . import data as D
     from .data.sources import class_difference
     from .train.config import resolve_dataset
+
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     src, info = D.build_source(resolve_dataset(data), split)
@@ -44,14 +47,25 @@ def validate(clf, data: str, *, split: str = "val", batch_size: int = 64,
     if differ:
         logging.getLogger("edgejax").warning(
             "%s was trained on other class names than %s has (index: run / data): %s; its "
-            "labels may not mean what the data's do", clf.model, data, differ)
-    loader = D.make_eval_loader(src, global_batch_size=batch_size, image_size=clf.image_size,
-                                crop_pct=clf.crop_pct, interpolation=clf.interpolation)
+            "labels may not mean what the data's do",
+            clf.model,
+            data,
+            differ,
+        )
+    loader = D.make_eval_loader(
+        src,
+        global_batch_size=batch_size,
+        image_size=clf.image_size,
+        crop_pct=clf.crop_pct,
+        interpolation=clf.interpolation,
+    )
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(src), unit="img", desc=f"validate {clf.model} ({clf.source})",
-                   file=sys.stderr)
+
+        bar = tqdm(
+            total=len(src), unit="img", desc=f"validate {clf.model} ({clf.source})", file=sys.stderr
+        )
     top1 = top5 = loss = count = 0.0
     model_s, t0 = 0.0, time.perf_counter()
     for b in loader:
@@ -63,9 +77,11 @@ def validate(clf, data: str, *, split: str = "val", batch_size: int = 64,
         logits = clf.logits(images).astype(np.float64)
         model_s += time.perf_counter() - t
         if logits.shape[-1] != info["num_classes"]:
-            raise ValueError(f"{clf.model} has {logits.shape[-1]} classes, the data "
-                             f"{info['num_classes']} ({data}, split {split}): give a model "
-                             f"trained on this data")
+            raise ValueError(
+                f"{clf.model} has {logits.shape[-1]} classes, the data "
+                f"{info['num_classes']} ({data}, split {split}): give a model "
+                f"trained on this data"
+            )
         z = logits - logits.max(-1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
         loss += float(-logp[np.arange(len(labels)), labels].sum())
@@ -79,24 +95,39 @@ def validate(clf, data: str, *, split: str = "val", batch_size: int = 64,
         bar.close()
     wall = time.perf_counter() - t0
     n = max(count, 1.0)
-    return {"model": clf.model, "source": clf.source, "data": data, "split": split,
-            "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "loss": loss / n,
-            "count": int(count), "skipped": int(loader.stats["skipped"]),
-            "image_size": clf.image_size, "crop_pct": clf.crop_pct,
-            "interpolation": clf.interpolation, "batch_size": batch_size,
-            "img_s_model": count / model_s if model_s else 0.0,
-            "img_s": count / wall if wall else 0.0, "time_s": wall}
+    return {
+        "model": clf.model,
+        "source": clf.source,
+        "data": data,
+        "split": split,
+        "top1": 100.0 * top1 / n,
+        "top5": 100.0 * top5 / n,
+        "loss": loss / n,
+        "count": int(count),
+        "skipped": int(loader.stats["skipped"]),
+        "image_size": clf.image_size,
+        "crop_pct": clf.crop_pct,
+        "interpolation": clf.interpolation,
+        "batch_size": batch_size,
+        "img_s_model": count / model_s if model_s else 0.0,
+        "img_s": count / wall if wall else 0.0,
+        "time_s": wall,
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
     from .infer import add_model_args
-    p = argparse.ArgumentParser(prog="python -m edgejax.validate",
-                                description="top-1 / top-5 / loss of a model on a dataset, in "
-                                            "any format (run, timm weights, ONNX, StableHLO, "
-                                            "LiteRT).")
+
+    p = argparse.ArgumentParser(
+        prog="python -m edgejax.validate",
+        description="top-1 / top-5 / loss of a model on a dataset, in "
+        "any format (run, timm weights, ONNX, StableHLO, "
+        "LiteRT).",
+    )
     add_model_args(p)
-    p.add_argument("--data", required=True,
-                   help="ImageFolder / ArrayRecord folder, digits or tfds:NAME")
+    p.add_argument(
+        "--data", required=True, help="ImageFolder / ArrayRecord folder, digits or tfds:NAME"
+    )
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -109,20 +140,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data.sources import DatasetError
     from .infer import Classifier, classifier_kwargs
     from .train.config import ConfigError
+
     try:
         clf = Classifier(a.model, **classifier_kwargs(a))
-        r = validate(clf, a.data, split=a.split, batch_size=a.batch_size,
-                     progress=not a.no_progress and sys.stderr.isatty())
+        r = validate(
+            clf,
+            a.data,
+            split=a.split,
+            batch_size=a.batch_size,
+            progress=not a.no_progress and sys.stderr.isatty(),
+        )
     except (ValueError, FileNotFoundError, ImportError, DatasetError, ConfigError) as e:
         print(f"edgejax.validate: {e}", file=sys.stderr)
         return 2
     if a.json:
         print(json.dumps(r, indent=1))
     else:
-        print(f"{r['model']} ({r['source']}) on {r['data']} [{r['split']}]: top-1 "
-              f"{r['top1']:.2f}  top-5 {r['top5']:.2f}  loss {r['loss']:.4f}  "
-              f"{r['count']} images  {r['img_s_model']:.1f} img/s (model), "
-              f"{r['img_s']:.1f} img/s (end to end)")
+        print(
+            f"{r['model']} ({r['source']}) on {r['data']} [{r['split']}]: top-1 "
+            f"{r['top1']:.2f}  top-5 {r['top5']:.2f}  loss {r['loss']:.4f}  "
+            f"{r['count']} images  {r['img_s_model']:.1f} img/s (model), "
+            f"{r['img_s']:.1f} img/s (end to end)"
+        )
     return 0
 
 

@@ -17,11 +17,12 @@
 # Parameters. SMALL = tiny settings that run in seconds on a CPU (the tests set
 # EDGEJAX_NB_SMALL=1); otherwise settings meant for a person. Change them freely.
 import os
+
 SMALL = os.environ.get("EDGEJAX_NB_SMALL", "0") == "1"
 # (04_hparam_study's SMALL trials use the same steps, batch and EMA setting.)
-STEPS = 6 if SMALL else 0              # 0 = the config's 15 epochs
-EVAL_EVERY_STEPS = 3 if SMALL else 0   # 0 = the config's (every 5 epochs)
-BATCH = 32 if SMALL else 0             # 0 = the config's 64
+STEPS = 6 if SMALL else 0  # 0 = the config's 15 epochs
+EVAL_EVERY_STEPS = 3 if SMALL else 0  # 0 = the config's (every 5 epochs)
+BATCH = 32 if SMALL else 0  # 0 = the config's 64
 
 # %%
 import sys
@@ -29,6 +30,7 @@ import warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
+
 
 def _repo_root():
     if os.environ.get("EDGEJAX_ROOT"):
@@ -38,6 +40,7 @@ def _repo_root():
             return p
     return None
 
+
 ROOT = _repo_root()
 try:
     import edgejax
@@ -45,12 +48,18 @@ except ImportError:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
     import edgejax
 DATA = (ROOT.parent / "shared" / "data") if ROOT else Path("shared/data")
-WORK = Path(os.environ.get("EDGEJAX_NB_WORKDIR") or (ROOT or Path.cwd()) / "runs" / "notebooks") / "01_quickstart"
+WORK = (
+    Path(os.environ.get("EDGEJAX_NB_WORKDIR") or (ROOT or Path.cwd()) / "runs" / "notebooks")
+    / "01_quickstart"
+)
 WORK.mkdir(parents=True, exist_ok=True)
 
 import jax
-print(f"edgejax {edgejax.__version__}, jax {jax.__version__} on {jax.default_backend()} "
-      f"({jax.device_count()} device(s)); SMALL={SMALL}")
+
+print(
+    f"edgejax {edgejax.__version__}, jax {jax.__version__} on {jax.default_backend()} "
+    f"({jax.device_count()} device(s)); SMALL={SMALL}"
+)
 print("shared data:", DATA if DATA.is_dir() else "absent (the bundled digits are used)")
 print("artefacts in:", WORK)
 
@@ -93,10 +102,23 @@ with config.unlocked():
     config.log.progress = not SMALL
     if SMALL:
         config.ema.decay = 0.0  # one model to evaluate instead of two: less to compile
-for key in ("model.name", "data.dataset", "data.image_size", "global_batch_size",
-            "num_epochs", "num_steps", "optimizer.name", "optimizer.lr",
-            "optimizer.weight_decay", "schedule.name", "schedule.warmup_epochs",
-            "augment.label_smoothing", "ema.decay", "eval.every_epochs", "eval.every_steps"):
+for key in (
+    "model.name",
+    "data.dataset",
+    "data.image_size",
+    "global_batch_size",
+    "num_epochs",
+    "num_steps",
+    "optimizer.name",
+    "optimizer.lr",
+    "optimizer.weight_decay",
+    "schedule.name",
+    "schedule.warmup_epochs",
+    "augment.label_smoothing",
+    "ema.decay",
+    "eval.every_epochs",
+    "eval.every_steps",
+):
     value = config
     for part in key.split("."):
         value = value[part]
@@ -117,8 +139,16 @@ workdir = WORK / "quickstart"
 if SMALL and workdir.exists():
     shutil.rmtree(workdir)  # the tests always train from scratch
 summary = run(config, str(workdir))
-for key in ("status", "step", "total_steps", "best_top1", "best_epoch", "num_params",
-            "time_s", "compile_s"):
+for key in (
+    "status",
+    "step",
+    "total_steps",
+    "best_top1",
+    "best_epoch",
+    "num_params",
+    "time_s",
+    "compile_s",
+):
     print(f"{key:12s} {summary[key]}")
 
 # %% [markdown]
@@ -136,12 +166,16 @@ evals = [r for r in rows if r["kind"] == "eval"]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
 axes[0].plot([r["step"] for r in train], [r["loss"] for r in train], label="train")
 axes[0].plot([r["step"] for r in evals], [r["loss"] for r in evals], "o-", label="val")
-axes[0].set_title("loss"); axes[0].legend()
+axes[0].set_title("loss")
+axes[0].legend()
 axes[1].plot([r["step"] for r in evals], [r["top1"] for r in evals], "o-", label="val")
 if evals and "ema_top1" in evals[0]:
-    axes[1].plot([r["step"] for r in evals], [r["ema_top1"] for r in evals], "s--", label="val, EMA")
+    axes[1].plot(
+        [r["step"] for r in evals], [r["ema_top1"] for r in evals], "s--", label="val, EMA"
+    )
 axes[1].plot([r["step"] for r in train], [100 * r["top1"] for r in train], alpha=0.5, label="train")
-axes[1].set_title("top-1 (%)"); axes[1].legend()
+axes[1].set_title("top-1 (%)")
+axes[1].legend()
 axes[2].plot([r["step"] for r in train], [r["lr"] for r in train])
 axes[2].set_title("learning rate")
 for ax in axes:
@@ -164,8 +198,10 @@ from edgejax.report.predict import predict_run
 absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's notes on read-only checkpoints
 pred = predict_run(workdir)
 labels, preds, class_names = pred["labels"], pred["preds"], pred["class_names"]
-print(f"val top-1 {100 * (labels == preds).mean():.2f}% on {len(labels)} images "
-      f"({'EMA' if pred['ema'] else 'raw'} weights)")
+print(
+    f"val top-1 {100 * (labels == preds).mean():.2f}% on {len(labels)} images "
+    f"({'EMA' if pred['ema'] else 'raw'} weights)"
+)
 confusion = np.zeros((len(class_names),) * 2, int)
 np.add.at(confusion, (labels, preds), 1)
 per_class = confusion.diagonal() / confusion.sum(1).clip(1)
@@ -175,13 +211,21 @@ val, _ = build_source("digits", "val")
 assert (np.asarray([val[i][1] for i in range(len(val))]) == labels).all()  # same order
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw=dict(width_ratios=[1, 1.3]))
 ax0.imshow(confusion, cmap="Blues")
-ax0.set_xlabel("predicted"); ax0.set_ylabel("true"); ax0.set_title("confusion")
-ax0.set_xticks(range(len(class_names)), class_names); ax0.set_yticks(range(len(class_names)), class_names)
-ax1.axis("off"); ax1.set_title("val images: prediction (true)")
+ax0.set_xlabel("predicted")
+ax0.set_ylabel("true")
+ax0.set_title("confusion")
+ax0.set_xticks(range(len(class_names)), class_names)
+ax0.set_yticks(range(len(class_names)), class_names)
+ax1.axis("off")
+ax1.set_title("val images: prediction (true)")
 show = np.r_[np.flatnonzero(labels != preds)[:8], np.flatnonzero(labels == preds)][:16]
 for k, i in enumerate(show):
     sub = ax1.inset_axes([(k % 8) / 8, 0.5 - (k // 8) * 0.5, 0.12, 0.4])
-    sub.imshow(val[int(i)][0]); sub.axis("off")
-    sub.set_title(f"{class_names[preds[i]]} ({class_names[labels[i]]})", fontsize=8,
-                  color="green" if preds[i] == labels[i] else "red")
+    sub.imshow(val[int(i)][0])
+    sub.axis("off")
+    sub.set_title(
+        f"{class_names[preds[i]]} ({class_names[labels[i]]})",
+        fontsize=8,
+        color="green" if preds[i] == labels[i] else "red",
+    )
 plt.show()

@@ -19,14 +19,24 @@
 # Parameters. SMALL = tiny settings that run in seconds on a CPU (the tests set
 # EDGEJAX_NB_SMALL=1); otherwise settings meant for a person. Change them freely.
 import os
+
 SMALL = os.environ.get("EDGEJAX_NB_SMALL", "0") == "1"
-LRS = [4e-3] if SMALL else [1e-3, 4e-3, 1.6e-2]   # AdamW learning rates (grid)
-HFLIPS = [0.0, 0.5]                                 # horizontal-flip probabilities (grid)
+LRS = [4e-3] if SMALL else [1e-3, 4e-3, 1.6e-2]  # AdamW learning rates (grid)
+HFLIPS = [0.0, 0.5]  # horizontal-flip probabilities (grid)
 # SMALL: the same steps as 01_quickstart's SMALL run, so a shared compilation cache
 # (the tests set JAX_COMPILATION_CACHE_DIR) serves both notebooks.
-OVERRIDES = ([("num_steps", 6), ("eval.every_steps", 3), ("global_batch_size", 32),
-              ("ema.decay", 0.0), ("log.progress", False), ("log.every_steps", 1)]
-             if SMALL else [("num_epochs", 3.0), ("eval.every_epochs", 1.0)])
+OVERRIDES = (
+    [
+        ("num_steps", 6),
+        ("eval.every_steps", 3),
+        ("global_batch_size", 32),
+        ("ema.decay", 0.0),
+        ("log.progress", False),
+        ("log.every_steps", 1),
+    ]
+    if SMALL
+    else [("num_epochs", 3.0), ("eval.every_epochs", 1.0)]
+)
 
 # %%
 import sys
@@ -34,6 +44,7 @@ import warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
+
 
 def _repo_root():
     if os.environ.get("EDGEJAX_ROOT"):
@@ -43,6 +54,7 @@ def _repo_root():
             return p
     return None
 
+
 ROOT = _repo_root()
 try:
     import edgejax
@@ -50,12 +62,18 @@ except ImportError:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
     import edgejax
 DATA = (ROOT.parent / "shared" / "data") if ROOT else Path("shared/data")
-WORK = Path(os.environ.get("EDGEJAX_NB_WORKDIR") or (ROOT or Path.cwd()) / "runs" / "notebooks") / "04_hparam_study"
+WORK = (
+    Path(os.environ.get("EDGEJAX_NB_WORKDIR") or (ROOT or Path.cwd()) / "runs" / "notebooks")
+    / "04_hparam_study"
+)
 WORK.mkdir(parents=True, exist_ok=True)
 
 import jax
-print(f"edgejax {edgejax.__version__}, jax {jax.__version__} on {jax.default_backend()} "
-      f"({jax.device_count()} device(s)); SMALL={SMALL}")
+
+print(
+    f"edgejax {edgejax.__version__}, jax {jax.__version__} on {jax.default_backend()} "
+    f"({jax.device_count()} device(s)); SMALL={SMALL}"
+)
 print("shared data:", DATA if DATA.is_dir() else "absent (the bundled digits are used)")
 print("artefacts in:", WORK)
 
@@ -69,7 +87,8 @@ print("artefacts in:", WORK)
 import textwrap
 
 sweep_file = WORK / "sweep_digits.py"
-sweep_file.write_text(textwrap.dedent(f'''
+sweep_file.write_text(
+    textwrap.dedent(f"""
     from edgejax.sweep import categorical, loguniform, sweep_config
 
     def get_config(arg=None):
@@ -82,9 +101,11 @@ sweep_file.write_text(textwrap.dedent(f'''
         s.sampler = "grid"
         s.pruner = "none"
         return s
-    '''))
+    """)
+)
 
 from edgejax.sweep import load_sweep
+
 sweep = load_sweep(str(sweep_file))
 print(sweep)
 
@@ -130,8 +151,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # optuna: importances of a tiny study
     report = build_report([study_dir], WORK / "report", title="digits: flip x learning rate")
 text = report["markdown"].read_text().split("## All runs")[0]
-display(Markdown("\n".join(line for line in text.splitlines()
-                            if not line.startswith("!["))))  # the plots are below
+display(
+    Markdown("\n".join(line for line in text.splitlines() if not line.startswith("![")))
+)  # the plots are below
 
 # %%
 for path in report["plots"]:

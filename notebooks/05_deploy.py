@@ -23,11 +23,12 @@
 # Parameters. SMALL = tiny settings that run in seconds on a CPU (the tests set
 # EDGEJAX_NB_SMALL=1); otherwise settings meant for a person. Change them freely.
 import os
+
 SMALL = os.environ.get("EDGEJAX_NB_SMALL", "0") == "1"
 MODEL = "repvgg_a0" if SMALL else "repvgg_a2"
 RES = 64 if SMALL else 224
-BATCH = 1 if SMALL else 8          # batch size of the latency measurements
-REPS = 5 if SMALL else 50          # timed calls per measurement
+BATCH = 1 if SMALL else 8  # batch size of the latency measurements
+REPS = 5 if SMALL else 50  # timed calls per measurement
 MAX_TIME_S = 3.0 if SMALL else 10.0
 
 # %%
@@ -37,6 +38,7 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 
+
 def _repo_root():
     if os.environ.get("EDGEJAX_ROOT"):
         return Path(os.environ["EDGEJAX_ROOT"]).resolve()
@@ -45,6 +47,7 @@ def _repo_root():
             return p
     return None
 
+
 ROOT = _repo_root()
 try:
     import edgejax
@@ -52,18 +55,25 @@ except ImportError:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
     import edgejax
 DATA = (ROOT.parent / "shared" / "data") if ROOT else Path("shared/data")
-WORK = Path(os.environ.get("EDGEJAX_NB_WORKDIR") or (ROOT or Path.cwd()) / "runs" / "notebooks") / "05_deploy"
+WORK = (
+    Path(os.environ.get("EDGEJAX_NB_WORKDIR") or (ROOT or Path.cwd()) / "runs" / "notebooks")
+    / "05_deploy"
+)
 WORK.mkdir(parents=True, exist_ok=True)
 
 import jax
-print(f"edgejax {edgejax.__version__}, jax {jax.__version__} on {jax.default_backend()} "
-      f"({jax.device_count()} device(s)); SMALL={SMALL}")
+
+print(
+    f"edgejax {edgejax.__version__}, jax {jax.__version__} on {jax.default_backend()} "
+    f"({jax.device_count()} device(s)); SMALL={SMALL}"
+)
 print("shared data:", DATA if DATA.is_dir() else "absent (the bundled digits are used)")
 print("artefacts in:", WORK)
 
 # %%
 import numpy as np
 from edgejax.data.transforms import center_crop_resize
+
 
 def load_examples(n, size, *, crop_pct=0.875, interpolation="bilinear"):
     """n real images as uint8 [n, size, size, 3], their int labels, and the class names.
@@ -76,15 +86,21 @@ def load_examples(n, size, *, crop_pct=0.875, interpolation="bilinear"):
         files = [sorted((root / w).iterdir())[0] for w in wnids]
         class_names = [f.stem.split("_", 1)[1].replace("_", " ") for f in files]
         picks = np.linspace(0, len(wnids) - 1, n).astype(int) if n > 1 else [0]
-        images = np.stack([center_crop_resize(files[i].read_bytes(), size, crop_pct,
-                                              interpolation) for i in picks])
+        images = np.stack(
+            [
+                center_crop_resize(files[i].read_bytes(), size, crop_pct, interpolation)
+                for i in picks
+            ]
+        )
         return images, np.asarray(picks, np.int32), class_names
     import cv2
     from edgejax.data import build_source
+
     source, meta = build_source("digits", "val")
     idx = np.arange(n) * (len(source) // n)
-    images = np.stack([cv2.resize(source[int(i)][0], (size, size), interpolation=cv2.INTER_LINEAR)
-                       for i in idx])
+    images = np.stack(
+        [cv2.resize(source[int(i)][0], (size, size), interpolation=cv2.INTER_LINEAR) for i in idx]
+    )
     labels = np.asarray([source[int(i)][1] for i in idx], np.int32)
     return images, labels, meta["class_names"]
 
@@ -115,8 +131,11 @@ print(MODEL, f"{edgejax.count_params(model):,} parameters; input {x.shape}")
 # ## 1. Benchmark as trained
 
 # %%
-records = [benchmark_model(model, BATCH, resolution=RES, name=MODEL, reps=REPS,
-                           max_time_s=MAX_TIME_S, warmup=2)]
+records = [
+    benchmark_model(
+        model, BATCH, resolution=RES, name=MODEL, reps=REPS, max_time_s=MAX_TIME_S, warmup=2
+    )
+]
 print(format_table(records))
 
 # %% [markdown]
@@ -132,14 +151,26 @@ fused = fuse(model)
 forward = nnx.jit(lambda m, x: m(x))
 y_model = np.asarray(forward(model, x))
 y_fused = np.asarray(forward(fused, x))
-print(f"parameters {edgejax.count_params(model):,} -> {edgejax.count_params(fused):,}; "
-      f"BatchNorms left: {len(unfused_batchnorms(fused))}")
+print(
+    f"parameters {edgejax.count_params(model):,} -> {edgejax.count_params(fused):,}; "
+    f"BatchNorms left: {len(unfused_batchnorms(fused))}"
+)
 print(f"fused vs original logits: max relative error {relative_error(y_fused, y_model):.2e}")
 assert relative_error(y_fused, y_model) < 1e-4
 
-records.append(benchmark_model(fused, BATCH, resolution=RES, name=MODEL, deploy=True,
-                               params_train=edgejax.count_params(model), reps=REPS,
-                               max_time_s=MAX_TIME_S, warmup=2))
+records.append(
+    benchmark_model(
+        fused,
+        BATCH,
+        resolution=RES,
+        name=MODEL,
+        deploy=True,
+        params_train=edgejax.count_params(model),
+        reps=REPS,
+        max_time_s=MAX_TIME_S,
+        warmup=2,
+    )
+)
 print(format_table(records))
 
 # %% [markdown]
@@ -160,12 +191,18 @@ for f in sorted(WORK.glob(onnx_path.name + "*")):  # the graph (+ external weigh
     print(f"  {f.name:32s} {f.stat().st_size / 2**20:6.1f} MiB")
 
 import onnx
+
 graph = onnx.load(str(onnx_path)).graph
 ops = {}
 for node in graph.node:
     ops[node.op_type] = ops.get(node.op_type, 0) + 1
-print("inputs:", [(i.name, [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim])
-                  for i in graph.input])
+print(
+    "inputs:",
+    [
+        (i.name, [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim])
+        for i in graph.input
+    ],
+)
 print("ops:", dict(sorted(ops.items(), key=lambda kv: -kv[1])))
 
 hlo_path = WORK / f"{MODEL}_fused.stablehlo"
@@ -198,9 +235,11 @@ def latency_ms(call, reps=REPS, warmup=2):
         times.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(times))
 
+
 xb = x[:BATCH]
-rows = [(r["model"] + (" fused" if r["deploy"] else ""), "JAX (XLA)", r["lat_ms_p50"])
-        for r in records]
+rows = [
+    (r["model"] + (" fused" if r["deploy"] else ""), "JAX (XLA)", r["lat_ms_p50"]) for r in records
+]
 rows.append((MODEL + " fused", "onnxruntime", latency_ms(lambda: run_onnx(session, xb))))
 print(f"batch {BATCH}, {RES}x{RES}, p50 latency on {jax.devices()[0].device_kind}:")
 for name, runtime, ms in rows:
@@ -211,7 +250,7 @@ import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(6, 2.5))
 labels_ = [f"{name}\n{runtime}" for name, runtime, _ in rows]
-ax.barh(labels_, [ms for *_, ms in rows], color=["C0", "C1", "C2"][:len(rows)])
+ax.barh(labels_, [ms for *_, ms in rows], color=["C0", "C1", "C2"][: len(rows)])
 ax.invert_yaxis()
 ax.set_xlabel(f"p50 latency, ms (batch {BATCH}, {RES}px)")
 plt.tight_layout()

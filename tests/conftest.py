@@ -8,8 +8,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 # Tests compile many small programs once each: cheaper XLA CPU compilation (same float32
 # semantics; measured 1.5-2x less compile time on the equivalence tests).
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
-                      "--xla_llvm_disable_expensive_passes=true")
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+)
 # One persistent XLA compilation cache for the whole session, shared by the xdist workers (they
 # inherit this environment from the controller) and the subprocesses tests start: many tests build
 # the same model and train step from scratch, and the cache turns the repeats into lookups.
@@ -24,8 +25,10 @@ if not os.environ.get("EDGEJAX_TEST_NO_COMPILE_CACHE"):
         import jax
 
         jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-        jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                          float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+        jax.config.update(
+            "jax_persistent_cache_min_compile_time_secs",
+            float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+        )
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

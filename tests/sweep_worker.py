@@ -6,6 +6,7 @@ can kill the worker mid-trial) or, with ``real``, with ``edgejax.train``. Every 
 appends ``{"pid", "first_epoch"}`` to ``<workdir>/starts.jsonl``: the epoch it began from tells
 whether a retried trial resumed where the killed worker left it.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ def slowed(report_fn, epoch_s):
     def report(*args):
         time.sleep(epoch_s)  # after the epoch's row is written: a kill lands between epochs
         return report_fn(*args)
+
     return report
 
 
@@ -40,8 +42,10 @@ def main(argv):
         record_start(workdir, len(eval_records(workdir)) + 1)
         if real:
             from edgejax.train import run
+
             return run(config, workdir, report_fn=report_fn)
         from test_sweep import FakeTrain
+
         return FakeTrain()(config, workdir, report_fn=slowed(report_fn, epoch_s))
 
     def train_group(configs, workdirs, *, report_fn=None, group_dir=None, mode="auto"):
@@ -49,14 +53,22 @@ def main(argv):
             record_start(w, len(eval_records(w)) + 1)
         if real:
             from edgejax.train import run_group
-            return run_group(configs, workdirs, report_fn=report_fn, group_dir=group_dir,
-                             mode=mode)
-        from test_sweep import FakeGroupTrain
-        return FakeGroupTrain()(configs, workdirs, report_fn=slowed(report_fn, epoch_s),
-                                group_dir=group_dir, mode=mode)
 
-    runner = SweepRunner(load_sweep(sweep_path), study_dir, storage=storage, train_fn=train,
-                         group_train_fn=train_group, group_size=group_size)
+            return run_group(configs, workdirs, report_fn=report_fn, group_dir=group_dir, mode=mode)
+        from test_sweep import FakeGroupTrain
+
+        return FakeGroupTrain()(
+            configs, workdirs, report_fn=slowed(report_fn, epoch_s), group_dir=group_dir, mode=mode
+        )
+
+    runner = SweepRunner(
+        load_sweep(sweep_path),
+        study_dir,
+        storage=storage,
+        train_fn=train,
+        group_train_fn=train_group,
+        group_size=group_size,
+    )
     summary = runner.run()
     return 130 if summary["interrupted"] else 0
 

@@ -1,4 +1,5 @@
 """edgejax.bench: input checks before compiling, MAC counts, records, table, command line."""
+
 import json
 
 import pytest
@@ -23,6 +24,7 @@ def test_resolve_models():
 def _no_compile(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("compiled before rejecting bad input")
+
     monkeypatch.setattr(bench, "benchmark_model", boom)
 
 
@@ -50,17 +52,23 @@ def test_cli_bad_input_exit_code(capsys, monkeypatch):
     assert "batch sizes must be positive" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name,train,deploy", [
-    ("repvgg_a2", 5.69, 5.12),              # porting spec section 3 (conv + linear MACs)
-    ("mobilenetv3_large_100", 0.217, 0.217),
-    ("mobilevitv2_050", 0.36, 0.36),
-])
+@pytest.mark.parametrize(
+    "name,train,deploy",
+    [
+        ("repvgg_a2", 5.69, 5.12),  # porting spec section 3 (conv + linear MACs)
+        ("mobilenetv3_large_100", 0.217, 0.217),
+        ("mobilevitv2_050", 0.36, 0.36),
+    ],
+)
 def test_gmacs_match_spec(name, train, deploy):
     import jax
     import jax.numpy as jnp
+
     x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
-    for model, expected in ((nnx.eval_shape(lambda: edgejax.create_model(name)), train),
-                            (nnx.eval_shape(lambda: fuse(edgejax.create_model(name))), deploy)):
+    for model, expected in (
+        (nnx.eval_shape(lambda: edgejax.create_model(name)), train),
+        (nnx.eval_shape(lambda: fuse(edgejax.create_model(name))), deploy),
+    ):
         g, s = nnx.split(model)
         gmacs = bench.count_macs(lambda s, x: nnx.merge(g, s)(x), s, x) / 1e9
         assert gmacs == pytest.approx(expected, rel=0.03)
@@ -68,9 +76,24 @@ def test_gmacs_match_spec(name, train, deploy):
 
 def test_benchmark_records_and_cli(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = bench.main(["--models", "repvgg_a0", "--batch-sizes", "1,2", "--resolution", "32",
-                     "--reps", "3", "--warmup", "1", "--deploy", "--json", str(out),
-                     "--no-progress"])
+    rc = bench.main(
+        [
+            "--models",
+            "repvgg_a0",
+            "--batch-sizes",
+            "1,2",
+            "--resolution",
+            "32",
+            "--reps",
+            "3",
+            "--warmup",
+            "1",
+            "--deploy",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     table = capsys.readouterr().out
     assert "p50 ms" in table and "repvgg_a0" in table
@@ -88,8 +111,9 @@ def test_benchmark_records_and_cli(tmp_path, capsys):
 
 
 def test_benchmark_train_mode():
-    (rec,) = bench.benchmark("mobilenetv3_small_050", [2], resolution=32, mode="train",
-                             warmup=1, reps=2)
+    (rec,) = bench.benchmark(
+        "mobilenetv3_small_050", [2], resolution=32, mode="train", warmup=1, reps=2
+    )
     assert rec["mode"] == "train" and rec["lat_ms_p50"] > 0
     # a train step costs roughly 3x the forward pass
     assert rec["gflops"] > 2 * 2 * rec["gmacs"]
@@ -97,8 +121,10 @@ def test_benchmark_train_mode():
 
 def test_compile_only_runs_nothing(monkeypatch):
     """``reps=0`` (``--reps 0``) compiles and counts but never calls the program."""
+
     def never(*a, **k):
         raise AssertionError("a compile-only benchmark ran the program")
+
     monkeypatch.setattr(bench, "_time_calls", never)
     (rec,) = bench.benchmark("repvgg_a0", [2], resolution=32, reps=0)
     assert rec["compile_s"] > 0 and rec["gmacs"] > 0 and rec["params"] > 0

@@ -5,6 +5,7 @@ variant, the state-dict layout of every variant (without running the big ones), 
 bfloat16, features with num_classes=0, drop path, init, the two weight-only norms, conversions
 (round trip and Facebook's original checkpoint names).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,7 @@ from flax import nnx
 
 import edgejax
 from edgejax.convert import from_timm, load_state_dict, timm_key_map, to_timm
-from edgejax.models.convnext import (ConvNeXt, ConvNeXtConfig, RmsNorm, SimpleNorm,
-                                     drop_path_rates)
+from edgejax.models.convnext import ConvNeXt, ConvNeXtConfig, RmsNorm, SimpleNorm, drop_path_rates
 from edgejax.registry import get_entry
 from timm_fixture_lib import FIXTURE_DIR, build_state_dict, load_fixture
 
@@ -33,7 +33,7 @@ TIMM_PARAMS = {
     "convnext_nano_ols": 15_649_560,
     "convnext_zepto_rms": 2_155_656,
     "convnext_zepto_rms_ols": 2_164_232,
-    "convnext_tiny": 28_589_128,   # the figure quoted by the porting spec
+    "convnext_tiny": 28_589_128,  # the figure quoted by the porting spec
     "convnext_tiny_hnf": 28_589_128,
     "convnext_small": 50_223_688,
     "convnext_base": 88_591_464,
@@ -78,8 +78,9 @@ def test_state_dict_layout_equals_timm(name):
         pytest.skip(f"no fixture for {name}")
     meta, _ = load_fixture(paths[0])
     entry = get_entry(name)
-    model = nnx.eval_shape(lambda: entry.builder(entry.cfg, num_classes=1000, rngs=nnx.Rngs(0),
-                                                 dtype=None))
+    model = nnx.eval_shape(
+        lambda: entry.builder(entry.cfg, num_classes=1000, rngs=nnx.Rngs(0), dtype=None)
+    )
     kmap = timm_key_map(model)
     timm_shapes = {k: tuple(s) for k, s in meta["manifest"]}
     assert sorted(kmap) == sorted(timm_shapes)
@@ -108,22 +109,30 @@ def test_odd_sizes_floor_like_timm():
     padded k3 s2 convs round up (126 -> 63 -> 32 -> 16 -> 8 -> 4). Shapes checked against timm."""
     x = jax.ShapeDtypeStruct((1, 126, 126, 3), jnp.float32)
     for stem, side in (("patch", 3), ("overlap_tiered", 4)):
-        model = ConvNeXt(ConvNeXtConfig(**{**TOY.__dict__, "stem_type": stem}), num_classes=0,
-                         rngs=nnx.Rngs(0))
+        model = ConvNeXt(
+            ConvNeXtConfig(**{**TOY.__dict__, "stem_type": stem}), num_classes=0, rngs=nnx.Rngs(0)
+        )
         assert jax.eval_shape(model.forward_features, x).shape == (1, side, side, 32)
 
 
 def test_num_classes_zero_gives_pooled_features():
     sd = _fixture_sd("convnext_atto")
     full = from_timm("convnext_atto", sd)
-    feats_model = from_timm("convnext_atto", {k: v for k, v in sd.items()
-                                              if not k.startswith("head.fc.")})
+    feats_model = from_timm(
+        "convnext_atto", {k: v for k, v in sd.items() if not k.startswith("head.fc.")}
+    )
     assert feats_model.num_classes == 0 and feats_model.head.fc is None
     x = _x()
     feats = _run(feats_model, x)
     assert feats.shape == (2, 320)
-    pre, raw = _run(full, x, lambda m, x: (m.forward_head(m.forward_features(x), pre_logits=True),
-                                           jnp.mean(m.forward_features(x), axis=(1, 2))))
+    pre, raw = _run(
+        full,
+        x,
+        lambda m, x: (
+            m.forward_head(m.forward_features(x), pre_logits=True),
+            jnp.mean(m.forward_features(x), axis=(1, 2)),
+        ),
+    )
     np.testing.assert_allclose(feats, pre, rtol=1e-5, atol=1e-5)
     # The head norm is applied to the pooled vector, so the features are not the raw pooled map.
     assert not np.allclose(feats, raw, atol=1e-2)
@@ -131,10 +140,12 @@ def test_num_classes_zero_gives_pooled_features():
 
 def test_drop_path_rates_rise_linearly_over_all_blocks():
     entry = get_entry("convnext_tiny")
-    model = nnx.eval_shape(lambda: entry.builder(entry.cfg, num_classes=1000, rngs=nnx.Rngs(0),
-                                                 dtype=None, drop_path_rate=0.1))
-    got = [0.0 if b.drop_path is None else b.drop_path.rate
-           for s in model.stages for b in s.blocks]
+    model = nnx.eval_shape(
+        lambda: entry.builder(
+            entry.cfg, num_classes=1000, rngs=nnx.Rngs(0), dtype=None, drop_path_rate=0.1
+        )
+    )
+    got = [0.0 if b.drop_path is None else b.drop_path.rate for s in model.stages for b in s.blocks]
     np.testing.assert_allclose(got, np.linspace(0, 0.1, 18), atol=1e-7)
     assert drop_path_rates(0.2, (1, 2)) == [[0.0], [0.1, 0.2]]
 
@@ -147,7 +158,7 @@ def test_init_follows_timm():
     np.testing.assert_array_equal(blk.norm.bias[...], 0.0)
     np.testing.assert_array_equal(blk.mlp.fc1.bias[...], 0.0)
     np.testing.assert_array_equal(model.head.fc.bias[...], 0.0)
-    k = np.asarray(model.head.fc.kernel[...])   # 32 x 1000
+    k = np.asarray(model.head.fc.kernel[...])  # 32 x 1000
     assert abs(k.std() - 0.02) < 1e-3 and abs(k.mean()) < 1e-3
     # timm's trunc_normal_(std=.02) truncates at +-2 absolute: no visible cut at 2 std.
     assert np.abs(k).max() > 0.06
@@ -161,7 +172,7 @@ def test_weight_only_norms_match_numpy():
     rms, simple = RmsNorm(16, eps=1e-6), SimpleNorm(16, eps=1e-6)
     rms.weight[...] = w
     simple.weight[...] = w
-    ref_rms = x / np.sqrt(np.mean(x ** 2, -1, keepdims=True) + 1e-6) * w
+    ref_rms = x / np.sqrt(np.mean(x**2, -1, keepdims=True) + 1e-6) * w
     ref_simple = x / np.sqrt(np.var(x, -1, ddof=1, keepdims=True) + 1e-6) * w  # not centred
     np.testing.assert_allclose(rms(jnp.asarray(x)), ref_rms, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(simple(jnp.asarray(x)), ref_simple, rtol=1e-5, atol=1e-6)
@@ -177,13 +188,16 @@ def test_to_timm_round_trip(name):
         assert back[k].shape == v.shape, k
         np.testing.assert_array_equal(back[k], v, err_msg=k)
     assert back["stages.0.blocks.0.mlp.fc1.weight"].ndim == 4
-    if name.endswith("_ols"):   # overlap_act stem: conv, GELU, conv, SimpleNorm (weight only)
+    if name.endswith("_ols"):  # overlap_act stem: conv, GELU, conv, SimpleNorm (weight only)
         assert "stem.3.weight" in back and "stem.3.bias" not in back and "stem.1.weight" not in back
 
 
 def test_hnf_layout():
-    model = nnx.eval_shape(lambda: get_entry("convnext_tiny_hnf").builder(
-        get_entry("convnext_tiny_hnf").cfg, num_classes=1000, rngs=nnx.Rngs(0), dtype=None))
+    model = nnx.eval_shape(
+        lambda: get_entry("convnext_tiny_hnf").builder(
+            get_entry("convnext_tiny_hnf").cfg, num_classes=1000, rngs=nnx.Rngs(0), dtype=None
+        )
+    )
     keys = set(timm_key_map(model))
     assert {"norm_pre.weight", "norm_pre.bias", "head.fc.weight"} <= keys
     assert not any(k.startswith("head.norm") for k in keys)
@@ -191,7 +205,7 @@ def test_hnf_layout():
 
 def test_loads_facebook_checkpoint_names():
     """Original github.com/facebookresearch/ConvNeXt names load through ``timm_remap``."""
-    cfg = ConvNeXtConfig(depths=(1, 2, 1, 1), dims=(8, 16, 24, 32))   # Linear MLP, as FB's
+    cfg = ConvNeXtConfig(depths=(1, 2, 1, 1), dims=(8, 16, 24, 32))  # Linear MLP, as FB's
     ref = ConvNeXt(cfg, rngs=nnx.Rngs(3))
     timm_sd = to_timm(ref)
 
@@ -199,8 +213,8 @@ def test_loads_facebook_checkpoint_names():
         k = k.replace("stem.", "downsample_layers.0.").replace(".conv_dw.", ".dwconv.")
         k = k.replace(".mlp.fc", ".pwconv").replace(".blocks.", ".")
         k = k.replace("head.fc.", "head.").replace("head.norm.", "norm.")
-        if ".downsample." in k:   # stages.i.downsample.j -> downsample_layers.i.j
-            i, rest = k[len("stages."):].split(".downsample.")
+        if ".downsample." in k:  # stages.i.downsample.j -> downsample_layers.i.j
+            i, rest = k[len("stages.") :].split(".downsample.")
             k = f"downsample_layers.{i}.{rest}"
         return k
 

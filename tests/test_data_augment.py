@@ -68,9 +68,12 @@ def _pil_reference(name, im, magnitude, sign):
         table = [min(255, i + add) if i < 128 else i for i in range(256)]
         return im.point(table * 3)
     factor = max(0.1, 1.0 + sign * level * 0.9)
-    enhancers = {"ColorIncreasing": ImageEnhance.Color, "ContrastIncreasing": ImageEnhance.Contrast,
-                 "BrightnessIncreasing": ImageEnhance.Brightness,
-                 "SharpnessIncreasing": ImageEnhance.Sharpness}
+    enhancers = {
+        "ColorIncreasing": ImageEnhance.Color,
+        "ContrastIncreasing": ImageEnhance.Contrast,
+        "BrightnessIncreasing": ImageEnhance.Brightness,
+        "SharpnessIncreasing": ImageEnhance.Sharpness,
+    }
     if name in enhancers:
         return enhancers[name](im).enhance(factor)
     w, h = im.size
@@ -94,8 +97,9 @@ def test_rand_augment_op_matches_pil(name, real_images):
     bound = 0.25 if geometric else 0.02
     for images in real_images:
         for sign in (1.0, -1.0):
-            ref = np.stack([np.asarray(_pil_reference(name, Image.fromarray(x), 9, sign))
-                            for x in images]).astype(np.int32)
+            ref = np.stack(
+                [np.asarray(_pil_reference(name, Image.fromarray(x), 9, sign)) for x in images]
+            ).astype(np.int32)
             got = np.asarray(A.apply_op(jnp.asarray(images), name, 9, sign)).astype(np.int32)
             diff = np.abs(ref - got)
             assert diff.max() <= 1, (name, sign, diff.max())
@@ -121,8 +125,9 @@ def test_non_increasing_levels_follow_timm():
 def test_rand_augment_is_jittable_random_per_sample_and_deterministic():
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.integers(0, 256, (16, 24, 24, 3), dtype=np.uint8))
-    f = jax.jit(lambda k, x: A.rand_augment(k, x, num_ops=2, magnitude=9, magnitude_std=0.5,
-                                            prob=1.0))
+    f = jax.jit(
+        lambda k, x: A.rand_augment(k, x, num_ops=2, magnitude=9, magnitude_std=0.5, prob=1.0)
+    )
     a = f(jax.random.key(0), images)
     b = f(jax.random.key(0), images)
     c = f(jax.random.key(1), images)
@@ -141,9 +146,16 @@ def test_rand_augment_map_equals_vmap(real_images):
     """The CPU path (lax.map + lax.switch: one op computed per sample) gives the same images as
     the vectorised path (every op family computed, then selected) that the PIL tests check."""
     images = jnp.asarray(real_images[0][:12])
-    outs = {impl: np.asarray(jax.jit(lambda k, x, impl=impl: A.rand_augment(
-        k, x, num_ops=2, magnitude=9, magnitude_std=0.5, prob=1.0, impl=impl))(
-        jax.random.key(5), images)) for impl in ("map", "vmap")}
+    outs = {
+        impl: np.asarray(
+            jax.jit(
+                lambda k, x, impl=impl: A.rand_augment(
+                    k, x, num_ops=2, magnitude=9, magnitude_std=0.5, prob=1.0, impl=impl
+                )
+            )(jax.random.key(5), images)
+        )
+        for impl in ("map", "vmap")
+    }
     diff = np.abs(outs["map"].astype(np.int32) - outs["vmap"].astype(np.int32))
     assert diff.max() <= 1 and diff.mean() < 1e-3, (diff.max(), diff.mean())
     with pytest.raises(ValueError, match="impl must be"):
@@ -177,8 +189,9 @@ def test_cutmix_box_area_matches_corrected_lambda():
         assert 0 <= int(yl) <= int(yh) <= 24 and 0 <= int(xl) <= int(xh) <= 40
         assert float(lam_c) == pytest.approx(1 - area / (24 * 40), abs=1e-6)
         assert float(lam_c) >= lam - 1e-6  # clipping only shrinks the box
-    (_, _, _, _), lam_raw = A.cutmix_box(jax.random.key(0), 24, 40, jnp.float32(0.3),
-                                         correct_lam=False)
+    (_, _, _, _), lam_raw = A.cutmix_box(
+        jax.random.key(0), 24, 40, jnp.float32(0.3), correct_lam=False
+    )
     assert float(lam_raw) == pytest.approx(0.3)
 
 
@@ -189,9 +202,11 @@ def test_mixup_cutmix_label_mass_and_pixels(mode):
     images = rng.integers(0, 256, (b, h, w, 3)).astype(np.float32)
     labels = jnp.asarray(rng.integers(0, nc, b))
     alphas = {"mixup": (0.8, 0.0), "cutmix": (0.0, 1.0), "switch": (0.8, 1.0)}[mode]
-    f = jax.jit(lambda k, x, y: A.mixup_cutmix(k, x, y, *alphas, switch_prob=0.5,
-                                               label_smoothing=0.1, num_classes=nc,
-                                               return_lam=True))
+    f = jax.jit(
+        lambda k, x, y: A.mixup_cutmix(
+            k, x, y, *alphas, switch_prob=0.5, label_smoothing=0.1, num_classes=nc, return_lam=True
+        )
+    )
     kinds = set()
     for seed in range(12):
         out, targets, lam = (np.asarray(v) for v in f(jax.random.key(seed), images, labels))
@@ -212,12 +227,16 @@ def test_mixup_cutmix_label_mass_and_pixels(mode):
 
 def test_mixup_prob_zero_keeps_images_and_smooths_labels():
     x = jnp.ones((4, 8, 8, 3))
-    f = jax.jit(lambda k, x, y: A.mixup_cutmix(k, x, y, 0.8, 1.0, prob=0.0, label_smoothing=0.2,
-                                               num_classes=4))
+    f = jax.jit(
+        lambda k, x, y: A.mixup_cutmix(
+            k, x, y, 0.8, 1.0, prob=0.0, label_smoothing=0.2, num_classes=4
+        )
+    )
     out, t = f(jax.random.key(0), x, jnp.array([0, 1, 2, 3]))
     np.testing.assert_array_equal(np.asarray(out), np.asarray(x))
-    np.testing.assert_allclose(np.asarray(t), np.asarray(A.one_hot_smooth(jnp.arange(4), 4, 0.2)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(t), np.asarray(A.one_hot_smooth(jnp.arange(4), 4, 0.2)), rtol=1e-6
+    )
 
 
 # ---------------------------------------------------------------- random erasing, normalize
@@ -247,11 +266,23 @@ def test_normalize_matches_formula():
 
 def test_batch_augment_end_to_end_jit():
     rng = np.random.default_rng(0)
-    batch = {"image": jnp.asarray(rng.integers(0, 256, (8, 16, 16, 3), np.uint8)),
-             "label": jnp.arange(8) % 3}
-    f = jax.jit(lambda k, b: A.batch_augment(
-        k, b, num_classes=3, randaugment=True, mixup_alpha=0.8, cutmix_alpha=1.0,
-        label_smoothing=0.1, re_prob=0.25, dtype=jnp.bfloat16))
+    batch = {
+        "image": jnp.asarray(rng.integers(0, 256, (8, 16, 16, 3), np.uint8)),
+        "label": jnp.arange(8) % 3,
+    }
+    f = jax.jit(
+        lambda k, b: A.batch_augment(
+            k,
+            b,
+            num_classes=3,
+            randaugment=True,
+            mixup_alpha=0.8,
+            cutmix_alpha=1.0,
+            label_smoothing=0.1,
+            re_prob=0.25,
+            dtype=jnp.bfloat16,
+        )
+    )
     images, targets = f(jax.random.fold_in(jax.random.key(0), 7), batch)
     assert images.shape == (8, 16, 16, 3) and images.dtype == jnp.bfloat16
     assert targets.shape == (8, 3)

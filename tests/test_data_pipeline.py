@@ -61,6 +61,7 @@ def test_same_seed_same_batches_whatever_the_threads(digits):
 def test_multiprocessing_workers_give_the_same_batches_even_when_one_is_killed(digits, caplog):
     import multiprocessing
     import signal
+
     src, _ = digits
     n = 30  # the workers hold up to 2 x 4 batches made ahead: the kill must show before the end
     a = _take(_train(src, threads=2), n)
@@ -98,12 +99,23 @@ class DyingSource:
 
 def test_workers_that_keep_dying_stop_with_a_clear_error():
     from edgejax.data import DataWorkerError
-    loader = make_eval_loader(DyingSource(40, fatal=21, parent=os.getpid()), global_batch_size=4,
-                              image_size=4, crop_pct=1.0, process_index=0, process_count=1,
-                              workers=1, threads=1)
+
+    loader = make_eval_loader(
+        DyingSource(40, fatal=21, parent=os.getpid()),
+        global_batch_size=4,
+        image_size=4,
+        crop_pct=1.0,
+        process_index=0,
+        process_count=1,
+        workers=1,
+        threads=1,
+    )
     loader.max_worker_restarts = 1
-    with pytest.raises(DataWorkerError, match=r"eval data: worker processes died 2 times "
-                                              r"\(exit code 3\), the last at batch \d+ of this pass"):
+    with pytest.raises(
+        DataWorkerError,
+        match=r"eval data: worker processes died 2 times "
+        r"\(exit code 3\), the last at batch \d+ of this pass",
+    ):
         list(loader)
 
 
@@ -122,12 +134,21 @@ def test_each_epoch_is_a_new_permutation_without_repeats(digits):
     spe = steps_per_epoch(n, bs)
     # identify records by their (unaugmented) index: use a source of indices as images
     ids = IndexSource(n)
-    loader = make_train_loader(ids, global_batch_size=bs, image_size=4, seed=0, num_epochs=2,
-                               process_index=0, process_count=1, scale=(1, 1), ratio=(1, 1),
-                               hflip=0.0)
+    loader = make_train_loader(
+        ids,
+        global_batch_size=bs,
+        image_size=4,
+        seed=0,
+        num_epochs=2,
+        process_index=0,
+        process_count=1,
+        scale=(1, 1),
+        ratio=(1, 1),
+        hflip=0.0,
+    )
     batches = list(loader)
     assert len(batches) == 2 * spe  # remainder of each epoch dropped, num_epochs honoured
-    seen = [np.concatenate([b["label"] for b in batches[e * spe:(e + 1) * spe]]) for e in (0, 1)]
+    seen = [np.concatenate([b["label"] for b in batches[e * spe : (e + 1) * spe]]) for e in (0, 1)]
     for s in seen:
         assert len(set(s.tolist())) == spe * bs  # no record twice within an epoch
     assert not np.array_equal(seen[0], seen[1])  # reshuffled each epoch
@@ -150,8 +171,15 @@ class IndexSource:
 
 def test_process_shards_union_to_the_global_batch():
     src = IndexSource(100)
-    kw = dict(global_batch_size=16, image_size=4, seed=1, num_epochs=1, scale=(1, 1),
-              ratio=(1, 1), hflip=0.0)
+    kw = dict(
+        global_batch_size=16,
+        image_size=4,
+        seed=1,
+        num_epochs=1,
+        scale=(1, 1),
+        ratio=(1, 1),
+        hflip=0.0,
+    )
     whole = list(make_train_loader(src, process_index=0, process_count=1, **kw))
     parts = [list(make_train_loader(src, process_index=p, process_count=4, **kw)) for p in range(4)]
     assert all(len(p) == len(whole) == 6 for p in parts)
@@ -183,8 +211,15 @@ def test_eval_sees_every_record_once_with_padding_mask():
     for pc in (1, 2):
         labels = []
         for p in range(pc):
-            loader = make_eval_loader(src, global_batch_size=20, image_size=4, crop_pct=1.0,
-                                      interpolation="bilinear", process_index=p, process_count=pc)
+            loader = make_eval_loader(
+                src,
+                global_batch_size=20,
+                image_size=4,
+                crop_pct=1.0,
+                interpolation="bilinear",
+                process_index=p,
+                process_count=pc,
+            )
             batches = list(loader)
             assert len(batches) == 3
             assert all(b["image"].shape == (20 // pc, 4, 4, 3) for b in batches)
@@ -196,11 +231,24 @@ def test_eval_sees_every_record_once_with_padding_mask():
 
 def test_empty_source_fails_before_any_worker():
     with pytest.raises(ValueError, match="empty"):
-        make_train_loader(IndexSource(0), global_batch_size=4, image_size=8, seed=0,
-                          process_index=0, process_count=1, workers=2)
+        make_train_loader(
+            IndexSource(0),
+            global_batch_size=4,
+            image_size=8,
+            seed=0,
+            process_index=0,
+            process_count=1,
+            workers=2,
+        )
     with pytest.raises(ValueError, match="smaller than one global batch"):
-        make_train_loader(IndexSource(3), global_batch_size=4, image_size=8, seed=0,
-                          process_index=0, process_count=1)
+        make_train_loader(
+            IndexSource(3),
+            global_batch_size=4,
+            image_size=8,
+            seed=0,
+            process_index=0,
+            process_count=1,
+        )
 
 
 def test_corrupt_files_are_skipped_counted_and_never_crash(tmp_path):
@@ -208,8 +256,16 @@ def test_corrupt_files_are_skipped_counted_and_never_crash(tmp_path):
     src, info = build_source(str(tmp_path), "train")
     n_bad = sum(not ok for _, _, ok in bad.values())
     assert info["num_records"] == 6 + len(bad)
-    loader = make_train_loader(src, global_batch_size=4, image_size=16, seed=0, num_epochs=3,
-                               process_index=0, process_count=1, threads=2)
+    loader = make_train_loader(
+        src,
+        global_batch_size=4,
+        image_size=16,
+        seed=0,
+        num_epochs=3,
+        process_index=0,
+        process_count=1,
+        threads=2,
+    )
     batches = list(loader)
     assert len(batches) == 3 * (info["num_records"] // 4)
     assert all(b["image"].shape == (4, 16, 16, 3) for b in batches)
@@ -217,8 +273,15 @@ def test_corrupt_files_are_skipped_counted_and_never_crash(tmp_path):
     # replacement drawn at random may be bad too)
     assert info["num_records"] == 16
     assert loader.stats["skipped"] >= 3 * n_bad
-    ev = make_eval_loader(src, global_batch_size=4, image_size=16, crop_pct=0.875,
-                          interpolation="bilinear", process_index=0, process_count=1)
+    ev = make_eval_loader(
+        src,
+        global_batch_size=4,
+        image_size=16,
+        crop_pct=0.875,
+        interpolation="bilinear",
+        process_index=0,
+        process_count=1,
+    )
     masks = np.concatenate([b["mask"] for b in ev])
     assert ev.stats["skipped"] == n_bad
     assert masks.sum() == info["num_records"] - n_bad
@@ -230,8 +293,12 @@ def test_real_cifar_folder_through_the_pipeline():
     src, info = build_source(str(SHARED / "cifar10"), "val")
     assert info["num_classes"] == 10 and info["num_records"] == 10_000
     assert info["class_names"][0] == "airplane"
-    b = _take(make_train_loader(src, global_batch_size=64, image_size=32, seed=0,
-                                process_index=0, process_count=1), 2)
+    b = _take(
+        make_train_loader(
+            src, global_batch_size=64, image_size=32, seed=0, process_index=0, process_count=1
+        ),
+        2,
+    )
     assert b[1]["image"].shape == (64, 32, 32, 3) and b[1]["image"].std() > 20
 
 

@@ -23,8 +23,15 @@ def test_prepare_skips_bad_files_and_roundtrips(tmp_path):
     src = tmp_path / "src"
     bad = X.write_bad_tree(src / "train", per_class=3, large_side=10_000)
     X.write_good_tree(src / "val", classes=("cat", "dog"), per_class=2)
-    meta = P.prepare(str(src), str(tmp_path / "out"), short_side=32, quality=90, shards=2,
-                     workers=0, progress=False)
+    meta = P.prepare(
+        str(src),
+        str(tmp_path / "out"),
+        short_side=32,
+        quality=90,
+        shards=2,
+        workers=0,
+        progress=False,
+    )
     n_bad = sum(not ok for _, _, ok in bad.values())
     train = meta["splits"]["train"]
     assert train["skipped"] == n_bad and len(meta["skipped_files"]) == n_bad
@@ -49,8 +56,15 @@ def test_prepare_skips_bad_files_and_roundtrips(tmp_path):
     widths = sorted(T.decode_image(source[i][0]).shape[1] for i in range(len(source)))
     assert widths[-1] == 5000
     # the shards feed the loaders; corrupt inputs never reach them
-    ev = make_eval_loader(source, global_batch_size=4, image_size=16, crop_pct=1.0,
-                          interpolation="bilinear", process_index=0, process_count=1)
+    ev = make_eval_loader(
+        source,
+        global_batch_size=4,
+        image_size=16,
+        crop_pct=1.0,
+        interpolation="bilinear",
+        process_index=0,
+        process_count=1,
+    )
     assert sum(int(b["mask"].sum()) for b in ev) == len(source) and ev.stats["skipped"] == 0
 
 
@@ -68,10 +82,14 @@ def test_prepare_refuses_to_overwrite_and_resumes(tmp_path):
     (out / "metadata.json").unlink()
     (out / "all-00002-of-00003.array_record").unlink()
     (out / "all-00001-of-00003.array_record").rename(out / "all-00001-of-00003.array_record.tmp")
-    (out / P.STATE_FILE).write_text(json.dumps(
-        {"short_side": 24, "quality": 90, "subsampling": "420", "shards": 3, "source": str(src)}))
-    (out / "all-00000-of-00003.array_record.json").write_text(json.dumps(
-        {"num_records": 3, "per_class": [3, 0], "skipped": []}))
+    (out / P.STATE_FILE).write_text(
+        json.dumps(
+            {"short_side": 24, "quality": 90, "subsampling": "420", "shards": 3, "source": str(src)}
+        )
+    )
+    (out / "all-00000-of-00003.array_record.json").write_text(
+        json.dumps({"num_records": 3, "per_class": [3, 0], "skipped": []})
+    )
     marker = out / "all-00000-of-00003.array_record"
     marker.write_bytes(first)
     mtime = marker.stat().st_mtime_ns
@@ -84,8 +102,9 @@ def test_prepare_refuses_to_overwrite_and_resumes(tmp_path):
     src_ds, _ = build_source(str(out), "val")  # flat tree: split "all" serves every split
     assert len(src_ds) == 10
     # with --overwrite it starts again
-    meta3 = P.prepare(str(src), str(out), short_side=24, shards=1, workers=0, overwrite=True,
-                      progress=False)
+    meta3 = P.prepare(
+        str(src), str(out), short_side=24, shards=1, workers=0, overwrite=True, progress=False
+    )
     assert meta3["splits"]["all"]["files"] == ["all-00000-of-00001.array_record"]
     assert not (out / "all-00001-of-00003.array_record").exists()
 
@@ -95,8 +114,21 @@ def test_cli_parallel_with_progress_and_errors(tmp_path, capsys):
     X.write_good_tree(src, classes=("a", "b", "c"), per_class=4, size=(300, 400))
     out = tmp_path / "out"
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    cmd = [sys.executable, "-m", "edgejax.data.prepare", str(src), str(out), "--short-side", "64",
-           "--quality", "85", "--shards", "2", "--workers", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgejax.data.prepare",
+        str(src),
+        str(out),
+        "--short-side",
+        "64",
+        "--quality",
+        "85",
+        "--shards",
+        "2",
+        "--workers",
+        "2",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "all: 12 records in 2 shards, 0 skipped" in r.stdout
@@ -147,8 +179,14 @@ def test_prepare_real_imagenet_samples_short_side_256(tmp_path):
 def test_subsampling_option_and_bad_settings(tmp_path):
     src = tmp_path / "src"
     X.write_good_tree(src, classes=("a",), per_class=2, size=(80, 120))
-    P.prepare(str(src), str(tmp_path / "o444"), short_side=40, subsampling="444", workers=0,
-              progress=False)
+    P.prepare(
+        str(src),
+        str(tmp_path / "o444"),
+        short_side=40,
+        subsampling="444",
+        workers=0,
+        progress=False,
+    )
     source, _ = build_source(str(tmp_path / "o444"), "train")
     assert simplejpeg.decode_jpeg_header(source[0][0])[3] == "444"
     with pytest.raises(P.PrepareError, match="subsampling must be one of"):
@@ -164,11 +202,14 @@ def test_damaged_shards_are_named_by_the_loader_and_by_check(tmp_path, caplog):
     once; ``prepare --check`` reads every record and names both."""
     X.write_good_tree(tmp_path / "src", classes=("a", "b"), per_class=20)
     out = tmp_path / "out"
-    meta = P.prepare(str(tmp_path / "src"), str(out), short_side=32, shards=3, workers=0,
-                     progress=False)
+    meta = P.prepare(
+        str(tmp_path / "src"), str(out), short_side=32, shards=3, workers=0, progress=False
+    )
     assert meta["splits"]["all"]["file_records"] == [13, 13, 14]
-    assert P.check(str(out)) == (f"{out}: 1 split(s), 3 shard(s), 40 records: every record reads",
-                                 [])
+    assert P.check(str(out)) == (
+        f"{out}: 1 split(s), 3 shard(s), 40 records: every record reads",
+        [],
+    )
     first, second, third = (out / f for f in meta["splits"]["all"]["files"])
     data = bytearray(second.read_bytes())
     data[3000:3200] = bytes(b ^ 0xFF for b in data[3000:3200])  # inside a record's chunk
@@ -180,20 +221,28 @@ def test_damaged_shards_are_named_by_the_loader_and_by_check(tmp_path, caplog):
     assert bad and all(13 <= i < 26 for i in bad)  # in the second shard only
     (msg,) = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
     assert msg.startswith(f"{second}: record {bad[0]} of split 'all' is unreadable (")
-    ev = make_eval_loader(source, global_batch_size=8, image_size=16, crop_pct=1.0,
-                          process_index=0, process_count=1)
+    ev = make_eval_loader(
+        source, global_batch_size=8, image_size=16, crop_pct=1.0, process_index=0, process_count=1
+    )
     assert sum(int(b["mask"].sum()) for b in ev) == 40 - len(bad)
     assert ev.stats["skipped"] == len(bad)
 
     third.write_bytes(third.read_bytes()[: third.stat().st_size // 2])
-    with pytest.raises(S.DatasetError, match=rf"{out}: split 'all' has 1 damaged shard\(s\): "
-                                             rf"{third.name} does not open \(.*truncated"):
+    with pytest.raises(
+        S.DatasetError,
+        match=rf"{out}: split 'all' has 1 damaged shard\(s\): "
+        rf"{third.name} does not open \(.*truncated",
+    ):
         build_source(str(out), "train")
     line, problems = P.check(str(out))
     assert line.endswith("40 records: 2 damaged shard(s)")
     assert [Path(f).name for f, _ in problems] == [second.name, third.name]
     assert problems[0][1].startswith(f"record {bad[0] - 13} of 13 does not read (")
-    r = subprocess.run([sys.executable, "-m", "edgejax.data.prepare", "--check", str(out)],
-                       capture_output=True, text=True, env={"PYTHONPATH": str(REPO),
-                                                            "PATH": "/usr/bin:/bin"}, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "edgejax.data.prepare", "--check", str(out)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     assert r.returncode == 1 and f"  {third.name}: does not open (" in r.stdout

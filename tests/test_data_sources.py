@@ -66,7 +66,8 @@ def test_every_split_numbers_its_classes_as_train_does(tmp_path, caplog):
     assert info["class_names"] == ["airplane", "bird", "cat"] and info["num_classes"] == 3
     assert sorted(src[i][1] for i in range(len(src))) == [0, 2]
     assert [r.getMessage() for r in caplog.records if "classes of" in r.getMessage()] == [
-        f"{tmp_path / 'val'} has no images of 1 of the 3 classes of {tmp_path / 'train'}: bird"]
+        f"{tmp_path / 'val'} has no images of 1 of the 3 classes of {tmp_path / 'train'}: bird"
+    ]
     X.write_good_tree(tmp_path / "val", classes=("dog",), per_class=1)
     with pytest.raises(S.DatasetError, match="class folder.s. dog are not among the 3 classes"):
         build_source(str(tmp_path), "val")
@@ -121,9 +122,15 @@ def _tiny_tfds(data_dir):
         VERSION = tfds.core.Version("1.0.0")
 
         def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(None, None, 3)),
-                "label": tfds.features.ClassLabel(names=["cat", "dog", "emu"])}))
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict(
+                    {
+                        "image": tfds.features.Image(shape=(None, None, 3)),
+                        "label": tfds.features.ClassLabel(names=["cat", "dog", "emu"]),
+                    }
+                ),
+            )
 
         def _split_generators(self, dl_manager):
             return {"train": self._generate_examples(15), "validation": self._generate_examples(6)}
@@ -140,6 +147,7 @@ def _tiny_tfds(data_dir):
 
 def test_tfds_real_dataset_source_and_loader(tmp_path):
     from edgejax.data import make_train_loader
+
     name = _tiny_tfds(tmp_path / "tfds")
     src, info = build_source(f"tfds:{name}:{tmp_path / 'tfds'}", "train")
     assert len(src) == 15 and src.class_names == ["cat", "dog", "emu"]
@@ -223,7 +231,10 @@ def test_rrc_dct_scaled_matches_full_decode():
 def test_eval_geometry_is_timm_floor_then_centre():
     # timm: scale_size = floor(224 / 0.875) = 256; Resize(256) keeps the aspect ratio.
     assert T.eval_resize_size(375, 500, 224, 0.875) == (256, 341)
-    assert T.eval_resize_size(500, 375, 224, 0.95) == (313, 235)  # floor(224 / .95) = 235; int(235 * 500 / 375)
+    assert T.eval_resize_size(500, 375, 224, 0.95) == (
+        313,
+        235,
+    )  # floor(224 / .95) = 235; int(235 * 500 / 375)
     assert math.floor(224 / 0.95) == 235
     img = np.zeros((100, 200, 3), np.uint8)
     img[:, 100:] = 255  # right half white

@@ -1,4 +1,5 @@
 """edgejax.deploy.fuse: outputs unchanged, parameter counts as expected, for every paper model."""
+
 import jax
 import numpy as np
 import pytest
@@ -12,13 +13,24 @@ from edgejax.layers import BatchNorm2d
 # timm's / the porting spec's counts; deploy: RepVGG re-parameterised, BNs folded, ConvNeXt's
 # layer scales folded.
 TRAIN_PARAMS = {
-    "efficientnetv2_s": 21_458_488, "tf_efficientnetv2_s": 21_458_488,
-    "convnext_tiny": 28_589_128, "mobilevitv2_050": 1_370_593, "mobilevitv2_075": 2_866_009,
-    "mobilevitv2_100": 4_901_841, "mobilenetv3_large_100": 5_483_032,
-    "tiny_vit_21m_224": 21_198_568, "repvgg_a2": 28_210_600,
+    "efficientnetv2_s": 21_458_488,
+    "tf_efficientnetv2_s": 21_458_488,
+    "convnext_tiny": 28_589_128,
+    "mobilevitv2_050": 1_370_593,
+    "mobilevitv2_075": 2_866_009,
+    "mobilevitv2_100": 4_901_841,
+    "mobilenetv3_large_100": 5_483_032,
+    "tiny_vit_21m_224": 21_198_568,
+    "repvgg_a2": 28_210_600,
 }
-SLOW = {"efficientnetv2_s", "tf_efficientnetv2_s", "convnext_tiny", "tiny_vit_21m_224",
-        "mobilevitv2_075", "mobilevitv2_100"}
+SLOW = {
+    "efficientnetv2_s",
+    "tf_efficientnetv2_s",
+    "convnext_tiny",
+    "tiny_vit_21m_224",
+    "mobilevitv2_075",
+    "mobilevitv2_100",
+}
 
 
 def _bn_channels(model):
@@ -58,8 +70,9 @@ def _outputs_before_after(model, x):
     return both(state, x)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
-                                  for n in PAPER_MODELS])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in PAPER_MODELS]
+)
 def test_fused_outputs_equal(name):
     model = build_model(name)  # random weights and random BatchNorm statistics
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 64, 64, 3))
@@ -79,16 +92,20 @@ def test_convnext_channels_first_stages_equal(name):
     fused = fuse(model)
     assert all(b.gamma is None for st in fused.stages for b in st.blocks)
     x = jax.random.normal(jax.random.PRNGKey(2), (2, 64, 64, 3))
-    run = lambda m: np.asarray(jax.jit(lambda s, x: nnx.merge(nnx.graphdef(m), s)(x))(
-        nnx.state(m), x))
+    run = lambda m: np.asarray(
+        jax.jit(lambda s, x: nnx.merge(nnx.graphdef(m), s)(x))(nnx.state(m), x)
+    )
     y = run(model)
     for m in (model, fused):
         with channels_first():
             y_cf = run(m)
         assert np.max(np.abs(y_cf - y)) / np.max(np.abs(y)) <= 1e-5
     # every conv ran on an NCHW map: stem, 3 downsamples, each block's dw, fc1, fc2
-    n_convs = (sum(isinstance(m, edgejax.layers.Conv2d) for m in fused.stem) + 3
-               + 3 * sum(len(st.blocks) for st in model.stages))
+    n_convs = (
+        sum(isinstance(m, edgejax.layers.Conv2d) for m in fused.stem)
+        + 3
+        + 3 * sum(len(st.blocks) for st in model.stages)
+    )
     with channels_first():
         specs = _conv_lhs_specs(jax.make_jaxpr(lambda x: fused(x))(x).jaxpr)
     assert specs == [(0, 1, 2, 3)] * n_convs
@@ -104,8 +121,9 @@ def test_tiny_vit_channels_first_stages_equal():
     fused = fuse(model)
     assert all(b.attn.scale == 1.0 for st in fused.stages[1:] for b in st.blocks)  # folded
     x = jax.random.normal(jax.random.PRNGKey(3), (2, 112, 112, 3))
-    run = lambda m: np.asarray(jax.jit(lambda s, x: nnx.merge(nnx.graphdef(m), s)(x))(
-        nnx.state(m), x))
+    run = lambda m: np.asarray(
+        jax.jit(lambda s, x: nnx.merge(nnx.graphdef(m), s)(x))(nnx.state(m), x)
+    )
     y = run(model)
     for m in (model, fused):
         for cf in (False, True):
@@ -144,8 +162,9 @@ def test_fuse_public_api_repvgg():
     assert all(b.reparam_conv is None for b in model.stages[0])  # input untouched
     assert all(b.reparam_conv is not None for b in fused.stages[0])
     x = jax.random.normal(jax.random.PRNGKey(1), (2, 32, 32, 3))
-    run = lambda m: np.asarray(jax.jit(lambda s, x: nnx.merge(nnx.graphdef(m), s)(x))(
-        nnx.state(m), x))
+    run = lambda m: np.asarray(
+        jax.jit(lambda s, x: nnx.merge(nnx.graphdef(m), s)(x))(nnx.state(m), x)
+    )
     y, yf = run(model), run(fused)
     assert np.max(np.abs(y - yf)) / np.max(np.abs(y)) <= 1e-5
     # fusing twice is a no-op

@@ -1,4 +1,5 @@
 """EfficientNetV2 family tests (numeric equivalence with timm lives in test_timm_equivalence.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,22 +10,41 @@ from flax import nnx
 from jitted import fwd
 import edgejax
 from edgejax.layers import BatchNorm2d
-from edgejax.models._efficientnet_blocks import (BlockDef, ConvBnAct, EdgeResidual, GlobalContext,
-                                                 InvertedResidual, er, scale_stage_depth)
+from edgejax.models._efficientnet_blocks import (
+    BlockDef,
+    ConvBnAct,
+    EdgeResidual,
+    GlobalContext,
+    InvertedResidual,
+    er,
+    scale_stage_depth,
+)
 from edgejax.registry import model_info
-from test_mobilenetv3 import (abstract_model, assert_every_param_has_grad, fold_bn_everywhere,
-                              randomize_bn_stats)
+from test_mobilenetv3 import (
+    abstract_model,
+    assert_every_param_has_grad,
+    fold_bn_everywhere,
+    randomize_bn_stats,
+)
 
 # timm 1.0.31, 1000-class head.
 PARAMS = {
-    "efficientnetv2_rw_t": 13_649_388, "gc_efficientnetv2_rw_t": 13_677_713,
-    "efficientnetv2_rw_s": 23_941_296, "efficientnetv2_rw_m": 53_236_442,
-    "efficientnetv2_s": 21_458_488, "efficientnetv2_m": 54_139_356,
-    "efficientnetv2_l": 118_515_272, "efficientnetv2_xl": 208_119_808,
-    "tf_efficientnetv2_s": 21_458_488, "tf_efficientnetv2_m": 54_139_356,
-    "tf_efficientnetv2_l": 118_515_272, "tf_efficientnetv2_xl": 208_119_808,
-    "tf_efficientnetv2_b0": 7_139_704, "tf_efficientnetv2_b1": 8_141_052,
-    "tf_efficientnetv2_b2": 10_096_086, "tf_efficientnetv2_b3": 14_358_406,
+    "efficientnetv2_rw_t": 13_649_388,
+    "gc_efficientnetv2_rw_t": 13_677_713,
+    "efficientnetv2_rw_s": 23_941_296,
+    "efficientnetv2_rw_m": 53_236_442,
+    "efficientnetv2_s": 21_458_488,
+    "efficientnetv2_m": 54_139_356,
+    "efficientnetv2_l": 118_515_272,
+    "efficientnetv2_xl": 208_119_808,
+    "tf_efficientnetv2_s": 21_458_488,
+    "tf_efficientnetv2_m": 54_139_356,
+    "tf_efficientnetv2_l": 118_515_272,
+    "tf_efficientnetv2_xl": 208_119_808,
+    "tf_efficientnetv2_b0": 7_139_704,
+    "tf_efficientnetv2_b1": 8_141_052,
+    "tf_efficientnetv2_b2": 10_096_086,
+    "tf_efficientnetv2_b3": 14_358_406,
 }
 
 
@@ -84,16 +104,15 @@ def test_fuse_pairs_fold_exactly(b0):
     ref = fwd(b0, x)
     fused, n = fold_bn_everywhere(b0)
     assert n == sum(isinstance(m, BatchNorm2d) for _, m in nnx.iter_modules(b0))
-    np.testing.assert_allclose(np.asarray(fwd(fused, x)), np.asarray(ref), rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(np.asarray(fwd(fused, x)), np.asarray(ref), rtol=1e-4, atol=1e-4)
 
 
 # tf_efficientnetv2_b0's gradients are also checked from timm weights in the default suite
 # (test_timm_equivalence.py); global context only here.
-@pytest.mark.parametrize("name", [pytest.param("tf_efficientnetv2_b0", marks=pytest.mark.slow),
-                                  "gc_efficientnetv2_rw_t"])
+@pytest.mark.parametrize(
+    "name", [pytest.param("tf_efficientnetv2_b0", marks=pytest.mark.slow), "gc_efficientnetv2_rw_t"]
+)
 def test_every_parameter_gets_a_gradient(name):
     # GlobalContext's conv_attn has one output channel feeding a softmax over positions, which is
     # shift invariant: its bias has a zero gradient by construction (in timm too).
-    assert_every_param_has_grad(edgejax.create_model(name, rngs=0),
-                                exempt=("se.conv_attn.bias",))
+    assert_every_param_has_grad(edgejax.create_model(name, rngs=0), exempt=("se.conv_attn.bias",))

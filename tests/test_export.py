@@ -1,4 +1,5 @@
 """edgejax.export: ONNX files run in onnxruntime and StableHLO round trips equal JAX."""
+
 import numpy as np
 import pytest
 import jax
@@ -25,14 +26,19 @@ def _x(batch, seed=0):
     return np.random.default_rng(seed).standard_normal((batch, RES, RES, 3), dtype=np.float32)
 
 
-@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in PAPER_MODELS])
+@pytest.mark.parametrize(
+    "name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in PAPER_MODELS]
+)
 def test_onnx_matches_jax(name, tmp_path):
     model = build_model(name)
     if name.startswith("repvgg"):
         model = fuse(model)  # the deploy form, as exported with --deploy
-    path = export.export_onnx(model, str(tmp_path / f"{name}.onnx"), resolution=RES,
-                              dynamic_batch=name == "mobilevitv2_050")
+    path = export.export_onnx(
+        model,
+        str(tmp_path / f"{name}.onnx"),
+        resolution=RES,
+        dynamic_batch=name == "mobilevitv2_050",
+    )
     x = _x(2 if name == "mobilevitv2_050" else 1)
     err = export.relative_error(export.run_onnx(path, x), _jax_logits(model, x))
     assert err <= 1e-4, err
@@ -41,10 +47,11 @@ def test_onnx_matches_jax(name, tmp_path):
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_stablehlo_round_trip(dynamic, tmp_path):
     model = build_model("mobilenetv3_large_100")
-    path = export.export_stablehlo(model, str(tmp_path / "m.stablehlo"), resolution=RES,
-                                   batch_size=2, dynamic_batch=dynamic)
+    path = export.export_stablehlo(
+        model, str(tmp_path / "m.stablehlo"), resolution=RES, batch_size=2, dynamic_batch=dynamic
+    )
     exported = export.load_stablehlo(path)
-    for b in ((1, 3) if dynamic else (2,)):
+    for b in (1, 3) if dynamic else (2,):
         x = _x(b, seed=b)
         got = np.asarray(exported.call(x))
         assert got.shape == (b, 1000)
@@ -53,8 +60,19 @@ def test_stablehlo_round_trip(dynamic, tmp_path):
 
 def test_cli_stablehlo(tmp_path, capsys):
     out = tmp_path / "a0.stablehlo"
-    rc = export.main(["--model", "repvgg_a0", "--format", "stablehlo", "--out", str(out),
-                      "--resolution", "32", "--deploy"])
+    rc = export.main(
+        [
+            "--model",
+            "repvgg_a0",
+            "--format",
+            "stablehlo",
+            "--out",
+            str(out),
+            "--resolution",
+            "32",
+            "--deploy",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert out.stat().st_size > 1e6
     assert "relative error" in capsys.readouterr().out
@@ -64,19 +82,30 @@ def test_cli_bad_input(tmp_path, capsys):
     out = str(tmp_path / "x.onnx")
     assert export.main(["--model", "repvgg_a9", "--format", "onnx", "--out", out]) == 2
     assert "Unknown model 'repvgg_a9'" in capsys.readouterr().err
-    assert export.main(["--model", "repvgg_a0", "--format", "onnx", "--out", out,
-                        "--batch", "0"]) == 2
+    assert (
+        export.main(["--model", "repvgg_a0", "--format", "onnx", "--out", out, "--batch", "0"]) == 2
+    )
     assert "--batch must be a positive integer" in capsys.readouterr().err
-    assert export.main(["--model", "repvgg_a0", "--format", "onnx", "--out", out,
-                        "--resolution", "16"]) == 2
+    assert (
+        export.main(
+            ["--model", "repvgg_a0", "--format", "onnx", "--out", out, "--resolution", "16"]
+        )
+        == 2
+    )
     assert "does not support resolution 16" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         export.main(["--model", "repvgg_a0", "--format", "tensorrt", "--out", out])
-    assert export.main(["--model", "repvgg_a0", "--format", "stablehlo", "--out", out,
-                        "--winograd"]) == 2
+    assert (
+        export.main(["--model", "repvgg_a0", "--format", "stablehlo", "--out", out, "--winograd"])
+        == 2
+    )
     assert "--winograd applies to --format onnx only" in capsys.readouterr().err
-    assert export.main(["--model", "repvgg_a0", "--format", "stablehlo", "--out", out,
-                        "--channels-last"]) == 2
+    assert (
+        export.main(
+            ["--model", "repvgg_a0", "--format", "stablehlo", "--out", out, "--channels-last"]
+        )
+        == 2
+    )
     assert "--channels-last applies to --format onnx only" in capsys.readouterr().err
 
 
@@ -92,9 +121,22 @@ def test_channels_first_export_writes_1x1_convs(tmp_path, capsys):
     ops = {}
     for cl in (False, True):
         path = str(tmp_path / f"cl{cl}.onnx")
-        rc = export.main(["--model", "tiny_vit_5m_224", "--deploy", "--format", "onnx", "--out",
-                          path, "--resolution", str(RES), "--dynamic-batch", "--no-verify"]
-                         + ["--channels-last"] * cl)
+        rc = export.main(
+            [
+                "--model",
+                "tiny_vit_5m_224",
+                "--deploy",
+                "--format",
+                "onnx",
+                "--out",
+                path,
+                "--resolution",
+                str(RES),
+                "--dynamic-batch",
+                "--no-verify",
+            ]
+            + ["--channels-last"] * cl
+        )
         assert rc == 0, capsys.readouterr().err
         ops[cl] = [n.op_type for n in onnx.load(path).graph.node]
         assert export.relative_error(export.run_onnx(path, x), ref) <= 1e-4
@@ -105,10 +147,23 @@ def test_channels_first_export_writes_1x1_convs(tmp_path, capsys):
 
 def test_pretrained_that_does_not_fit(tmp_path, capsys):
     from safetensors.numpy import save_file
+
     bad = tmp_path / "bad.safetensors"
     save_file({"stem.conv_kxk.conv.weight": np.zeros((8, 3, 3, 3), np.float32)}, str(bad))
-    rc = export.main(["--model", "repvgg_a0", "--format", "onnx", "--out",
-                      str(tmp_path / "x.onnx"), "--pretrained", str(bad), "--resolution", "32"])
+    rc = export.main(
+        [
+            "--model",
+            "repvgg_a0",
+            "--format",
+            "onnx",
+            "--out",
+            str(tmp_path / "x.onnx"),
+            "--pretrained",
+            str(bad),
+            "--resolution",
+            "32",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "stem.conv_kxk.conv.weight" in err  # the converter lists the bad / missing keys
@@ -118,8 +173,18 @@ def test_checkpoint_flag(tmp_path, capsys):
     try:
         from edgejax.train.checkpoint import load_model  # noqa: F401
     except ImportError:
-        rc = export.main(["--model", "repvgg_a0", "--format", "onnx", "--out",
-                          str(tmp_path / "x.onnx"), "--checkpoint", str(tmp_path)])
+        rc = export.main(
+            [
+                "--model",
+                "repvgg_a0",
+                "--format",
+                "onnx",
+                "--out",
+                str(tmp_path / "x.onnx"),
+                "--checkpoint",
+                str(tmp_path),
+            ]
+        )
         assert rc == 2
         assert "edgejax.train.checkpoint.load_model" in capsys.readouterr().err
     else:
@@ -135,8 +200,13 @@ def test_layer_norms_become_single_onnx_ops(tmp_path):
     ref = _jax_logits(model, x)
     ops = {}
     for fused in (False, True):
-        path = export.export_onnx(model, str(tmp_path / f"m{fused}.onnx"), resolution=RES,
-                                  dynamic_batch=True, fuse_layer_norms=fused)
+        path = export.export_onnx(
+            model,
+            str(tmp_path / f"m{fused}.onnx"),
+            resolution=RES,
+            dynamic_batch=True,
+            fuse_layer_norms=fused,
+        )
         ops[fused] = [n.op_type for n in onnx.load(path).graph.node]
         err = export.relative_error(export.run_onnx(path, x), ref)
         assert err <= 1e-4, (fused, err)
@@ -155,21 +225,34 @@ def test_winograd_convs_match_the_direct_convs(tmp_path):
     model = fuse(build_model("repvgg_a0"))
     x = _x(3)
     ref = _jax_logits(model, x)
-    path = export.export_onnx(model, str(tmp_path / "direct.onnx"), resolution=RES,
-                              dynamic_batch=True)
+    path = export.export_onnx(
+        model, str(tmp_path / "direct.onnx"), resolution=RES, dynamic_batch=True
+    )
     direct = onnx.load(path)
     convs = [n.op_type for n in direct.graph.node].count("Conv")
     # At 64 px both maps are multiples of 4: the default tiles give F(4x4), tiles=(2,) F(2x2).
     # At 96 px (stage 2 at 12x12, stage 3 at 6x6) the default tiles mix F(4x4) and F(2x2), and
     # tiles=(4,) leaves stage 3 direct.
     for min_channels, tiles, res, expected in (
-            (export.WINOGRAD_MIN_CHANNELS, export.WINOGRAD_TILES, RES, 13), (64, (2,), RES, 16),
-            (64, (4, 2), 96, 16), (64, (4,), 96, 3), (1000, (4, 2), RES, 0)):
-        xr = x if res == RES else np.random.default_rng(1).standard_normal((2, res, res, 3),
-                                                                          dtype=np.float32)
+        (export.WINOGRAD_MIN_CHANNELS, export.WINOGRAD_TILES, RES, 13),
+        (64, (2,), RES, 16),
+        (64, (4, 2), 96, 16),
+        (64, (4,), 96, 3),
+        (1000, (4, 2), RES, 0),
+    ):
+        xr = (
+            x
+            if res == RES
+            else np.random.default_rng(1).standard_normal((2, res, res, 3), dtype=np.float32)
+        )
         ref_r = ref if res == RES else _jax_logits(model, xr)
-        src = path if res == RES else export.export_onnx(
-            model, str(tmp_path / f"direct{res}.onnx"), resolution=res, dynamic_batch=True)
+        src = (
+            path
+            if res == RES
+            else export.export_onnx(
+                model, str(tmp_path / f"direct{res}.onnx"), resolution=res, dynamic_batch=True
+            )
+        )
         proto = onnx.load(src)
         n_conv = [n.op_type for n in proto.graph.node].count("Conv")
         assert export.winograd_convs(proto, min_channels=min_channels, tiles=tiles) == expected
@@ -181,7 +264,8 @@ def test_winograd_convs_match_the_direct_convs(tmp_path):
     with pytest.raises(ValueError, match="tiles must be output tile sizes"):
         export.winograd_convs(onnx.load(path), tiles=(3,))
     # export_onnx(winograd=True) is the same rewrite
-    path = export.export_onnx(model, str(tmp_path / "w.onnx"), resolution=RES, batch_size=3,
-                              winograd=True)
+    path = export.export_onnx(
+        model, str(tmp_path / "w.onnx"), resolution=RES, batch_size=3, winograd=True
+    )
     assert [n.op_type for n in onnx.load(path).graph.node].count("Conv") == convs - 13
     assert export.relative_error(export.run_onnx(path, x), ref) <= 1e-5

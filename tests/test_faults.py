@@ -1,4 +1,5 @@
 """Faults real runs meet, tried for real: a disk that fills up mid-run."""
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,11 @@ def small_disk(tmp_path):
     """A 9 MB tmpfs: one checkpoint of the tiny run fits, two do not."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=9m", f"edgejax-{uuid.uuid4().hex[:8]}",
-                        str(mnt)], capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=9m", f"edgejax-{uuid.uuid4().hex[:8]}", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()}); needs root")
     yield mnt
@@ -70,6 +74,7 @@ def test_disk_full_while_saving_says_so_once_and_resumes(tmp_path, small_disk):
 
 def test_unwritable_workdir_fails_before_compiling(tmp_path):
     from edgejax.train import ConfigError, base_config, run
+
     ro = tmp_path / "ro"
     ro.mkdir()
     os.chmod(ro, 0o500)
@@ -87,6 +92,7 @@ def test_unwritable_workdir_fails_before_compiling(tmp_path):
 
 def _tiny(**kw):
     from test_train_core import tiny_config  # tests/ is on sys.path
+
     return tiny_config(**kw)
 
 
@@ -97,6 +103,7 @@ def test_images_unreadable_mid_run_are_skipped_and_counted(tmp_path, capsys):
     from edgejax.data import testing as X
     from edgejax.sweep import eval_records
     from edgejax.train import run
+
     data = tmp_path / "data"
     classes = tuple("abcdefghij")  # ten, as the digits of the other tiny runs: one program
     X.write_good_tree(data / "train", classes=classes, per_class=4, size=(40, 40))
@@ -132,7 +139,8 @@ def test_images_unreadable_mid_run_are_skipped_and_counted(tmp_path, capsys):
 
 @pytest.mark.slow  # three training runs; the loader's own restart and error are default tests
 def test_data_workers_lost_for_good_save_the_step_and_the_rerun_resumes_exactly(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """Data workers that keep dying (here: the loader raising as it does after its restarts)
     stop the run with one message; the step reached is saved, and re-running the same command
     ends where an uninterrupted run ends, bit for bit."""
@@ -141,6 +149,7 @@ def test_data_workers_lost_for_good_save_the_step_and_the_rerun_resumes_exactly(
     from edgejax.data import DataWorkerError, pipeline
     from edgejax.train import run
     from edgejax.train.checkpoint import load_weights
+
     c = _tiny(**{"num_steps": 5, "eval.every_steps": 100, "checkpoint.every_steps": 100})
     run(c, str(tmp_path / "whole"))
 
@@ -149,13 +158,18 @@ def test_data_workers_lost_for_good_save_the_step_and_the_rerun_resumes_exactly(
     def dying_iter(self):
         for i, batch in enumerate(real_iter(self)):
             if self.name == "train" and i == 3:
-                raise DataWorkerError("train data: worker processes died 4 times (killed by "
-                                      "SIGKILL), the last at batch 3 of this pass")
+                raise DataWorkerError(
+                    "train data: worker processes died 4 times (killed by "
+                    "SIGKILL), the last at batch 3 of this pass"
+                )
             yield batch
 
     monkeypatch.setattr(pipeline.Loader, "__iter__", dying_iter)
-    with pytest.raises(DataWorkerError, match=r"died 4 times .*Saved step 3 in .*checkpoints: "
-                                              r"run the same command again to resume"):
+    with pytest.raises(
+        DataWorkerError,
+        match=r"died 4 times .*Saved step 3 in .*checkpoints: "
+        r"run the same command again to resume",
+    ):
         run(c, str(tmp_path / "cut"))
     monkeypatch.setattr(pipeline.Loader, "__iter__", real_iter)
     s = run(c, str(tmp_path / "cut"))

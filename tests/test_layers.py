@@ -1,4 +1,5 @@
 """Leaf layers: the CPU depthwise-conv path (shifted multiply-adds) against XLA's grouped conv."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,8 +10,14 @@ import edgejax
 from edgejax.layers import Conv2d
 
 CASES = [  # kernel, stride, padding (None = timm symmetric), dilation, input size
-    (3, 1, None, 1, 9), (3, 2, None, 1, 9), (5, 2, None, 1, 10), (7, 1, None, 1, 8),
-    (3, 1, "same", 1, 9), (5, 2, "same", 1, 10), (3, 2, "same", 1, 8), (3, 1, None, 2, 11),
+    (3, 1, None, 1, 9),
+    (3, 2, None, 1, 9),
+    (5, 2, None, 1, 10),
+    (7, 1, None, 1, 8),
+    (3, 1, "same", 1, 9),
+    (5, 2, "same", 1, 10),
+    (3, 2, "same", 1, 8),
+    (3, 1, None, 2, 11),
     ((3, 5), 1, None, 1, 9),
 ]
 

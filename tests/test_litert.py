@@ -1,5 +1,6 @@
 """LiteRT export and int8 post-training quantization (ONNX and LiteRT): files run in their
 runtimes as the JAX model does, quantised files stay close, bad calibration input is named."""
+
 import json
 
 import numpy as np
@@ -25,13 +26,15 @@ def _jax_logits(model, x):
     return np.asarray(jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))(state, x))
 
 
-@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in PAPER_MODELS])
+@pytest.mark.parametrize(
+    "name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in PAPER_MODELS]
+)
 def test_litert_matches_jax(name, tmp_path):
     res = RES.get(name, 64)
     model = fuse(build_model(name))
-    path = export.export_litert(model, str(tmp_path / f"{name}.tflite"), resolution=res,
-                                batch_size=2, name=name)
+    path = export.export_litert(
+        model, str(tmp_path / f"{name}.tflite"), resolution=res, batch_size=2, name=name
+    )
     run, shape = export.litert_runner(path)
     assert shape == [2, res, res, 3]
     x = np.random.default_rng(0).standard_normal((2, res, res, 3), dtype=np.float32)
@@ -41,14 +44,14 @@ def test_litert_matches_jax(name, tmp_path):
 
 @pytest.fixture(scope="module")
 def cal():
-    return export.calibration_images("mobilenetv3_small_050", "digits", samples=32,
-                                     image_size=32)
+    return export.calibration_images("mobilenetv3_small_050", "digits", samples=32, image_size=32)
 
 
 def test_calibration_images_use_the_eval_transform(cal):
     from edgejax.data import build_source
     from edgejax.data import transforms as T
     from edgejax.registry import model_info
+
     assert cal.shape == (32, 32, 32, 3) and cal.dtype == np.float32
     src, _ = build_source("digits", "train")
     first = np.random.default_rng(0).permutation(len(src))[0]  # the seeded draw
@@ -73,12 +76,14 @@ def test_int8_stays_close_to_float(fmt, tmp_path, cal):
         sess = export.onnx_session(str(q))
         got = np.concatenate([export.run_onnx(sess, c[None]) for c in cal])
         import onnx
+
         ops = {n.op_type for n in onnx.load(str(q)).graph.node}
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     else:
         export.export_litert(model, str(fp32), resolution=32)
-        export.export_litert(model, str(q), resolution=32, quantize="int8", calibration=cal,
-                             int8_io=True)
+        export.export_litert(
+            model, str(q), resolution=32, quantize="int8", calibration=cal, int8_io=True
+        )
         run, _ = export.litert_runner(str(q))
         got = np.concatenate([run(c[None]) for c in cal])
     assert q.stat().st_size < 0.4 * fp32.stat().st_size
@@ -89,48 +94,129 @@ def test_int8_stays_close_to_float(fmt, tmp_path, cal):
 def test_cli_litert_and_int8(tmp_path, capsys):
     base = ["--model", "mobilenetv3_small_050", "--resolution", "32"]
     out = tmp_path / "m16.tflite"
-    assert export.main(base + ["--format", "tflite", "--out", str(out), "--dtype", "float16",
-                               "--batch", "2"]) == 0
+    assert (
+        export.main(
+            base + ["--format", "tflite", "--out", str(out), "--dtype", "float16", "--batch", "2"]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "litert float16" in text and "relative error" in text
     run, shape = export.litert_runner(str(out))
     assert shape == [2, 32, 32, 3]
     out = tmp_path / "m8.onnx"
-    assert export.main(base + ["--format", "onnx", "--out", str(out), "--quantize", "int8",
-                               "--calibration", "digits", "--calibration-samples", "16",
-                               "--dynamic-batch"]) == 0
+    assert (
+        export.main(
+            base
+            + [
+                "--format",
+                "onnx",
+                "--out",
+                str(out),
+                "--quantize",
+                "int8",
+                "--calibration",
+                "digits",
+                "--calibration-samples",
+                "16",
+                "--dynamic-batch",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "exporting the fused model" in text and "top-1 agreement" in text
 
 
 def test_bad_calibration_input_is_named(tmp_path, capsys):
-    base = ["--model", "mobilenetv3_small_050", "--resolution", "32", "--out",
-            str(tmp_path / "x.tflite")]
+    base = [
+        "--model",
+        "mobilenetv3_small_050",
+        "--resolution",
+        "32",
+        "--out",
+        str(tmp_path / "x.tflite"),
+    ]
     cases = [
         (["--format", "litert", "--quantize", "int8"], "needs --calibration DATA"),
-        (["--format", "stablehlo", "--quantize", "int8", "--calibration", "digits"],
-         "applies to --format onnx or litert"),
+        (
+            ["--format", "stablehlo", "--quantize", "int8", "--calibration", "digits"],
+            "applies to --format onnx or litert",
+        ),
         (["--format", "onnx", "--calibration", "digits"], "--calibration needs --quantize"),
-        (["--format", "onnx", "--quantize", "int8", "--calibration", "digits", "--int8-io"],
-         "--int8-io applies to --format litert"),
-        (["--format", "litert", "--quantize", "int8", "--calibration", "digits",
-          "--calibration-samples", "4"], "at least 16 images"),
-        (["--format", "litert", "--quantize", "int8", "--calibration", "digits",
-          "--calibration-split", "test", "--calibration-samples", "5000"],
-         "fewer than the 5000 calibration samples"),
-        (["--format", "litert", "--quantize", "int8", "--calibration", str(tmp_path / "no")],
-         "does not exist"),
+        (
+            ["--format", "onnx", "--quantize", "int8", "--calibration", "digits", "--int8-io"],
+            "--int8-io applies to --format litert",
+        ),
+        (
+            [
+                "--format",
+                "litert",
+                "--quantize",
+                "int8",
+                "--calibration",
+                "digits",
+                "--calibration-samples",
+                "4",
+            ],
+            "at least 16 images",
+        ),
+        (
+            [
+                "--format",
+                "litert",
+                "--quantize",
+                "int8",
+                "--calibration",
+                "digits",
+                "--calibration-split",
+                "test",
+                "--calibration-samples",
+                "5000",
+            ],
+            "fewer than the 5000 calibration samples",
+        ),
+        (
+            ["--format", "litert", "--quantize", "int8", "--calibration", str(tmp_path / "no")],
+            "does not exist",
+        ),
         (["--format", "litert", "--dynamic-batch"], "fixed --batch"),
-        (["--format", "litert", "--quantize", "int8", "--calibration", "digits",
-          "--calibration-method", "entropy"], "min/max only"),
+        (
+            [
+                "--format",
+                "litert",
+                "--quantize",
+                "int8",
+                "--calibration",
+                "digits",
+                "--calibration-method",
+                "entropy",
+            ],
+            "min/max only",
+        ),
         (["--format", "onnx", "--calibration-method", "minmax"], "needs --quantize"),
-        (["--format", "onnx", "--quantize", "int8", "--calibration", "digits", "--no-fuse",
-          "--deploy"], "contradict each other"),
+        (
+            [
+                "--format",
+                "onnx",
+                "--quantize",
+                "int8",
+                "--calibration",
+                "digits",
+                "--no-fuse",
+                "--deploy",
+            ],
+            "contradict each other",
+        ),
         (["--format", "onnx", "--dtype", "float16"], "applies to --format litert only"),
     ]
     (tmp_path / "empty").mkdir()
-    cases.append((["--format", "litert", "--quantize", "int8", "--calibration",
-                   str(tmp_path / "empty")], "empty"))
+    cases.append(
+        (
+            ["--format", "litert", "--quantize", "int8", "--calibration", str(tmp_path / "empty")],
+            "empty",
+        )
+    )
     for extra, want in cases:
         assert export.main(base + extra) == 2, extra
         err = capsys.readouterr().err
@@ -140,6 +226,7 @@ def test_bad_calibration_input_is_named(tmp_path, capsys):
 
 def test_a_file_the_runtime_cannot_load_is_named():
     from edgejax.export.litert import _check_loads
+
     with pytest.raises(RuntimeError, match="repvgg_a0: the int8 LiteRT file does not run"):
         _check_loads(b"not a flatbuffer", "repvgg_a0")
 
@@ -150,17 +237,49 @@ def test_validate_reads_tflite(tmp_path, capsys):
     from safetensors.numpy import save_file
     import edgejax
     from edgejax.convert import to_timm
+
     w = tmp_path / "w.safetensors"
-    save_file(to_timm(edgejax.create_model("mobilenetv3_small_050", num_classes=10, rngs=2)),
-              str(w))
+    save_file(
+        to_timm(edgejax.create_model("mobilenetv3_small_050", num_classes=10, rngs=2)), str(w)
+    )
     out = tmp_path / "m.tflite"
-    assert export.main(["--model", "mobilenetv3_small_050", "--pretrained", str(w), "--format",
-                        "litert", "--out", str(out), "--resolution", "32", "--batch", "8"]) == 0
+    assert (
+        export.main(
+            [
+                "--model",
+                "mobilenetv3_small_050",
+                "--pretrained",
+                str(w),
+                "--format",
+                "litert",
+                "--out",
+                str(out),
+                "--resolution",
+                "32",
+                "--batch",
+                "8",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     res = {}
     for src in (["--pretrained", str(w)], ["--tflite", str(out)]):
-        assert validate(["--model", "mobilenetv3_small_050", *src, "--data", "digits",
-                         "--image-size", "32", "--json"]) == 0
+        assert (
+            validate(
+                [
+                    "--model",
+                    "mobilenetv3_small_050",
+                    *src,
+                    "--data",
+                    "digits",
+                    "--image-size",
+                    "32",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         res[src[0]] = json.loads(capsys.readouterr().out)
     a, b = res["--pretrained"], res["--tflite"]
     assert a["count"] == b["count"] > 0
@@ -174,16 +293,24 @@ def test_converter_failures_are_named(monkeypatch):
     import sys
     import tensorflow as tf
     from edgejax.export.litert import _converter_message, _tensorflow
-    err = Exception("<unknown>:0: error: loc(\"x\"): failed to legalize operation "
-                    "'stablehlo.custom_call' that was explicitly marked illegal\nnote: see")
+
+    err = Exception(
+        '<unknown>:0: error: loc("x"): failed to legalize operation '
+        "'stablehlo.custom_call' that was explicitly marked illegal\nnote: see"
+    )
     msg = _converter_message("tiny_vit_21m_224", err)
-    assert msg.startswith("tiny_vit_21m_224: the LiteRT converter cannot lower "
-                          "stablehlo.custom_call to builtin ops")
-    err = Exception("error: failed to deserialize portable artifact using StableHLO_v1.13.0; "
-                    "the producer version 1.14.2 is newer")
+    assert msg.startswith(
+        "tiny_vit_21m_224: the LiteRT converter cannot lower stablehlo.custom_call to builtin ops"
+    )
+    err = Exception(
+        "error: failed to deserialize portable artifact using StableHLO_v1.13.0; "
+        "the producer version 1.14.2 is newer"
+    )
     msg = _converter_message("repvgg_a2", err)
-    assert f"TensorFlow {tf.__version__} cannot read the StableHLO that JAX {jax.__version__}" \
-        in msg and msg.startswith("repvgg_a2: ")
+    assert (
+        f"TensorFlow {tf.__version__} cannot read the StableHLO that JAX {jax.__version__}" in msg
+        and msg.startswith("repvgg_a2: ")
+    )
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     with pytest.raises(ImportError, match=r"pip install 'edgejax\[litert\]'"):
         _tensorflow()

@@ -1,4 +1,5 @@
 """MobileNetV3 family tests (numeric equivalence with timm lives in test_timm_equivalence.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,12 +17,18 @@ from edgejax.layers import Identity
 
 # timm 1.0.31, 1000-class head.
 PARAMS = {
-    "mobilenetv3_large_075": 3_993_528, "mobilenetv3_large_100": 5_483_032,
-    "mobilenetv3_large_150d": 14_622_320, "mobilenetv3_rw": 5_479_918,
-    "mobilenetv3_small_050": 1_593_224, "mobilenetv3_small_075": 2_041_872,
-    "mobilenetv3_small_100": 2_542_856, "tf_mobilenetv3_large_075": 3_993_528,
-    "tf_mobilenetv3_large_100": 5_483_032, "tf_mobilenetv3_large_minimal_100": 3_924_288,
-    "tf_mobilenetv3_small_075": 2_041_872, "tf_mobilenetv3_small_100": 2_542_856,
+    "mobilenetv3_large_075": 3_993_528,
+    "mobilenetv3_large_100": 5_483_032,
+    "mobilenetv3_large_150d": 14_622_320,
+    "mobilenetv3_rw": 5_479_918,
+    "mobilenetv3_small_050": 1_593_224,
+    "mobilenetv3_small_075": 2_041_872,
+    "mobilenetv3_small_100": 2_542_856,
+    "tf_mobilenetv3_large_075": 3_993_528,
+    "tf_mobilenetv3_large_100": 5_483_032,
+    "tf_mobilenetv3_large_minimal_100": 3_924_288,
+    "tf_mobilenetv3_small_075": 2_041_872,
+    "tf_mobilenetv3_small_100": 2_542_856,
     "tf_mobilenetv3_small_minimal_100": 2_044_736,
 }
 
@@ -81,8 +88,7 @@ def test_fuse_pairs_fold_exactly(small_model):
     ref = fwd(small_model, x)
     fused, n = fold_bn_everywhere(small_model)
     assert n == sum(isinstance(m, BatchNorm2d) for _, m in nnx.iter_modules(small_model))
-    np.testing.assert_allclose(np.asarray(fwd(fused, x)), np.asarray(ref), rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(np.asarray(fwd(fused, x)), np.asarray(ref), rtol=1e-4, atol=1e-4)
 
 
 # From random init; mobilenetv3_small_050's gradients are checked from timm weights in the
@@ -97,11 +103,13 @@ def test_every_parameter_gets_a_gradient(name):
 # Helpers shared with test_efficientnet.py (same blocks)
 # ----------------------------------------------------------------------------------------------
 
+
 def abstract_model(name: str):
     """The model's structure without running initialisers (cheap for the big variants)."""
     entry = get_entry(name)
-    return nnx.eval_shape(lambda: entry.builder(entry.cfg, num_classes=1000, rngs=nnx.Rngs(0),
-                                                dtype=None))
+    return nnx.eval_shape(
+        lambda: entry.builder(entry.cfg, num_classes=1000, rngs=nnx.Rngs(0), dtype=None)
+    )
 
 
 def randomize_bn_stats(model, seed: int = 0) -> None:
@@ -149,7 +157,10 @@ def assert_every_param_has_grad(model, size: int = 64, exempt: tuple[str, ...] =
         return jnp.sum(nnx.merge(graphdef, params, rest)(x) * w)
 
     grads = jax.grad(loss_fn)(params, rest)
-    zero = [".".join(map(str, k)) for k, v in nnx.to_flat_state(grads)
-            if not np.any(np.asarray(v[...]) != 0)]
+    zero = [
+        ".".join(map(str, k))
+        for k, v in nnx.to_flat_state(grads)
+        if not np.any(np.asarray(v[...]) != 0)
+    ]
     zero = [k for k in zero if not k.endswith(exempt)]
     assert not zero, f"parameters with zero gradient: {zero[:20]}"

@@ -1,6 +1,7 @@
 """MobileViT v1/v2 specifics: parameter counts, the study's aliases, the torch-exact bilinear
 resize, patch unfold/fold, separable attention, output sizes at non-multiple inputs, dtype,
 drop path and feature extraction. Numeric equivalence with timm is in test_timm_equivalence.py."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,9 +17,15 @@ from edgejax.models import mobilevit as mv
 
 # timm 1.0.31, 1000 classes.
 TIMM_PARAMS = {
-    "mobilevit_xxs": 1_272_024, "mobilevit_xs": 2_317_848, "mobilevit_s": 5_578_632,
-    "mobilevitv2_050": 1_370_593, "mobilevitv2_075": 2_866_009, "mobilevitv2_100": 4_901_841,
-    "mobilevitv2_125": 7_478_089, "mobilevitv2_150": 10_594_753, "mobilevitv2_175": 14_251_833,
+    "mobilevit_xxs": 1_272_024,
+    "mobilevit_xs": 2_317_848,
+    "mobilevit_s": 5_578_632,
+    "mobilevitv2_050": 1_370_593,
+    "mobilevitv2_075": 2_866_009,
+    "mobilevitv2_100": 4_901_841,
+    "mobilevitv2_125": 7_478_089,
+    "mobilevitv2_150": 10_594_753,
+    "mobilevitv2_175": 14_251_833,
     "mobilevitv2_200": 18_449_329,
 }
 
@@ -44,9 +51,14 @@ def test_pretrained_cfg_values():
     assert v1["crop_pct"] == 0.9 and v1["mean"] == (0.0, 0.0, 0.0)
 
 
-@pytest.mark.parametrize("alias,target", [("mobilevitv2_xxs", "mobilevitv2_050"),
-                                          ("mobilevitv2_xs", "mobilevitv2_075"),
-                                          ("mobilevitv2_s", "mobilevitv2_100")])
+@pytest.mark.parametrize(
+    "alias,target",
+    [
+        ("mobilevitv2_xxs", "mobilevitv2_050"),
+        ("mobilevitv2_xs", "mobilevitv2_075"),
+        ("mobilevitv2_s", "mobilevitv2_100"),
+    ],
+)
 def test_study_aliases_resolve(alias, target):
     assert get_entry(alias).name == target
     assert model_info(alias)["name"] == target
@@ -56,6 +68,7 @@ def test_study_aliases_resolve(alias, target):
 
 
 # ---- bilinear resize -------------------------------------------------------------------------
+
 
 def test_resize_align_corners_true_hand_checked():
     x = jnp.array([[0.0, 1.0], [2.0, 3.0]]).reshape(1, 2, 2, 1)
@@ -98,14 +111,16 @@ def _torch_bilinear_reference(img, out_h, out_w, align_corners):
             x0 = int(sx)
             x1 = x0 + (1 if x0 < w - 1 else 0)
             lx = sx - x0
-            out[i, j] = ((1 - ly) * ((1 - lx) * img[y0, x0] + lx * img[y0, x1])
-                         + ly * ((1 - lx) * img[y1, x0] + lx * img[y1, x1]))
+            out[i, j] = (1 - ly) * ((1 - lx) * img[y0, x0] + lx * img[y0, x1]) + ly * (
+                (1 - lx) * img[y1, x0] + lx * img[y1, x1]
+            )
     return out
 
 
 @pytest.mark.parametrize("align_corners", [True, False])
-@pytest.mark.parametrize("src,dst", [((7, 7), (8, 8)), ((8, 8), (7, 7)), ((13, 5), (14, 6)),
-                                     ((1, 1), (2, 2))])
+@pytest.mark.parametrize(
+    "src,dst", [((7, 7), (8, 8)), ((8, 8), (7, 7)), ((13, 5), (14, 6)), ((1, 1), (2, 2))]
+)
 def test_resize_matches_torch_formula(src, dst, align_corners):
     img = np.random.default_rng(0).normal(size=src)
     ref = _torch_bilinear_reference(img, *dst, align_corners)
@@ -134,6 +149,7 @@ def test_interpolation_matrix_rows_sum_to_one():
 
 # ---- patches and attention -------------------------------------------------------------------
 
+
 def test_unfold_layout_and_fold_inverse():
     b, h, w, c, p = 2, 4, 6, 3, 2
     x = jnp.arange(b * h * w * c, dtype=jnp.float32).reshape(b, h, w, c)
@@ -158,18 +174,19 @@ def test_linear_attention_softmax_over_patches_per_pixel():
     wo, bo = np.asarray(attn.out_proj.kernel[...])[0, 0], np.asarray(attn.out_proj.bias[...])
     xn = np.asarray(x, np.float64)
     qkv = xn @ wq + bq
-    q, k, v = qkv[..., 0], qkv[..., 1:1 + dim], qkv[..., 1 + dim:]
+    q, k, v = qkv[..., 0], qkv[..., 1 : 1 + dim], qkv[..., 1 + dim :]
     ref = np.zeros_like(xn)
     for bi in range(2):
         for pi in range(4):
             s = np.exp(q[bi, pi] - q[bi, pi].max())
-            s /= s.sum()                                  # softmax over the N patches
-            ctx = (k[bi, pi] * s[:, None]).sum(0)         # [C]
+            s /= s.sum()  # softmax over the N patches
+            ctx = (k[bi, pi] * s[:, None]).sum(0)  # [C]
             ref[bi, pi] = (np.maximum(v[bi, pi], 0) * ctx) @ wo + bo
     np.testing.assert_allclose(attn(x), ref, rtol=1e-4, atol=1e-5)
 
 
 # ---- whole models ----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def v2_small():

@@ -5,6 +5,7 @@ compute close to float32 (parameters stay float32), drop path random in train mo
 Each family file keeps its own numerics (structure, parameter counts, initialisation, folding);
 equivalence with timm lives in test_timm_equivalence.py.
 """
+
 from __future__ import annotations
 
 import jax
@@ -44,8 +45,9 @@ def test_every_name_is_registered_by_exactly_one_family():
         assert own <= registered, f"{family}: not registered: {sorted(own - registered)}"
     union = set().union(*names.values())
     assert sum(len(v) for v in names.values()) == len(union)  # no name in two families
-    assert registered - union <= {"mobilevitv2_xxs", "mobilevitv2_xs", "mobilevitv2_s"}, \
-        sorted(registered - union)  # the study's aliases
+    assert registered - union <= {"mobilevitv2_xxs", "mobilevitv2_xs", "mobilevitv2_s"}, sorted(
+        registered - union
+    )  # the study's aliases
 
 
 @pytest.mark.parametrize("family", FAMILY_IDS)
@@ -94,8 +96,9 @@ def test_bfloat16_compute_is_close_to_float32(family):
 @pytest.mark.parametrize("family", FAMILY_IDS)
 def test_drop_path_is_random_in_train_mode_only(family):
     name = FAMILIES[family][0]
-    model = edgejax.create_model(name, num_classes=10, drop_path_rate=0.3,
-                                 rngs=nnx.Rngs(params=0, dropout=1))
+    model = edgejax.create_model(
+        name, num_classes=10, drop_path_rate=0.3, rngs=nnx.Rngs(params=0, dropout=1)
+    )
     plain = edgejax.create_model(name, num_classes=10, rngs=0)
     # The same weights in both (the drop-path rng streams shift the params stream); vectors
     # near zero (layer scales of 1e-6, zero-initialised last norms, biases) set to 1, so that a
@@ -103,7 +106,8 @@ def test_drop_path_is_random_in_train_mode_only(family):
     state = nnx.state(model, nnx.Param)
     state = jax.tree.map(
         lambda p: jnp.ones_like(p) if p.ndim == 1 and float(jnp.max(jnp.abs(p))) < 1e-3 else p,
-        state)
+        state,
+    )
     nnx.update(model, state)
     nnx.update(plain, state)
     x = _x(batch=4)

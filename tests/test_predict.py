@@ -1,4 +1,5 @@
 """edgejax.predict: exported files predict as the JAX model does; bad input is named."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -25,19 +26,37 @@ def images(tmp_path_factory):
 def test_onnx_export_predicts_as_the_jax_model(tmp_path, images, capsys):
     from edgejax.bench import build_model
     from edgejax.export import export_onnx
+
     onnx = tmp_path / "m.onnx"
     # a fixed batch of 2 for 3 images: the last batch is padded and the padding dropped
     export_onnx(build_model("mobilenetv3_small_050"), str(onnx), resolution=64, batch_size=2)
     want, _ = Predictor("mobilenetv3_small_050", image_size=64).predict(
-        sorted(str(p) for p in images.iterdir()), topk=4)
-    assert predict([str(images), "--model", "mobilenetv3_small_050", "--onnx", str(onnx),
-                    "--image-size", "64", "--topk", "4", "--json"]) == 0
+        sorted(str(p) for p in images.iterdir()), topk=4
+    )
+    assert (
+        predict(
+            [
+                str(images),
+                "--model",
+                "mobilenetv3_small_050",
+                "--onnx",
+                str(onnx),
+                "--image-size",
+                "64",
+                "--topk",
+                "4",
+                "--json",
+            ]
+        )
+        == 0
+    )
     got = json.loads(capsys.readouterr().out)["predictions"]
     assert [r["path"] for r in got] == [r["path"] for r in want]
     for g, w in zip(got, want):
         assert [t["index"] for t in g["topk"]] == [t["index"] for t in w["topk"]]
-        np.testing.assert_allclose([t["prob"] for t in g["topk"]],
-                                   [t["prob"] for t in w["topk"]], rtol=1e-3)
+        np.testing.assert_allclose(
+            [t["prob"] for t in g["topk"]], [t["prob"] for t in w["topk"]], rtol=1e-3
+        )
         if importlib.util.find_spec("timm") is None:  # a 1000-class head, no timm: the index
             assert [t["name"] for t in g["topk"]] == [str(t["index"]) for t in g["topk"]]
 
@@ -49,22 +68,70 @@ def test_a_weights_files_head_is_kept(tmp_path, images, capsys):
     from edgejax.convert import to_timm
     from edgejax.export import main as export
     from edgejax.validate import main as validate
+
     w = tmp_path / "w10.safetensors"
-    save_file(to_timm(edgejax.create_model("mobilenetv3_small_050", num_classes=10, rngs=1)),
-              str(w))
+    save_file(
+        to_timm(edgejax.create_model("mobilenetv3_small_050", num_classes=10, rngs=1)), str(w)
+    )
     onnx = tmp_path / "m.onnx"
-    assert export(["--model", "mobilenetv3_small_050", "--pretrained", str(w), "--format",
-                   "onnx", "--out", str(onnx), "--resolution", "32", "--batch", "4"]) == 0
+    assert (
+        export(
+            [
+                "--model",
+                "mobilenetv3_small_050",
+                "--pretrained",
+                str(w),
+                "--format",
+                "onnx",
+                "--out",
+                str(onnx),
+                "--resolution",
+                "32",
+                "--batch",
+                "4",
+            ]
+        )
+        == 0
+    )
     import onnx as onnx_lib
+
     out = onnx_lib.load(str(onnx)).graph.output[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in out] == [4, 10]
     capsys.readouterr()
     for src in (["--pretrained", str(w)], ["--onnx", str(onnx)]):
-        assert validate(["--model", "mobilenetv3_small_050", *src, "--data", "digits",
-                         "--image-size", "32", "--json"]) == 0
+        assert (
+            validate(
+                [
+                    "--model",
+                    "mobilenetv3_small_050",
+                    *src,
+                    "--data",
+                    "digits",
+                    "--image-size",
+                    "32",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         assert json.loads(capsys.readouterr().out)["count"] > 0  # 10 classes: no mismatch
-    assert predict([str(images), "--model", "mobilenetv3_small_050", "--pretrained", str(w),
-                    "--image-size", "32", "--topk", "10", "--json"]) == 0
+    assert (
+        predict(
+            [
+                str(images),
+                "--model",
+                "mobilenetv3_small_050",
+                "--pretrained",
+                str(w),
+                "--image-size",
+                "32",
+                "--topk",
+                "10",
+                "--json",
+            ]
+        )
+        == 0
+    )
     got = json.loads(capsys.readouterr().out)["predictions"]
     assert sorted(t["index"] for t in got[0]["topk"]) == list(range(10))
 
@@ -79,8 +146,20 @@ def test_bad_input_is_named(tmp_path, images, capsys):
     assert "mobilenetv3_small_050" in capsys.readouterr().err  # the closest registered name
     names = tmp_path / "names.txt"
     names.write_text("cat\ndog\n")
-    assert predict([str(images), "--model", "mobilenetv3_small_050", "--image-size", "32",
-                    "--class-names", str(names)]) == 2
+    assert (
+        predict(
+            [
+                str(images),
+                "--model",
+                "mobilenetv3_small_050",
+                "--image-size",
+                "32",
+                "--class-names",
+                str(names),
+            ]
+        )
+        == 2
+    )
     assert "2 class names for a 1000-class model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         predict([str(images), "--model", "repvgg_a0", "--onnx", "a", "--stablehlo", "b"])
@@ -88,6 +167,7 @@ def test_bad_input_is_named(tmp_path, images, capsys):
 
 def test_validate_bad_input_is_named(tmp_path, capsys):
     from edgejax.validate import main as validate
+
     base = ["--model", "mobilenetv3_small_050", "--image-size", "32"]
     assert validate(base + ["--data", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -101,11 +181,17 @@ def test_validate_says_when_the_runs_class_names_differ(caplog):
     """A run trained on other class names than the data's: validation says so (by index)."""
     from edgejax.data import build_source
     from edgejax.validate import validate
+
     _, info = build_source("digits", "val")
 
     class Stub:  # a 10-class model whose run named its classes in another order
-        model, source, image_size, crop_pct, interpolation = "stub", "checkpoint", 8, 1.0, \
-            "bilinear"
+        model, source, image_size, crop_pct, interpolation = (
+            "stub",
+            "checkpoint",
+            8,
+            1.0,
+            "bilinear",
+        )
         class_names = list(reversed(info["class_names"]))
 
         def logits(self, images):
@@ -115,8 +201,10 @@ def test_validate_says_when_the_runs_class_names_differ(caplog):
         r = validate(Stub(), "digits", split="val", batch_size=200)
     assert r["count"] == info["num_records"]
     (msg,) = [m.getMessage() for m in caplog.records]
-    assert msg.startswith("stub was trained on other class names than digits has (index: "
-                          "run / data): 0: 9 / 0, 1: 8 / 1")
+    assert msg.startswith(
+        "stub was trained on other class names than digits has (index: "
+        "run / data): 0: 9 / 0, 1: 8 / 1"
+    )
     caplog.clear()
     Stub.class_names = info["class_names"]
     with caplog.at_level("WARNING", logger="edgejax"):
@@ -131,12 +219,20 @@ def test_an_exported_file_carries_its_eval_transform(tmp_path, suffix):
     from edgejax.bench import build_model
     from edgejax.export import export_onnx, export_stablehlo
     from edgejax.infer import Classifier, read_transform, write_transform
+
     path = str(tmp_path / f"m{suffix}")
     (export_onnx if suffix == ".onnx" else export_stablehlo)(
-        build_model("mobilenetv3_small_050"), path, resolution=32)
+        build_model("mobilenetv3_small_050"), path, resolution=32
+    )
     assert read_transform(path) is None
-    t = {"image_size": 32, "crop_pct": 1.0, "interpolation": "bicubic", "mean": (0.5, 0.5, 0.5),
-         "std": (0.25, 0.25, 0.25), "class_names": [f"c{i}" for i in range(1000)]}
+    t = {
+        "image_size": 32,
+        "crop_pct": 1.0,
+        "interpolation": "bicubic",
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.25, 0.25, 0.25),
+        "class_names": [f"c{i}" for i in range(1000)],
+    }
     write_transform(path, t)
     kw = {"onnx" if suffix == ".onnx" else "stablehlo": path}
     clf = Classifier("mobilenetv3_small_050", **kw)

@@ -1,4 +1,5 @@
 """edgejax.report: tables and plots from a (stand-in) study, plain runs and bench JSON."""
+
 from __future__ import annotations
 
 import json
@@ -37,16 +38,35 @@ def get_config(arg=None):
 
 def _plain_run(path: Path, model: str, recipe: str, top1: float):
     path.mkdir(parents=True)
-    aug = {"rand_augment": recipe == "optimized", "mixup_alpha": 0.8 if recipe == "optimized"
-           else 0.0, "cutmix_alpha": 0.0, "label_smoothing": 0.1 if recipe == "optimized" else 0.0,
-           "random_erasing": 0.0}
+    aug = {
+        "rand_augment": recipe == "optimized",
+        "mixup_alpha": 0.8 if recipe == "optimized" else 0.0,
+        "cutmix_alpha": 0.0,
+        "label_smoothing": 0.1 if recipe == "optimized" else 0.0,
+        "random_erasing": 0.0,
+    }
     (path / "config.json").write_text(json.dumps({"model": {"name": model}, "augment": aug}))
     with open(path / "metrics.jsonl", "w") as f:
         for e in (1, 2):
-            f.write(json.dumps({"kind": "train", "step": e * 10, "epoch": e - 0.5, "loss": 2.0 / e,
-                                "lr": 0.1}) + "\n")
-            f.write(json.dumps({"kind": "eval", "step": e * 10, "epoch": float(e),
-                                "top1": top1 * e / 2, "top5": 99.0, "loss": 1.0 / e}) + "\n")
+            f.write(
+                json.dumps(
+                    {"kind": "train", "step": e * 10, "epoch": e - 0.5, "loss": 2.0 / e, "lr": 0.1}
+                )
+                + "\n"
+            )
+            f.write(
+                json.dumps(
+                    {
+                        "kind": "eval",
+                        "step": e * 10,
+                        "epoch": float(e),
+                        "top1": top1 * e / 2,
+                        "top5": 99.0,
+                        "loss": 1.0 / e,
+                    }
+                )
+                + "\n"
+            )
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +81,46 @@ def report(tmp_path_factory):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 200)
     preds = np.where(rng.random(200) < 0.7, labels, rng.integers(0, 10, 200))
-    np.savez(runs / "repvgg_opt" / "predictions.npz", labels=labels, preds=preds,
-             class_names=np.array([f"c{i}" for i in range(10)]))
+    np.savez(
+        runs / "repvgg_opt" / "predictions.npz",
+        labels=labels,
+        preds=preds,
+        class_names=np.array([f"c{i}" for i in range(10)]),
+    )
     bench = tmp / "bench.json"
-    bench.write_text(json.dumps([
-        {"model": "repvgg_a2", "batch_size": 1, "latency_ms_p50": 3.1, "throughput_img_s": 320.0,
-         "params": 28_210_600, "gflops": 5.7, "size_mb": 107.6, "device": "cpu"},
-        {"model": "mobilenetv3_small_050", "batch_size": 1, "latency_ms_p50": 0.9,
-         "throughput_img_s": 1100.0, "params": 1.59, "gflops": 0.02, "size_mb": 6.1},
-    ]))
+    bench.write_text(
+        json.dumps(
+            [
+                {
+                    "model": "repvgg_a2",
+                    "batch_size": 1,
+                    "latency_ms_p50": 3.1,
+                    "throughput_img_s": 320.0,
+                    "params": 28_210_600,
+                    "gflops": 5.7,
+                    "size_mb": 107.6,
+                    "device": "cpu",
+                },
+                {
+                    "model": "mobilenetv3_small_050",
+                    "batch_size": 1,
+                    "latency_ms_p50": 0.9,
+                    "throughput_img_s": 1100.0,
+                    "params": 1.59,
+                    "gflops": 0.02,
+                    "size_mb": 6.1,
+                },
+            ]
+        )
+    )
     out = tmp / "out"
-    res = build_report([study_dir, runs], out, bench=[bench], confusion=str(runs / "repvgg_opt"),
-                       log=lambda m: None)
+    res = build_report(
+        [study_dir, runs],
+        out,
+        bench=[bench],
+        confusion=str(runs / "repvgg_opt"),
+        log=lambda m: None,
+    )
     return res, out
 
 
@@ -89,17 +137,28 @@ def test_tables_hold_the_trial_results(report):
     trials = t["trials:augment_stack_fake"]
     assert trials.count("| complete |") == 4
     md = (out / "README.md").read_text()
-    for heading in ("## Baseline vs optimized", "## Cumulative augmentation", "## Deployment",
-                    "## Study augment_stack_fake", "## Confusion matrix"):
+    for heading in (
+        "## Baseline vs optimized",
+        "## Cumulative augmentation",
+        "## Deployment",
+        "## Study augment_stack_fake",
+        "## Confusion matrix",
+    ):
         assert heading in md
 
 
 def test_plots_exist(report):
     res, out = report
     names = {p.name for p in res["plots"]}
-    for name in ("pareto.png", "augment_stack_fake_curves.png", "augment_stack_fake_history.png",
-                 "augment_stack_fake_importance.png", "confusion_repvgg_opt.png",
-                 "repvgg_base.png", "augment_stack_fake_0.png"):
+    for name in (
+        "pareto.png",
+        "augment_stack_fake_curves.png",
+        "augment_stack_fake_history.png",
+        "augment_stack_fake_importance.png",
+        "confusion_repvgg_opt.png",
+        "repvgg_base.png",
+        "augment_stack_fake_0.png",
+    ):
         assert name in names, (name, sorted(names))
     for p in res["plots"]:
         assert p.exists() and p.stat().st_size > 2000 and p.read_bytes()[:4] == b"\x89PNG"
@@ -109,23 +168,40 @@ def test_plots_exist(report):
 def test_cli(report, tmp_path):
     _, out = report
     study_dir = out.parent / "aug"
-    proc = subprocess.run([sys.executable, "-m", "edgejax.report", str(study_dir), "--out",
-                           str(tmp_path / "r"), "--confusion", "none"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgejax.report",
+            str(study_dir),
+            "--out",
+            str(tmp_path / "r"),
+            "--confusion",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "r" / "README.md").exists()
     from edgejax.report.__main__ import main
+
     assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "r2")]) == 2
 
 
 def test_torn_metrics_are_read_around(tmp_path, caplog):
     """A torn last line (a killed run) is skipped quietly; damaged lines elsewhere are named."""
     from edgejax.sweep.study import read_metrics
+
     (tmp_path / "metrics.jsonl").write_bytes(
         b'{"kind": "eval", "step": 1, "top1": 10.0}\n\xff\xfe garbage\n[1, 2]\n'
-        b'{"kind": "eval", "step": 2, "top1": 20.0}\n{"kind": "eval", "st')
+        b'{"kind": "eval", "step": 2, "top1": 20.0}\n{"kind": "eval", "st'
+    )
     with caplog.at_level("WARNING", logger="edgejax"):
         rows = read_metrics(tmp_path)
     assert [r["step"] for r in rows] == [1, 2]
     assert [r.getMessage() for r in caplog.records] == [
-        f"{tmp_path / 'metrics.jsonl'}: skipped 2 unreadable line(s): 2, 3"]
+        f"{tmp_path / 'metrics.jsonl'}: skipped 2 unreadable line(s): 2, 3"
+    ]

@@ -1,4 +1,5 @@
 """RepVGG: registry, parameter counts, re-parameterisation, bad input."""
+
 import numpy as np
 import pytest
 import jax
@@ -17,15 +18,29 @@ def rel_err(a, b):
 
 
 # Every RepVGG variant timm registers (tests/test_models.py checks they are registered).
-NAMES = ["repvgg_a0", "repvgg_a1", "repvgg_a2", "repvgg_b0", "repvgg_b1", "repvgg_b1g4",
-         "repvgg_b2", "repvgg_b2g4", "repvgg_b3", "repvgg_b3g4", "repvgg_d2se"]
+NAMES = [
+    "repvgg_a0",
+    "repvgg_a1",
+    "repvgg_a2",
+    "repvgg_b0",
+    "repvgg_b1",
+    "repvgg_b1g4",
+    "repvgg_b2",
+    "repvgg_b2g4",
+    "repvgg_b3",
+    "repvgg_b3g4",
+    "repvgg_d2se",
+]
 
 
-@pytest.mark.parametrize("name,train_params,deploy_params", [
-    ("repvgg_a2", 28_210_600, 25_499_944),
-    ("repvgg_a0", 9_108_968, None),
-    ("repvgg_b1g4", 39_966_056, None),
-])
+@pytest.mark.parametrize(
+    "name,train_params,deploy_params",
+    [
+        ("repvgg_a2", 28_210_600, 25_499_944),
+        ("repvgg_a0", 9_108_968, None),
+        ("repvgg_b1g4", 39_966_056, None),
+    ],
+)
 def test_param_counts(name, train_params, deploy_params):
     assert edgejax.model_info(name)["num_params"] == train_params
     if deploy_params:
@@ -45,19 +60,23 @@ def test_reparameterize_matches(name, size):
     assert err <= 1e-5, err
     # the original is untouched, the fused one has no multi-branch block left
     assert model.stages[0][0].conv_kxk is not None
-    assert all(b.reparam_conv is not None and b.conv_kxk is None
-               for s in fused.stages for b in s)
+    assert all(b.reparam_conv is not None and b.conv_kxk is None for s in fused.stages for b in s)
     if name == "repvgg_a2":
         assert edgejax.count_params(fused) == 25_499_944
 
 
-@pytest.mark.parametrize("in_chs,out_chs,stride,groups,se", [
-    (64, 64, 1, 1, 0.0625), (64, 64, 1, 4, 0.0), (32, 64, 2, 1, 0.0625), (3, 48, 2, 1, 0.0)])
+@pytest.mark.parametrize(
+    "in_chs,out_chs,stride,groups,se",
+    [(64, 64, 1, 1, 0.0625), (64, 64, 1, 4, 0.0), (32, 64, 2, 1, 0.0625), (3, 48, 2, 1, 0.0)],
+)
 def test_block_reparameterize_matches(in_chs, out_chs, stride, groups, se):
     """Block level, every branch combination (identity or not, grouped, with SE as in d2se).
     Whole deep random-BN nets amplify float rounding (d2se: 47 blocks), so blocks are exact here."""
     from edgejax.models.repvgg import RepVggBlock
-    block = RepVggBlock(in_chs, out_chs, stride=stride, groups=groups, se_ratio=se, rngs=nnx.Rngs(0))
+
+    block = RepVggBlock(
+        in_chs, out_chs, stride=stride, groups=groups, se_ratio=se, rngs=nnx.Rngs(0)
+    )
     _randomise_bn(block)
     block.eval()
     x = jax.random.normal(jax.random.key(0), (2, 16, 16, in_chs))
@@ -71,5 +90,3 @@ def test_deploy_keys_match_timm_names():
     keys = edgejax.convert.to_timm(fused)
     assert "stem.reparam_conv.weight" in keys and "stages.3.0.reparam_conv.bias" in keys
     assert not any("conv_kxk" in k or "identity" in k for k in keys)
-
-

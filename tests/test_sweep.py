@@ -1,5 +1,6 @@
 """edgejax.sweep: search spaces, trials, pruning, resume, failures (with a stand-in for
 ``edgejax.train.run`` so that they take seconds), and one real sweep through the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,20 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from edgejax.sweep import (SpaceError, SweepConfigError, SweepRunner, categorical, cumulative,
-                           eval_records, load_sweep, loguniform, parse_overrides, presets,
-                           trial_config, uniform)
+from edgejax.sweep import (
+    SpaceError,
+    SweepConfigError,
+    SweepRunner,
+    categorical,
+    cumulative,
+    eval_records,
+    load_sweep,
+    loguniform,
+    parse_overrides,
+    presets,
+    trial_config,
+    uniform,
+)
 from edgejax.sweep.space import check_space, grid_space, sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,34 +81,57 @@ class FakeTrain:
         status = "completed"
         epochs = int(config.num_epochs)
         for epoch in range(done + 1, epochs + 1):
-            if self.interrupt_at and abs(lr - self.interrupt_at[0]) < 1e-12 \
-                    and epoch == self.interrupt_at[1]:
+            if (
+                self.interrupt_at
+                and abs(lr - self.interrupt_at[0]) < 1e-12
+                and epoch == self.interrupt_at[1]
+            ):
                 self.interrupt_at = None
                 raise KeyboardInterrupt
             top1 = quality * epoch / epochs
-            row = {"kind": "eval", "step": epoch * 10, "epoch": float(epoch), "top1": top1,
-                   "top5": min(100.0, top1 + 10), "loss": 3.0 - top1 / 50}
+            row = {
+                "kind": "eval",
+                "step": epoch * 10,
+                "epoch": float(epoch),
+                "top1": top1,
+                "top5": min(100.0, top1 + 10),
+                "loss": 3.0 - top1 / 50,
+            }
             with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-                f.write(json.dumps({"kind": "train", "step": epoch * 10 - 5, "loss": 3.0,
-                                    "epoch": epoch - 0.5}) + "\n")
+                f.write(
+                    json.dumps(
+                        {"kind": "train", "step": epoch * 10 - 5, "loss": 3.0, "epoch": epoch - 0.5}
+                    )
+                    + "\n"
+                )
                 f.write(json.dumps(row) + "\n")
             if report_fn is not None and report_fn(epoch, dict(row)):
                 status = "pruned"
                 break
-        return {"status": status, "epoch": float(epoch), "best_top1": top1, "num_params": 1,
-                "model": config.model.name}
+        return {
+            "status": status,
+            "epoch": float(epoch),
+            "best_top1": top1,
+            "num_params": 1,
+            "model": config.model.name,
+        }
 
 
 # -- spaces ------------------------------------------------------------------------------------
 
+
 def test_space_conditional_sampling_and_presets():
-    space = check_space((
-        categorical("optimizer.name", ["sgd", "adamw"]),
-        loguniform("optimizer.lr", 0.01, 0.2, name="sgd_lr", when={"optimizer.name": "sgd"}),
-        uniform("optimizer.momentum", 0.8, 0.99, when={"optimizer.name": "sgd"}),
-        loguniform("optimizer.lr", 1e-4, 3e-3, name="adamw_lr", when={"optimizer.name": "adamw"}),
-        presets("stack", cumulative([("base", {}), ("+ls", {"augment.label_smoothing": 0.1})])),
-    ))
+    space = check_space(
+        (
+            categorical("optimizer.name", ["sgd", "adamw"]),
+            loguniform("optimizer.lr", 0.01, 0.2, name="sgd_lr", when={"optimizer.name": "sgd"}),
+            uniform("optimizer.momentum", 0.8, 0.99, when={"optimizer.name": "sgd"}),
+            loguniform(
+                "optimizer.lr", 1e-4, 3e-3, name="adamw_lr", when={"optimizer.name": "adamw"}
+            ),
+            presets("stack", cumulative([("base", {}), ("+ls", {"augment.label_smoothing": 0.1})])),
+        )
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(12):
@@ -124,15 +159,26 @@ def test_space_errors():
     with pytest.raises(SpaceError, match="grid"):
         grid_space(check_space((loguniform("optimizer.lr", 0.01, 0.1),)))
     with pytest.raises(SpaceError, match="conditional"):
-        grid_space(check_space((categorical("optimizer.name", ["sgd"]),
-                                uniform("optimizer.momentum", 0.8, 0.9, grid=[0.8],
-                                        when={"optimizer.name": "sgd"}))))
+        grid_space(
+            check_space(
+                (
+                    categorical("optimizer.name", ["sgd"]),
+                    uniform(
+                        "optimizer.momentum", 0.8, 0.9, grid=[0.8], when={"optimizer.name": "sgd"}
+                    ),
+                )
+            )
+        )
 
 
 def test_trial_config_and_overrides():
     from edgejax.train import ConfigError, base_config
+
     assert parse_overrides(["num_epochs=5", "data.dataset=/x/y", "augment.rand_augment=True"]) == [
-        ("num_epochs", 5), ("data.dataset", "/x/y"), ("augment.rand_augment", True)]
+        ("num_epochs", 5),
+        ("data.dataset", "/x/y"),
+        ("augment.rand_augment", True),
+    ]
     c = trial_config(base_config(), [("num_epochs", 5)], {"optimizer.lr": 0.02})
     assert c.num_epochs == 5.0 and c.optimizer.lr == 0.02
     with pytest.raises(ConfigError, match="optimizer.lr"):
@@ -144,8 +190,15 @@ def test_trial_config_and_overrides():
 def test_paper_sweep_configs_load():
     from edgejax.sweep.config import default_n_trials
     from edgejax.train.recipes import MODEL_TRAITS
-    expected = {"augment_stack": 5, "lr": 5, "batch_size": 4, "optimizer": 2, "warmup": 2,
-                "tune": 40}
+
+    expected = {
+        "augment_stack": 5,
+        "lr": 5,
+        "batch_size": 4,
+        "optimizer": 2,
+        "warmup": 2,
+        "tune": 40,
+    }
     for kind, n in expected.items():
         for model in MODEL_TRAITS:
             s = load_sweep(str(ROOT / f"configs/sweeps/{kind}.py:{model}"))
@@ -186,16 +239,26 @@ def test_grid_sweep_prunes_completes_and_resumes(tmp_path):
     cfg = write_sweep(tmp_path, LR_GRID)
     study_dir = tmp_path / "study"
     fake = FakeTrain(interrupt_at=(0.1, 3))
-    runner = SweepRunner(load_sweep(str(cfg)), study_dir, train_fn=fake, log=lambda m: None,
-                         overrides=[("data.scale", (0.5, 1.0))])
+    runner = SweepRunner(
+        load_sweep(str(cfg)),
+        study_dir,
+        train_fn=fake,
+        log=lambda m: None,
+        overrides=[("data.scale", (0.5, 1.0))],
+    )
     first = runner.run()
     assert first["interrupted"]
     done_lrs = [lr for lr, _ in fake.calls[:-1]]
     # resume: the interrupted trial is re-run in its own workdir; finished ones are not repeated
     fake2 = FakeTrain()
     logs = []
-    runner = SweepRunner(load_sweep(str(cfg)), study_dir, train_fn=fake2, log=logs.append,
-                         overrides=[("data.scale", (0.5, 1.0))])
+    runner = SweepRunner(
+        load_sweep(str(cfg)),
+        study_dir,
+        train_fn=fake2,
+        log=logs.append,
+        overrides=[("data.scale", (0.5, 1.0))],
+    )
     second = runner.run()
     assert not [m for m in logs if "warning" in m], logs  # same sweep: resumes without a warning
     assert not second["interrupted"]
@@ -208,8 +271,11 @@ def test_grid_sweep_prunes_completes_and_resumes(tmp_path):
     epochs = [r["epoch"] for r in eval_records(interrupted_dir)]
     assert epochs == sorted(set(epochs))  # the resumed run continued, it did not restart
     study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{study_dir}/study.db")
-    finished = [t for t in study.trials
-                if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    finished = [
+        t
+        for t in study.trials
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
     assert sorted(t.params["optimizer.lr"] for t in finished) == [0.01, 0.05, 0.1, 0.2]
     assert study.best_trial.params["optimizer.lr"] == 0.05
     for t in finished:
@@ -273,6 +339,7 @@ def test_dead_worker_trial_is_requeued(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     import socket
+
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", dead.pid)
     out = runner.run()
@@ -284,10 +351,16 @@ def test_dead_worker_trial_is_requeued(tmp_path):
 
 def test_bad_override_fails_before_any_trial(tmp_path):
     from edgejax.train import ConfigError
+
     cfg = write_sweep(tmp_path, LR_GRID)
     with pytest.raises(ConfigError, match="num_epoch"):
-        SweepRunner(load_sweep(str(cfg)), tmp_path / "s", overrides=[("num_epoch", 2)],
-                    train_fn=FakeTrain(), log=lambda m: None)
+        SweepRunner(
+            load_sweep(str(cfg)),
+            tmp_path / "s",
+            overrides=[("num_epoch", 2)],
+            train_fn=FakeTrain(),
+            log=lambda m: None,
+        )
 
 
 def test_cli_runs_and_resumes(tmp_path, monkeypatch, capsys):
@@ -297,14 +370,25 @@ def test_cli_runs_and_resumes(tmp_path, monkeypatch, capsys):
 
     import edgejax.train
     from edgejax.sweep.__main__ import main
+
     cfg = write_sweep(tmp_path, LR_GRID)
     fake = FakeTrain()
     monkeypatch.setattr(edgejax.train, "run", fake)
     old = signal.getsignal(signal.SIGTERM)
     try:
         # --set KEY=VALUE, or --config.KEY=VALUE as edgejax.train takes it
-        args = ["--config", str(cfg), "--study-dir", str(tmp_path / "s"), "--set", "num_epochs=2",
-                "--config.augment.label_smoothing=0.1", "--no-compile-cache", "--pruner", "none"]
+        args = [
+            "--config",
+            str(cfg),
+            "--study-dir",
+            str(tmp_path / "s"),
+            "--set",
+            "num_epochs=2",
+            "--config.augment.label_smoothing=0.1",
+            "--no-compile-cache",
+            "--pruner",
+            "none",
+        ]
         assert main(args + ["--n-trials", "2"]) == 0
         assert len(fake.calls) == 2
         assert main(args) == 0  # the rest of the grid
@@ -321,10 +405,14 @@ def test_cli_runs_and_resumes(tmp_path, monkeypatch, capsys):
 
 def test_missing_dataset_fails_before_any_trial(tmp_path):
     from edgejax.train import ConfigError
+
     cfg = write_sweep(tmp_path, LR_GRID)
     with pytest.raises(ConfigError, match="does not exist"):
-        SweepRunner(load_sweep(str(cfg)), tmp_path / "s",
-                    overrides=[("data.dataset", str(tmp_path / "no_such_data"))])
+        SweepRunner(
+            load_sweep(str(cfg)),
+            tmp_path / "s",
+            overrides=[("data.dataset", str(tmp_path / "no_such_data"))],
+        )
 
 
 class FakeGroupTrain:
@@ -352,8 +440,11 @@ class FakeGroupTrain:
             for k, (c, w) in enumerate(zip(configs, workdirs)):
                 if status[k] != "completed" or epoch <= len(eval_records(w)):
                     continue
-                if self.interrupt_at and abs(lrs[k] - self.interrupt_at[0]) < 1e-12 \
-                        and epoch == self.interrupt_at[1]:
+                if (
+                    self.interrupt_at
+                    and abs(lrs[k] - self.interrupt_at[0]) < 1e-12
+                    and epoch == self.interrupt_at[1]
+                ):
                     self.interrupt_at = None
                     raise KeyboardInterrupt
                 tops[k] = self.QUALITY.get(lrs[k], FakeTrain.quality(c)) * epoch / epochs
@@ -362,17 +453,27 @@ class FakeGroupTrain:
                     f.write(json.dumps(row) + "\n")
                 if report_fn is not None and report_fn(k, epoch, dict(row)):
                     status[k] = "pruned"
-        return [{"status": s, "epoch": float(epochs), "best_top1": t, "num_params": 1,
-                 "model": c.model.name, "group_size": len(configs), "group_dir": group_dir}
-                for s, t, c in zip(status, tops, configs)]
+        return [
+            {
+                "status": s,
+                "epoch": float(epochs),
+                "best_top1": t,
+                "num_params": 1,
+                "model": c.model.name,
+                "group_size": len(configs),
+                "group_dir": group_dir,
+            }
+            for s, t, c in zip(status, tops, configs)
+        ]
 
 
 def test_grouped_sweep_asks_in_batches_prunes_and_resumes(tmp_path):
     cfg = write_sweep(tmp_path, LR_GRID)
     study_dir = tmp_path / "study"
     fake = FakeGroupTrain(interrupt_at=(0.05, 3))
-    runner = SweepRunner(load_sweep(str(cfg)), study_dir, group_train_fn=fake, group_size=2,
-                         log=lambda m: None)
+    runner = SweepRunner(
+        load_sweep(str(cfg)), study_dir, group_train_fn=fake, group_size=2, log=lambda m: None
+    )
     first = runner.run()
     assert first["interrupted"]
     assert [len(lrs) for lrs, _, _ in fake.groups] == [2, 2]  # two trials asked at once
@@ -382,8 +483,9 @@ def test_grouped_sweep_asks_in_batches_prunes_and_resumes(tmp_path):
     # resume: the interrupted group's trials are re-asked (same parameters, same workdirs and
     # group directory) and finish; the first group's are not repeated
     fake2 = FakeGroupTrain()
-    second = SweepRunner(load_sweep(str(cfg)), study_dir, group_train_fn=fake2, group_size=2,
-                         log=lambda m: None).run()
+    second = SweepRunner(
+        load_sweep(str(cfg)), study_dir, group_train_fn=fake2, group_size=2, log=lambda m: None
+    ).run()
     assert not second["interrupted"]
     assert second["complete"] + second["pruned"] == 4 and second["failed"] == 0
     assert second["pruned"] == 1  # 0.01 falls below the first group's median at epoch 2
@@ -397,15 +499,24 @@ def test_grouped_sweep_asks_in_batches_prunes_and_resumes(tmp_path):
     assert study.best_trial.params["optimizer.lr"] == 0.05
     assert all(t.user_attrs["group_size"] == 2 for t in finished)
     fake3 = FakeGroupTrain()
-    SweepRunner(load_sweep(str(cfg)), study_dir, group_train_fn=fake3, group_size=2,
-                log=lambda m: None).run()
+    SweepRunner(
+        load_sweep(str(cfg)), study_dir, group_train_fn=fake3, group_size=2, log=lambda m: None
+    ).run()
     assert fake3.groups == []
 
 
 def test_a_storage_that_cannot_be_opened_is_one_line(tmp_path):
     cfg = write_sweep(tmp_path, LR_GRID)
-    with pytest.raises(SweepConfigError, match=r"^cannot open the study storage "
-                                               r"postgresql://edgejax:\*\*\*@127.0.0.1:1/none: "
-                                               r"connection failed: .*refused"):
-        SweepRunner(load_sweep(str(cfg)), tmp_path / "s", train_fn=FakeTrain(),
-                    storage="postgresql://edgejax:secret@127.0.0.1:1/none", log=lambda m: None)
+    with pytest.raises(
+        SweepConfigError,
+        match=r"^cannot open the study storage "
+        r"postgresql://edgejax:\*\*\*@127.0.0.1:1/none: "
+        r"connection failed: .*refused",
+    ):
+        SweepRunner(
+            load_sweep(str(cfg)),
+            tmp_path / "s",
+            train_fn=FakeTrain(),
+            storage="postgresql://edgejax:secret@127.0.0.1:1/none",
+            log=lambda m: None,
+        )

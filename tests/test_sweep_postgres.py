@@ -5,6 +5,7 @@ resume from where it was.
 The server comes from ``EDGEJAX_TEST_POSTGRES`` (a SQLAlchemy URL); ``.ci/run`` starts one on
 localhost and sets it.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,10 @@ from test_sweep import write_sweep  # noqa: E402  (tests/ is on sys.path)
 
 URL = os.environ.get("EDGEJAX_TEST_POSTGRES")
 pytestmark = pytest.mark.skipif(
-    not URL, reason="EDGEJAX_TEST_POSTGRES is not set: no PostgreSQL server to test against "
-                    "(.ci/run starts one on localhost and sets it)")
+    not URL,
+    reason="EDGEJAX_TEST_POSTGRES is not set: no PostgreSQL server to test against "
+    "(.ci/run starts one on localhost and sets it)",
+)
 
 WORKER = str(Path(__file__).with_name("sweep_worker.py"))
 EPOCHS = 4
@@ -50,10 +53,22 @@ def _starts(workdir: Path) -> list[dict]:
 
 
 def _worker(cfg, study_dir, group_size, epoch_s, *extra):
-    return subprocess.Popen([sys.executable, WORKER, str(cfg), str(study_dir), URL,
-                             str(group_size), str(epoch_s), *extra],
-                            cwd=cfg.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            WORKER,
+            str(cfg),
+            str(study_dir),
+            URL,
+            str(group_size),
+            str(epoch_s),
+            *extra,
+        ],
+        cwd=cfg.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _saved_steps(workdir: Path) -> list[int]:
@@ -61,8 +76,9 @@ def _saved_steps(workdir: Path) -> list[int]:
     return sorted(int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit())
 
 
-def _kill_mid_trial(proc, study_dir: Path, min_epochs: int, timeout: float = 120.0,
-                    need_checkpoint: bool = False) -> Path:
+def _kill_mid_trial(
+    proc, study_dir: Path, min_epochs: int, timeout: float = 120.0, need_checkpoint: bool = False
+) -> Path:
     """SIGKILL ``proc`` once a trial it started has ``min_epochs`` evaluations (and, with
     ``need_checkpoint``, a committed checkpoint) -> its workdir."""
     t0 = time.time()
@@ -70,8 +86,11 @@ def _kill_mid_trial(proc, study_dir: Path, min_epochs: int, timeout: float = 120
         assert proc.poll() is None, f"the worker exited early:\n{proc.stdout.read()}"
         for workdir in sorted((study_dir / "trials").glob("*")):
             mine = [s for s in _starts(workdir) if s["pid"] == proc.pid]
-            if mine and len(eval_records(workdir)) >= min_epochs and (
-                    not need_checkpoint or _saved_steps(workdir)):
+            if (
+                mine
+                and len(eval_records(workdir)) >= min_epochs
+                and (not need_checkpoint or _saved_steps(workdir))
+            ):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 return workdir
@@ -88,8 +107,7 @@ def _finish(*procs, timeout=180) -> str:
     return "\n".join(outs)
 
 
-def _check_every_trial_once(name, n_trials, killed: Path, min_epochs, killed_pid,
-                            epochs=EPOCHS):
+def _check_every_trial_once(name, n_trials, killed: Path, min_epochs, killed_pid, epochs=EPOCHS):
     S = optuna.trial.TrialState
     study = optuna.load_study(study_name=name, storage=_driver(URL))
     trials = study.get_trials()
@@ -104,12 +122,14 @@ def _check_every_trial_once(name, n_trials, killed: Path, min_epochs, killed_pid
     assert len({t.user_attrs["workdir"] for t in complete}) == n_trials
     # only the killed worker's trials failed, none with an error, each retried exactly once
     assert failed and all("error" not in t.user_attrs for t in failed)
-    assert sorted(t.number for t in failed) == sorted(r for r in roots
-                                                      if r not in {t.number for t in complete})
+    assert sorted(t.number for t in failed) == sorted(
+        r for r in roots if r not in {t.number for t in complete}
+    )
     assert all(t.user_attrs["pid"] == killed_pid for t in failed)
     retried = {t.number: t for t in complete if "failed_trial" in t.system_attrs}
-    assert sorted(int(t.system_attrs["failed_trial"]) for t in retried.values()) == \
-        sorted(t.number for t in failed)
+    assert sorted(int(t.system_attrs["failed_trial"]) for t in retried.values()) == sorted(
+        t.number for t in failed
+    )
     for t in retried.values():  # a retry samples nothing: it takes its first attempt's values
         first = trials[int(t.system_attrs["failed_trial"])]
         assert t.params == first.params
@@ -128,6 +148,7 @@ def _check_every_trial_once(name, n_trials, killed: Path, min_epochs, killed_pid
 
 def _driver(url):
     from edgejax.sweep.study import _driver_url
+
     return _driver_url(url)
 
 

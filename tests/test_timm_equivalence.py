@@ -5,6 +5,7 @@ For every fixture: the state dict is rebuilt from its manifest and seed, convert
 eval logits rel err <= 1e-5; train-mode logits <= 1e-4; BatchNorm running statistics after one
 train-mode forward equal timm's; every parameter receives a non-zero gradient.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,23 +26,43 @@ FIXTURES = sorted(FIXTURE_DIR.glob("*.npz"))
 # other fixture runs with `-m slow` (the same code paths at other widths, depths and resolutions).
 LOGITS_DEFAULT = {
     # the study's models
-    "efficientnetv2_s@288", "tf_efficientnetv2_s@300", "convnext_tiny@224",
-    "mobilevitv2_050@256", "mobilevitv2_075@256", "mobilevitv2_100@256",
-    "mobilenetv3_large_100@224", "tiny_vit_21m_224@224", "repvgg_a2@224",
+    "efficientnetv2_s@288",
+    "tf_efficientnetv2_s@300",
+    "convnext_tiny@224",
+    "mobilevitv2_050@256",
+    "mobilevitv2_075@256",
+    "mobilevitv2_100@256",
+    "mobilenetv3_large_100@224",
+    "tiny_vit_21m_224@224",
+    "repvgg_a2@224",
     # other structures: off-default resolutions, overlapping stems, RMS norms, head-norm-first,
     # TF 'same' padding, global context, grouped RepVGG convs, MobileViT v1, minimal MobileNetV3
-    "convnext_atto@160", "convnext_atto_ols@224", "convnext_zepto_rms_ols@224",
-    "convnext_tiny_hnf@224", "efficientnetv2_rw_t@192", "tf_efficientnetv2_b0@192",
-    "gc_efficientnetv2_rw_t@224", "mobilenetv3_small_050@224", "mobilenetv3_rw@224",
-    "tf_mobilenetv3_large_minimal_100@224", "mobilevit_xxs@224", "repvgg_a0@160",
-    "repvgg_b1g4@224", "tiny_vit_5m_224@256",
+    "convnext_atto@160",
+    "convnext_atto_ols@224",
+    "convnext_zepto_rms_ols@224",
+    "convnext_tiny_hnf@224",
+    "efficientnetv2_rw_t@192",
+    "tf_efficientnetv2_b0@192",
+    "gc_efficientnetv2_rw_t@224",
+    "mobilenetv3_small_050@224",
+    "mobilenetv3_rw@224",
+    "tf_mobilenetv3_large_minimal_100@224",
+    "mobilevit_xxs@224",
+    "repvgg_a0@160",
+    "repvgg_b1g4@224",
+    "tiny_vit_5m_224@256",
 }
 # The gradient check compiles a backward pass: in the default suite it runs on the smallest
 # variant of each family (gc_efficientnetv2_rw_t's global context in test_efficientnet.py);
 # `-m slow` runs it on every variant.
 GRAD_DEFAULT = {
-    "repvgg_a0", "mobilenetv3_small_050", "tf_efficientnetv2_b0", "convnext_atto",
-    "mobilevitv2_050", "mobilevit_xxs", "tiny_vit_5m_224",
+    "repvgg_a0",
+    "mobilenetv3_small_050",
+    "tf_efficientnetv2_b0",
+    "convnext_atto",
+    "mobilevitv2_050",
+    "mobilevit_xxs",
+    "tiny_vit_5m_224",
 }
 
 
@@ -104,14 +125,20 @@ def test_matches_timm(path, cpu_f32):
     got = bn_summary(running, meta["bn_prefixes"])
     # Running means of deep layers are small differences of large activations: float32
     # summation order alone moves them by ~1e-5 absolute, hence the tolerance.
-    np.testing.assert_allclose(got, ref["bn_after_train"], rtol=1e-3, atol=1e-4,
-                               err_msg="BatchNorm running statistics after a train forward")
+    np.testing.assert_allclose(
+        got,
+        ref["bn_after_train"],
+        rtol=1e-3,
+        atol=1e-4,
+        err_msg="BatchNorm running statistics after a train forward",
+    )
     print(f"{path.stem}: params {meta['num_params']:,} eval {err_eval:.2e} train {err_train:.2e}")
 
 
 def _default_res(paths):
     """One fixture per model: the one at timm's default resolution."""
     import edgejax
+
     out = []
     for p in paths:
         name, size = p.stem.split("@")

@@ -4,6 +4,7 @@ Cheap by design: parameter counts use abstract models (``nnx.eval_shape``); stat
 the fixture manifests (timm's own key names and shapes, no torch needed); forward passes run a
 tiny TinyViT built through the config overrides at 64 px.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -34,8 +35,12 @@ TIMM_PARAMS = {
 
 # A small TinyViT with the same block types: windows 3/3/5/2 pad the 16/8/4 px stage maps at a
 # 64 px input and leave the last one (2 px) unpadded.
-TINY = dict(embed_dims=(16, 32, 32, 48), num_heads=(1, 2, 2, 3), depths=(1, 1, 2, 1),
-            window_sizes=(3, 3, 5, 2))
+TINY = dict(
+    embed_dims=(16, 32, 32, 48),
+    num_heads=(1, 2, 2, 3),
+    depths=(1, 1, 2, 1),
+    window_sizes=(3, 3, 5, 2),
+)
 
 
 def _tiny(**kw):
@@ -56,8 +61,9 @@ def _x(size=64, batch=2, seed=0):
 
 def _abstract(name, num_classes):
     entry = get_entry(name)
-    return nnx.eval_shape(lambda: entry.builder(entry.cfg, num_classes=num_classes,
-                                                rngs=nnx.Rngs(0), dtype=None))
+    return nnx.eval_shape(
+        lambda: entry.builder(entry.cfg, num_classes=num_classes, rngs=nnx.Rngs(0), dtype=None)
+    )
 
 
 def _manifest_sd(name="tiny_vit_5m_224", num_classes=1000):
@@ -237,9 +243,12 @@ def test_window_padding_is_cropped_and_unmasked():
     assert not np.allclose(np.asarray(only_real), np.asarray(out), atol=1e-4)
     # ...while on an exact 7x7 map the two paths agree (no padding, no difference).
     x7 = jax.random.normal(jax.random.key(5), (1, 7, 7, 8))
-    np.testing.assert_allclose(window_attention(x7),
-                               jax.jit(block.attn)(x7.reshape(1, 49, 8)).reshape(1, 7, 7, 8),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        window_attention(x7),
+        jax.jit(block.attn)(x7.reshape(1, 49, 8)).reshape(1, 7, 7, 8),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def _modules(model):

@@ -1,4 +1,5 @@
 """edgejax.train in one process: configs, errors, schedules, the step, short runs (CPU, small)."""
+
 from __future__ import annotations
 
 import glob
@@ -56,7 +57,9 @@ def test_every_paper_config_validates():
             c = validate(_load_config(REPO / "configs" / f"{name}.py", recipe))
             assert c.model.name == name and c.data.dataset == "imagenet"
     base = _load_config(REPO / "configs" / "repvgg_a2.py")
-    assert base.optimizer.name == "sgd" and base.optimizer.lr == 0.1 and base.global_batch_size == 512
+    assert (
+        base.optimizer.name == "sgd" and base.optimizer.lr == 0.1 and base.global_batch_size == 512
+    )
     opt = _load_config(REPO / "configs" / "tiny_vit_21m_224.py", "optimized")
     assert opt.optimizer.name == "adamw" and opt.augment.rand_augment and opt.ema.decay > 0
     with pytest.raises(ValueError, match="unknown recipe"):
@@ -74,32 +77,49 @@ def test_unknown_config_key_is_named():
 
 def test_cli_unknown_key_and_missing_imagenet(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), EDGEJAX_IMAGENET="")
-    cmd = [sys.executable, "-m", "edgejax.train", "--config", str(REPO / "configs/repvgg_a2.py"),
-           "--workdir", str(tmp_path / "w")]
-    p = subprocess.run(cmd + ["--config.optimizer.lrr=0.05"], env=env, capture_output=True,
-                       text=True, timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgejax.train",
+        "--config",
+        str(REPO / "configs/repvgg_a2.py"),
+        "--workdir",
+        str(tmp_path / "w"),
+    ]
+    p = subprocess.run(
+        cmd + ["--config.optimizer.lrr=0.05"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert p.returncode != 0 and "Unknown config key 'optimizer.lrr'" in p.stderr, p.stderr[-2000:]
     # no --workdir: runs/<config stem>; the paper recipes' dtype "auto" is float32 on a CPU
-    p = subprocess.run(cmd[:-2], env=env, capture_output=True, text=True, timeout=300,
-                       cwd=tmp_path)
+    p = subprocess.run(cmd[:-2], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert p.returncode == 1 and "--config.data.dataset=" in p.stderr, p.stderr[-2000:]
     assert "tfds:imagenet2012" in p.stderr
     assert f"workdir {os.path.join('runs', 'repvgg_a2')} " in p.stderr
     assert "dtype auto -> float32 (cpu backend)" in p.stderr
     bad = tmp_path / "bad.py"  # a config file that does not parse: its file and line
     bad.write_text("def get_config(arg=None):\n    c = 1 +\n    return c\n")
-    p = subprocess.run(cmd[:1] + ["-m", "edgejax.train", "--config", str(bad)], env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2 and p.stderr.strip() == \
-        f"edgejax.train: error: config {bad}, line 2: invalid syntax: c = 1 +", p.stderr
+    p = subprocess.run(
+        cmd[:1] + ["-m", "edgejax.train", "--config", str(bad)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (
+        p.returncode == 2
+        and p.stderr.strip()
+        == f"edgejax.train: error: config {bad}, line 2: invalid syntax: c = 1 +"
+    ), p.stderr
 
 
 def test_default_workdir_dtype_auto_and_command_list(capsys):
     from edgejax.__main__ import main as edgejax_main
     from edgejax.train.__main__ import default_workdir
     from edgejax.train.config import resolve_dtype
+
     assert default_workdir("configs/repvgg_a2.py:optimized") == os.path.join(
-        "runs", "repvgg_a2_optimized")
+        "runs", "repvgg_a2_optimized"
+    )
     assert default_workdir("/x/configs/quickstart.py") == os.path.join("runs", "quickstart")
     said = []
     c = resolve_dtype(validate(tiny_config(dtype="auto")), said.append)
@@ -123,6 +143,7 @@ def test_a_workdir_holds_one_run(tmp_path, capsys):
     a config its checkpoints cannot fit: an error naming the keys, before anything compiles."""
     import json
     from edgejax.train.loop import _write_config
+
     _write_config(tiny_config(), str(tmp_path))
     (tmp_path / "checkpoints" / "220").mkdir(parents=True)  # as a finished run leaves it
     (tmp_path / "classes.json").write_text(json.dumps({"class_names": list("0123456789")}))
@@ -131,20 +152,27 @@ def test_a_workdir_holds_one_run(tmp_path, capsys):
     assert str(e.value) == (
         f"{tmp_path} holds a run whose checkpoints cannot be restored into this config "
         f"(model.name 'mobilenetv3_small_050' -> 'mobilenetv3_small_075'; optimizer.name 'sgd' "
-        f"-> 'adamw'): give another --workdir, or remove {tmp_path} to start over")
-    assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == \
-        "mobilenetv3_small_050"  # nothing overwritten
+        f"-> 'adamw'): give another --workdir, or remove {tmp_path} to start over"
+    )
+    assert (
+        json.loads((tmp_path / "config.json").read_text())["model"]["name"]
+        == "mobilenetv3_small_050"
+    )  # nothing overwritten
     from edgejax.train.loop import _check_workdir
+
     _check_workdir(tiny_config(num_steps=8), str(tmp_path), list("0123456789"))
-    assert capsys.readouterr().out == \
-        f"edgejax.train: resuming {tmp_path} with a changed config: num_steps 2 -> 8\n"
+    assert (
+        capsys.readouterr().out
+        == f"edgejax.train: resuming {tmp_path} with a changed config: num_steps 2 -> 8\n"
+    )
     with pytest.raises(ConfigError, match=r"\(classes 10 -> 3\)"):
         _check_workdir(tiny_config(), str(tmp_path), ["a", "b", "c"])
     # as many classes under other names (fine-tuning on other data in the same workdir): said
     _check_workdir(tiny_config(), str(tmp_path), list("0123456798"))
     assert capsys.readouterr().out == (
         f"edgejax.train: {tmp_path} was trained on other class names than the data has (index: "
-        f"run / data): 8: 8 / 9, 9: 9 / 8; resuming, its labels now mean the data's\n")
+        f"run / data): 8: 8 / 9, 9: 9 / 8; resuming, its labels now mean the data's\n"
+    )
 
 
 def test_missing_dataset_path(tmp_path):
@@ -154,15 +182,31 @@ def test_missing_dataset_path(tmp_path):
 
 # ------------------------------------------------------------------ optimiser pieces
 def test_schedules():
-    c = validate(tiny_config(**{"optimizer.lr": 0.1, "optimizer.lr_base_batch": 16,
-                                "schedule.warmup_steps": 10, "schedule.min_lr": 0.001}))
+    c = validate(
+        tiny_config(
+            **{
+                "optimizer.lr": 0.1,
+                "optimizer.lr_base_batch": 16,
+                "schedule.warmup_steps": 10,
+                "schedule.min_lr": 0.001,
+            }
+        )
+    )
     lr = make_schedule(c, 10, 110)
     assert float(lr(0)) == 0.0 and abs(float(lr(5)) - 0.05) < 1e-7
     assert abs(float(lr(10)) - 0.1) < 1e-7 and abs(float(lr(110)) - 0.001) < 1e-7
     assert abs(float(lr(60)) - (0.001 + 0.5 * 0.099)) < 1e-6
-    c = validate(tiny_config(**{"optimizer.lr": 0.1, "optimizer.lr_base_batch": 16,
-                                "schedule.name": "step", "schedule.decay_epochs": 2.0,
-                                "schedule.decay_rate": 0.5}))
+    c = validate(
+        tiny_config(
+            **{
+                "optimizer.lr": 0.1,
+                "optimizer.lr_base_batch": 16,
+                "schedule.name": "step",
+                "schedule.decay_epochs": 2.0,
+                "schedule.decay_rate": 0.5,
+            }
+        )
+    )
     lr = make_schedule(c, 10, 100)
     assert [round(float(lr(s)), 6) for s in (0, 19, 20, 45)] == [0.1, 0.1, 0.05, 0.025]
     c = validate(tiny_config(**{"global_batch_size": 32, "optimizer.lr": 0.1}))
@@ -170,29 +214,46 @@ def test_schedules():
 
 
 def test_weight_decay_mask():
-    params = {"conv": {"kernel": np.zeros((3, 3, 4, 4)), "bias": np.zeros(4)},
-              "bn": {"scale": np.zeros(4)}, "blocks": {"attn": {"attention_biases": np.zeros((2, 9))}},
-              "ls": {"gamma": np.zeros(4)}, "head": {"kernel": np.zeros((4, 10))}}
+    params = {
+        "conv": {"kernel": np.zeros((3, 3, 4, 4)), "bias": np.zeros(4)},
+        "bn": {"scale": np.zeros(4)},
+        "blocks": {"attn": {"attention_biases": np.zeros((2, 9))}},
+        "ls": {"gamma": np.zeros(4)},
+        "head": {"kernel": np.zeros((4, 10))},
+    }
     m = weight_decay_mask(params, ("attention_biases",))
     assert m["conv"]["kernel"] and m["head"]["kernel"]
-    assert not (m["conv"]["bias"] or m["bn"]["scale"] or m["ls"]["gamma"]
-                or m["blocks"]["attn"]["attention_biases"])
+    assert not (
+        m["conv"]["bias"]
+        or m["bn"]["scale"]
+        or m["ls"]["gamma"]
+        or m["blocks"]["attn"]["attention_biases"]
+    )
 
 
 # ------------------------------------------------------------------ the step
 def _fixed_batch(n=16, size=32, seed=0):
     from edgejax.data import build_source
+
     src, _ = build_source("digits", "train")
     import cv2
+
     idx = np.random.default_rng(seed).choice(len(src), n, replace=False)
     imgs = np.stack([cv2.resize(src[i][0], (size, size)) for i in idx])
     return {"image": imgs.astype(np.uint8), "label": np.array([src[i][1] for i in idx], np.int32)}
 
 
 def test_loss_decreases_on_a_fixed_batch():
-    c = tiny_config(**{"optimizer.name": "adamw", "optimizer.lr": 2e-3,
-                       "optimizer.lr_scaling": "none", "schedule.name": "constant",
-                       "optimizer.clip_grad_norm": 1.0, "ema.decay": 0.9})
+    c = tiny_config(
+        **{
+            "optimizer.name": "adamw",
+            "optimizer.lr": 2e-3,
+            "optimizer.lr_scaling": "none",
+            "schedule.name": "constant",
+            "optimizer.clip_grad_norm": 1.0,
+            "ema.decay": 0.9,
+        }
+    )
     r = build(c, num_classes=10)
     batch = r.put_batch(_fixed_batch())
     state, losses = r.state, []
@@ -201,19 +262,42 @@ def test_loss_decreases_on_a_fixed_batch():
         losses.append(float(m["loss"]))
     assert all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0], losses
     assert int(state.step) == 8 and state.ema_params is not None
-    sums = r.eval_step(state.params, state.batch_stats, state.model_state,
-                       r.put_batch(dict(_fixed_batch(), mask=np.ones(16, bool))))
+    sums = r.eval_step(
+        state.params,
+        state.batch_stats,
+        state.model_state,
+        r.put_batch(dict(_fixed_batch(), mask=np.ones(16, bool))),
+    )
     assert float(sums["count"]) == 16 and 0 <= float(sums["top1"]) <= 16
 
 
-@pytest.mark.parametrize("model,size,extra", [
-    ("repvgg_a0", 32, {"optimizer.nesterov": True, "optimizer.weight_decay": 1e-4}),
-    ("convnext_atto", 32, {"optimizer.name": "lamb", "model.drop_path_rate": 0.1,
-                           "optimizer.grad_accum_steps": 2}),
-    ("mobilevitv2_050", 64, {"optimizer.name": "adamw", "augment.mixup_alpha": 0.8,
-                             "augment.cutmix_alpha": 1.0, "augment.label_smoothing": 0.1,
-                             "ema.decay": 0.99, "global_batch_size": 8}),
-])
+@pytest.mark.parametrize(
+    "model,size,extra",
+    [
+        ("repvgg_a0", 32, {"optimizer.nesterov": True, "optimizer.weight_decay": 1e-4}),
+        (
+            "convnext_atto",
+            32,
+            {
+                "optimizer.name": "lamb",
+                "model.drop_path_rate": 0.1,
+                "optimizer.grad_accum_steps": 2,
+            },
+        ),
+        (
+            "mobilevitv2_050",
+            64,
+            {
+                "optimizer.name": "adamw",
+                "augment.mixup_alpha": 0.8,
+                "augment.cutmix_alpha": 1.0,
+                "augment.label_smoothing": 0.1,
+                "ema.decay": 0.99,
+                "global_batch_size": 8,
+            },
+        ),
+    ],
+)
 def test_short_run_three_families(tmp_path, model, size, extra):
     c = tiny_config(model, size, **extra)
     s = run(c, str(tmp_path))
@@ -226,6 +310,7 @@ def test_short_run_three_families(tmp_path, model, size, extra):
     if model == "repvgg_a0":  # a run's weights come back as a plain model (export --checkpoint)
         from flax import nnx
         from edgejax.train.checkpoint import load_model, load_weights
+
         m = load_model(str(tmp_path))
         assert m.num_classes == 10 and type(m).__name__ == "RepVGG"
         w = load_weights(str(tmp_path / "best"))
@@ -233,8 +318,10 @@ def test_short_run_three_families(tmp_path, model, size, extra):
         got = nnx.to_pure_dict(nnx.state(m, nnx.Param))
 
         def flat(tree):  # orbax restores list indices as str keys: compare by path string
-            return {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
-                    for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+            return {
+                "/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
+                for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]
+            }
 
         got, want = flat(got), flat(want)
         assert got.keys() == want.keys()
@@ -249,14 +336,44 @@ def _validate_run(workdir, last_eval):
     import contextlib, io, json
     from edgejax.export import main as export
     from edgejax.validate import main as validate
+
     onnx = str(workdir / "m.onnx")
-    assert export(["--model", "repvgg_a0", "--checkpoint", str(workdir), "--format", "onnx",
-                   "--out", onnx, "--resolution", "32", "--dynamic-batch"]) == 0
+    assert (
+        export(
+            [
+                "--model",
+                "repvgg_a0",
+                "--checkpoint",
+                str(workdir),
+                "--format",
+                "onnx",
+                "--out",
+                onnx,
+                "--resolution",
+                "32",
+                "--dynamic-batch",
+            ]
+        )
+        == 0
+    )
     for src in (["--checkpoint", str(workdir)], ["--onnx", onnx]):
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            assert validate(["--model", "repvgg_a0", *src, "--data", "digits", "--json",
-                             "--batch-size", "100"]) == 0
+            assert (
+                validate(
+                    [
+                        "--model",
+                        "repvgg_a0",
+                        *src,
+                        "--data",
+                        "digits",
+                        "--json",
+                        "--batch-size",
+                        "100",
+                    ]
+                )
+                == 0
+            )
         r = json.loads(buf.getvalue())
         assert r["count"] == last_eval["count"] == 359 and r["image_size"] == 32, r
         assert abs(r["top1"] - last_eval["top1"]) < 1e-9, (src, r, last_eval)
@@ -269,6 +386,7 @@ def _predict_from_run(workdir, model):
     from PIL import Image
     from edgejax.data import build_source
     from edgejax.predict import main as predict
+
     src, info = build_source("digits", "train")
     imgs = workdir / "imgs"
     (imgs / "sub").mkdir(parents=True)
@@ -277,21 +395,41 @@ def _predict_from_run(workdir, model):
     (imgs / "broken.png").write_bytes(b"not an image")
     out = workdir / "p.json"
     import contextlib, io
+
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert predict([str(imgs), "--model", "repvgg_a0", "--checkpoint", str(workdir),
-                        "--topk", "3", "--json", "--csv", str(out)]) == 0
+        assert (
+            predict(
+                [
+                    str(imgs),
+                    "--model",
+                    "repvgg_a0",
+                    "--checkpoint",
+                    str(workdir),
+                    "--topk",
+                    "3",
+                    "--json",
+                    "--csv",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     res = json.loads(buf.getvalue())
-    assert [r["path"].rsplit("/", 1)[-1] for r in res["predictions"]] == ["0.png", "1.png",
-                                                                         "2.png"]
+    assert [r["path"].rsplit("/", 1)[-1] for r in res["predictions"]] == ["0.png", "1.png", "2.png"]
     assert [e["path"].rsplit("/", 1)[-1] for e in res["errors"]] == ["broken.png"]
     names = json.loads((workdir / "classes.json").read_text())["class_names"]
     assert names == info["class_names"]
     from edgejax.data.transforms import center_crop_resize
     import edgejax
+
     mi = edgejax.model_info("repvgg_a0")
-    x = np.stack([center_crop_resize(open(r["path"], "rb").read(), 32, 0.875, "bilinear")
-                  for r in res["predictions"]]).astype(np.float32)
+    x = np.stack(
+        [
+            center_crop_resize(open(r["path"], "rb").read(), 32, 0.875, "bilinear")
+            for r in res["predictions"]
+        ]
+    ).astype(np.float32)
     x = (x - np.asarray(mi["mean"]) * 255) / (np.asarray(mi["std"]) * 255)
     logits = np.asarray(model(x.astype(np.float32)))
     for r, z in zip(res["predictions"], logits):
@@ -304,16 +442,25 @@ def _predict_from_run(workdir, model):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    c = tiny_config(**{"num_steps": 6, "optimizer.lr": 1e30, "optimizer.lr_scaling": "none",
-                       "schedule.name": "constant", "checkpoint.every_steps": 1,
-                       "eval.every_steps": 100})
+    c = tiny_config(
+        **{
+            "num_steps": 6,
+            "optimizer.lr": 1e30,
+            "optimizer.lr_scaling": "none",
+            "schedule.name": "constant",
+            "checkpoint.every_steps": 1,
+            "eval.every_steps": 100,
+        }
+    )
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step (\d+)") as e:
         run(c, str(tmp_path))
     import re
+
     bad = int(re.search(r"step (\d+)", str(e.value)).group(1))
     steps = sorted(int(p) for p in os.listdir(tmp_path / "checkpoints") if p.isdigit())
     assert steps and max(steps) < bad
     from edgejax.train.checkpoint import load_weights
+
     w = load_weights(str(tmp_path / "checkpoints"))
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(w["params"]))
 
@@ -337,20 +484,26 @@ def test_report_fn_prunes_and_rerun_resumes(tmp_path, caplog):
     # beside it: both moved aside with a line each, the run resumes from step 2.
     ck = tmp_path / "checkpoints"
     assert sorted(p for p in os.listdir(ck) if p.isdigit()) == ["2", "3"]
-    data = [f for f in glob.glob(str(ck / "3" / "state" / "**"), recursive=True)
-            if os.path.isfile(f) and os.path.basename(os.path.dirname(f)) == "d"]
+    data = [
+        f
+        for f in glob.glob(str(ck / "3" / "state" / "**"), recursive=True)
+        if os.path.isfile(f) and os.path.basename(os.path.dirname(f)) == "d"
+    ]
     assert data
     for f in data:
         open(f, "r+b").truncate(8)
     (ck / "4.orbax-checkpoint-tmp-123").mkdir()
     import contextlib, io
+
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         s = run(tiny_config(**{"num_steps": 4, "eval.every_steps": 1}), str(tmp_path))
     out = buf.getvalue()
     assert s["status"] == "completed" and s["step"] == 4
-    assert f"4.orbax-checkpoint-tmp-123 in {ck} is a save that did not finish; moved it to " \
+    assert (
+        f"4.orbax-checkpoint-tmp-123 in {ck} is a save that did not finish; moved it to "
         f"{ck}.damaged/4.orbax-checkpoint-tmp-123" in out
+    )
     line = next(l for l in out.splitlines() if "unreadable" in l)
     assert line.startswith(f"edgejax.train: checkpoint step 3 in {ck} is unreadable (")
     assert line.endswith(f"moved it to {ck}.damaged/3 and resuming from the newest readable one")
@@ -376,6 +529,9 @@ def test_report_fn_prunes_and_rerun_resumes(tmp_path, caplog):
     assert msg.startswith(f"{tmp_path / 'best'} step {best} is unreadable (")
     assert os.path.isdir(tmp_path / "best" / best)
     truncate(ck)
-    with pytest.raises(ValueError, match=f"no readable checkpoint in {tmp_path} .unreadable: "
-                                         f"best/{best}, checkpoints/4, checkpoints/3"):
+    with pytest.raises(
+        ValueError,
+        match=f"no readable checkpoint in {tmp_path} .unreadable: "
+        f"best/{best}, checkpoints/4, checkpoints/3",
+    ):
         load_model(str(tmp_path))

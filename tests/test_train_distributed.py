@@ -8,6 +8,7 @@
 
 All runs share one persistent compilation cache, so each program compiles once.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,21 +28,34 @@ pytestmark = pytest.mark.xdist_group("train_distributed")
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 8
-ARGS = ["--config", str(REPO / "configs" / "quickstart.py"),
-        f"--config.num_steps={STEPS}", "--config.global_batch_size=16",
-        "--config.checkpoint.every_steps=2", "--config.eval.every_steps=100",
-        "--config.log.progress=False", "--config.log.tensorboard=False",
-        "--config.ema.decay=0.9", "--config.model.drop_rate=0.2",
-        # SGD keeps cross-process float reordering at rounding level (see _ONE_VS_FOUR).
-        "--config.optimizer.name=sgd", "--config.optimizer.lr=0.05"]
+ARGS = [
+    "--config",
+    str(REPO / "configs" / "quickstart.py"),
+    f"--config.num_steps={STEPS}",
+    "--config.global_batch_size=16",
+    "--config.checkpoint.every_steps=2",
+    "--config.eval.every_steps=100",
+    "--config.log.progress=False",
+    "--config.log.tensorboard=False",
+    "--config.ema.decay=0.9",
+    "--config.model.drop_rate=0.2",
+    # SGD keeps cross-process float reordering at rounding level (see _ONE_VS_FOUR).
+    "--config.optimizer.name=sgd",
+    "--config.optimizer.lr=0.05",
+]
 
 
 @pytest.fixture(scope="module")
 def cache_env(tmp_path_factory):
     cache = tmp_path_factory.mktemp("xla_cache")
-    return dict(os.environ, PYTHONPATH=str(REPO), JAX_COMPILATION_CACHE_DIR=str(cache),
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", JAX_PLATFORMS="cpu")
+    return dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        JAX_COMPILATION_CACHE_DIR=str(cache),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        JAX_PLATFORMS="cpu",
+    )
 
 
 def _cmd(workdir, *extra):
@@ -50,6 +64,7 @@ def _cmd(workdir, *extra):
 
 def _final_params(workdir):
     from edgejax.train.checkpoint import load_weights
+
     return load_weights(str(Path(workdir) / "checkpoints"))
 
 
@@ -82,8 +97,9 @@ def _wait_for_step(proc, workdir, step, timeout=900):
 def test_sigterm_then_sigkill_then_resume_is_bitwise_identical(tmp_path, cache_env, reference):
     w = tmp_path / "run"
     # 1. SIGTERM after the first checkpoint: the run saves where it is and exits 0.
-    p = subprocess.Popen(_cmd(w), env=cache_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(
+        _cmd(w), env=cache_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for_step(p, w, 2)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=300)
@@ -94,8 +110,9 @@ def test_sigterm_then_sigkill_then_resume_is_bitwise_identical(tmp_path, cache_e
     # 2. Resume, then SIGKILL as soon as a later checkpoint exists (mid-run, maybe mid-save).
     killed_at = None
     if stopped < STEPS - 2:
-        p = subprocess.Popen(_cmd(w), env=cache_env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            _cmd(w), env=cache_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         _wait_for_step(p, w, stopped + 2)
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=60)
@@ -107,8 +124,11 @@ def test_sigterm_then_sigkill_then_resume_is_bitwise_identical(tmp_path, cache_e
     assert "resuming" in p.stderr
     got = _final_params(w)
     for name in ("params", "batch_stats", "ema_params", "opt_state", "rng", "step"):
-        jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b, err_msg=name),
-                     got[name], reference[name])
+        jax.tree.map(
+            lambda a, b: np.testing.assert_array_equal(a, b, err_msg=name),
+            got[name],
+            reference[name],
+        )
     print(f"SIGTERM stopped at step {stopped}, SIGKILL after checkpoint {killed_at}: bitwise equal")
 
 
@@ -153,10 +173,13 @@ print("OK")
 def test_one_device_equals_four_simulated_devices(cache_env):
     # conftest.py's cheaper-compilation flags too (the same float32 semantics): compiling the
     # four-device program with every optimisation took most of this test's time
-    env = dict(cache_env, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") +
-               " --xla_force_host_platform_device_count=4")
-    p = subprocess.run([sys.executable, "-c", _ONE_VS_FOUR], env=env, capture_output=True,
-                       text=True, timeout=900)
+    env = dict(
+        cache_env,
+        XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", _ONE_VS_FOUR], env=env, capture_output=True, text=True, timeout=900
+    )
     assert p.returncode == 0 and "OK" in p.stdout, p.stdout[-2000:] + p.stderr[-3000:]
     print(p.stdout)
 
@@ -174,22 +197,32 @@ def test_two_processes_equal_one_process(tmp_path, cache_env):
     # With dropout 0.2 and Mixup/CutMix: both act per row of the global batch, so this also checks
     # that each process's local batch lands on the same global rows as in the one-process run.
     one_step = [a for a in ARGS if not a.startswith("--config.num_steps=")]
-    one_step += ["--config.num_steps=1", "--config.checkpoint.every_steps=1",
-                 "--config.augment.mixup_alpha=0.8", "--config.augment.cutmix_alpha=1.0"]
+    one_step += [
+        "--config.num_steps=1",
+        "--config.checkpoint.every_steps=1",
+        "--config.augment.mixup_alpha=0.8",
+        "--config.augment.cutmix_alpha=1.0",
+    ]
 
     def cmd(workdir, *extra):
-        return [sys.executable, "-m", "edgejax.train", *one_step, "--workdir", str(workdir),
-                *extra]
+        return [sys.executable, "-m", "edgejax.train", *one_step, "--workdir", str(workdir), *extra]
 
-    ref = subprocess.run(cmd(tmp_path / "one"), env=cache_env, capture_output=True, text=True,
-                         timeout=900)
+    ref = subprocess.run(
+        cmd(tmp_path / "one"), env=cache_env, capture_output=True, text=True, timeout=900
+    )
     assert ref.returncode == 0, ref.stderr[-3000:]
     port = _free_port()
     w = tmp_path / "two"
-    procs = [subprocess.Popen(
-        cmd(w, f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"),
-        env=cache_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            cmd(w, f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"),
+            env=cache_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=900) for p in procs]
     for p, (out, err) in zip(procs, outs):
         if p.returncode != 0 and "collective" in err.lower() and "not implemented" in err.lower():
@@ -197,6 +230,8 @@ def test_two_processes_equal_one_process(tmp_path, cache_env):
         assert p.returncode == 0, err[-4000:]
     got, want = _final_params(w), _final_params(tmp_path / "one")
     for name in ("params", "batch_stats", "ema_params"):
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5,
-                                                             err_msg=name),
-                     got[name], want[name])
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name),
+            got[name],
+            want[name],
+        )

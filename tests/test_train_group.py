@@ -1,5 +1,6 @@
 """Trial groups: K trials in one run equal the same trials trained alone, faults stay per trial,
 a group resumes exactly, and sweeps run their trials in groups (CPU, small)."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,11 @@ from test_train_core import REPO, tiny_config
 
 def _config(model="mobilenetv3_small_050", steps=3, **kw):
     # data.seed: the trials below differ in seed, and a group feeds all of them one data stream
-    c = tiny_config(model, num_steps=steps, **{"data.seed": 0, "eval.every_epochs": 0.0,
-                                                "checkpoint.keep_best": False, **kw})
+    c = tiny_config(
+        model,
+        num_steps=steps,
+        **{"data.seed": 0, "eval.every_epochs": 0.0, "checkpoint.keep_best": False, **kw},
+    )
     return c
 
 
@@ -40,21 +44,51 @@ def _group_trial(group_dir, k):
 # compiles the very program the group runs. Sequential mode (the CPU default) must then be bitwise.
 _TRIALS = {
     "mobilenetv3_small_050": [
-        {"optimizer.lr": 0.2, "augment.label_smoothing": 0.1, "augment.mixup_alpha": 0.2,
-         "seed": 0},
-        {"optimizer.lr": 1e30, "augment.label_smoothing": 0.0, "augment.mixup_alpha": 0.8,
-         "seed": 1},   # diverges: frozen and recorded failed, the others go on
-        {"optimizer.lr": 0.05, "augment.label_smoothing": 0.3, "augment.mixup_alpha": 1.0,
-         "seed": 2},
+        {
+            "optimizer.lr": 0.2,
+            "augment.label_smoothing": 0.1,
+            "augment.mixup_alpha": 0.2,
+            "seed": 0,
+        },
+        {
+            "optimizer.lr": 1e30,
+            "augment.label_smoothing": 0.0,
+            "augment.mixup_alpha": 0.8,
+            "seed": 1,
+        },  # diverges: frozen and recorded failed, the others go on
+        {
+            "optimizer.lr": 0.05,
+            "augment.label_smoothing": 0.3,
+            "augment.mixup_alpha": 1.0,
+            "seed": 2,
+        },
     ],
     "convnext_atto": [
-        {"optimizer.name": "adamw", "optimizer.lr": 1e-3, "optimizer.weight_decay": 0.05,
-         "model.drop_path_rate": 0.1, "augment.cutmix_alpha": 1.0, "seed": 0},
-        {"optimizer.name": "adamw", "optimizer.lr": 4e-3, "optimizer.weight_decay": 0.01,
-         "model.drop_path_rate": 0.3, "augment.cutmix_alpha": 0.5, "seed": 3,
-         "optimizer.b2": 0.99},
-        {"optimizer.name": "adamw", "optimizer.lr": 2e-3, "optimizer.weight_decay": 0.1,
-         "model.drop_path_rate": 0.2, "augment.cutmix_alpha": 2.0, "seed": 5},
+        {
+            "optimizer.name": "adamw",
+            "optimizer.lr": 1e-3,
+            "optimizer.weight_decay": 0.05,
+            "model.drop_path_rate": 0.1,
+            "augment.cutmix_alpha": 1.0,
+            "seed": 0,
+        },
+        {
+            "optimizer.name": "adamw",
+            "optimizer.lr": 4e-3,
+            "optimizer.weight_decay": 0.01,
+            "model.drop_path_rate": 0.3,
+            "augment.cutmix_alpha": 0.5,
+            "seed": 3,
+            "optimizer.b2": 0.99,
+        },
+        {
+            "optimizer.name": "adamw",
+            "optimizer.lr": 2e-3,
+            "optimizer.weight_decay": 0.1,
+            "model.drop_path_rate": 0.2,
+            "augment.cutmix_alpha": 2.0,
+            "seed": 5,
+        },
     ],
     "mobilevitv2_050": [
         {"optimizer.lr": 0.1, "ema.decay": 0.9, "augment.label_smoothing": 0.1, "seed": 0},
@@ -78,8 +112,13 @@ def test_group_with_a_diverging_trial_killed_and_resumed_equals_solo_runs(tmp_pa
             os.kill(os.getpid(), signal.SIGTERM)  # the loop saves and stops at the next step
         return False
 
-    first = run_group(configs, dirs, group_dir=tmp_path / "group", mode="sequential",
-                      report_fn=sigterm_after_step_2)
+    first = run_group(
+        configs,
+        dirs,
+        group_dir=tmp_path / "group",
+        mode="sequential",
+        report_fn=sigterm_after_step_2,
+    )
     assert [s["status"] for s in first] == ["preempted", "failed", "preempted"]
     failed_step = first[1]["failed_step"]
     assert failed_step in (1, 2)
@@ -91,21 +130,31 @@ def test_group_with_a_diverging_trial_killed_and_resumed_equals_solo_runs(tmp_pa
     assert [e["step"] for e in evals if e["kind"] == "eval"] == [2, 4]
     solo = run(configs[2], tmp_path / "solo")
     assert solo["last_eval"] == summaries[2]["last_eval"]
-    _assert_same(_group_trial(tmp_path / "group", 2),
-                 load_weights(tmp_path / "solo" / "checkpoints"), "trial 2: ")
+    _assert_same(
+        _group_trial(tmp_path / "group", 2),
+        load_weights(tmp_path / "solo" / "checkpoints"),
+        "trial 2: ",
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model,k", [("convnext_atto", 1), ("mobilevitv2_050", 2)])
 def test_group_trial_equals_solo_run(tmp_path, model, k):
     configs = [_config(model, **kw) for kw in _TRIALS[model]]
-    summaries = run_group(configs, [tmp_path / f"t{i}" for i in range(3)],
-                          group_dir=tmp_path / "group", mode="sequential")
+    summaries = run_group(
+        configs,
+        [tmp_path / f"t{i}" for i in range(3)],
+        group_dir=tmp_path / "group",
+        mode="sequential",
+    )
     assert [s["status"] for s in summaries] == ["completed"] * 3
     solo = run(configs[k], tmp_path / "solo")
     assert solo["last_eval"] == summaries[k]["last_eval"]
-    _assert_same(_group_trial(tmp_path / "group", k),
-                 load_weights(tmp_path / "solo" / "checkpoints"), f"{model} trial {k}: ")
+    _assert_same(
+        _group_trial(tmp_path / "group", k),
+        load_weights(tmp_path / "solo" / "checkpoints"),
+        f"{model} trial {k}: ",
+    )
 
 
 @pytest.mark.slow
@@ -113,10 +162,13 @@ def test_vmapped_group_matches_within_float_tolerance(tmp_path):
     # One vmapped program is another XLA program than the solo step (batched convolutions,
     # other fusions), so it agrees to float rounding, not bitwise. RandAugment is left out here:
     # its uint8 truncation turns a 1-ulp difference into a one-level pixel difference.
-    configs = [_config(steps=2, **{"optimizer.lr": lr, "seed": s, "ema.decay": 0.9})
-               for lr, s in ((0.1, 0), (0.3, 1))]
-    out = run_group(configs, [tmp_path / "a", tmp_path / "b"], group_dir=tmp_path / "g",
-                    mode="vmap")
+    configs = [
+        _config(steps=2, **{"optimizer.lr": lr, "seed": s, "ema.decay": 0.9})
+        for lr, s in ((0.1, 0), (0.3, 1))
+    ]
+    out = run_group(
+        configs, [tmp_path / "a", tmp_path / "b"], group_dir=tmp_path / "g", mode="vmap"
+    )
     assert [s["group_mode"] for s in out] == ["vmap", "vmap"]
     solo = run(configs[1], tmp_path / "solo")
     g, s = _group_trial(tmp_path / "g", 1), load_weights(tmp_path / "solo" / "checkpoints")
@@ -128,9 +180,13 @@ def test_vmapped_group_matches_within_float_tolerance(tmp_path):
 
 @pytest.mark.slow
 def test_group_killed_and_resumed_equals_uninterrupted(tmp_path):
-    configs = [_config(steps=6, **{"optimizer.lr": lr, "seed": s, "eval.every_steps": 2,
-                                   "checkpoint.every_steps": 2})
-               for lr, s in ((0.1, 0), (0.3, 1))]
+    configs = [
+        _config(
+            steps=6,
+            **{"optimizer.lr": lr, "seed": s, "eval.every_steps": 2, "checkpoint.every_steps": 2},
+        )
+        for lr, s in ((0.1, 0), (0.3, 1))
+    ]
     full = run_group(configs, [tmp_path / "f0", tmp_path / "f1"], group_dir=tmp_path / "fg")
 
     def sigterm_at_step_4(k, epoch, metrics):
@@ -143,8 +199,11 @@ def test_group_killed_and_resumed_equals_uninterrupted(tmp_path):
     assert [s["status"] for s in first] == ["preempted", "preempted"] and first[0]["step"] == 4
     second = run_group(configs, dirs, group_dir=tmp_path / "rg")
     assert [s["status"] for s in second] == ["completed", "completed"]
-    _assert_same(load_weights(tmp_path / "rg" / "checkpoints"),
-                 load_weights(tmp_path / "fg" / "checkpoints"), "resumed vs uninterrupted: ")
+    _assert_same(
+        load_weights(tmp_path / "rg" / "checkpoints"),
+        load_weights(tmp_path / "fg" / "checkpoints"),
+        "resumed vs uninterrupted: ",
+    )
     for k in range(2):
         assert second[k]["last_eval"] == full[k]["last_eval"]
 
@@ -156,6 +215,7 @@ def test_group_step_compiles_once(mode):
     from edgejax.train import build
     from edgejax.train.loop import _Group
     from test_train_core import _fixed_batch
+
     configs = [_config(**t) for t in _TRIALS["mobilenetv3_small_050"][::2]]
     r = build(configs[0], num_classes=10)
     group = _Group(r, mode, [0, 1], [r.state, r.init_state(configs[1])])
@@ -206,12 +266,22 @@ def test_grouped_sweep_end_to_end(tmp_path):
     import sys
 
     (tmp_path / "sweep.py").write_text(SWEEP.format(base=(REPO / "configs" / "quickstart.py")))
-    cmd = [sys.executable, "-m", "edgejax.sweep", "--config", str(tmp_path / "sweep.py"),
-           "--study-dir", str(tmp_path / "s"), "--group-size", "2",
-           "--no-compile-cache"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgejax.sweep",
+        "--config",
+        str(tmp_path / "sweep.py"),
+        "--study-dir",
+        str(tmp_path / "s"),
+        "--group-size",
+        "2",
+        "--no-compile-cache",
+    ]
     subprocess.run(cmd + ["--n-trials", "2"], check=True, cwd=REPO)
     subprocess.run(cmd, check=True, cwd=REPO)
     import optuna
+
     study = optuna.load_study(study_name="grouped", storage=f"sqlite:///{tmp_path}/s/study.db")
     S = optuna.trial.TrialState
     assert len(study.trials) == 4

@@ -5,6 +5,7 @@ A fixture stores the state-dict manifest (names, shapes), the seeds and the expe
 tensors themselves are regenerated from (seed, key index) with numpy's PCG64, which is stable
 across numpy versions.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,8 @@ def bn_summary(running: dict[str, np.ndarray], prefixes: list[str]) -> np.ndarra
         v = np.asarray(running[p + ".running_var"], np.float64)
         row = np.zeros(10)
         row[0], row[1] = m.sum(), v.sum()
-        row[2:2 + min(4, m.size)] = m[:4]
-        row[6:6 + min(4, v.size)] = v[:4]
+        row[2 : 2 + min(4, m.size)] = m[:4]
+        row[6 : 6 + min(4, v.size)] = v[:4]
         rows.append(row)
     return np.stack(rows) if rows else np.zeros((0, 10))
 

@@ -10,6 +10,7 @@ the val split is carved from the training images, so that tuning never sees the 
 is a seeded permutation of each class's sorted file names, so the same command gives the same
 subset on every machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,25 +30,36 @@ def make_subset(src: str, out: str, *, train: int, val: int, test: int, seed: in
     held_out = "test" if os.path.isdir(os.path.join(src, "test")) else "val"
     for split in ("train", held_out):
         if not os.path.isdir(os.path.join(src, split)):
-            raise SystemExit(f"{src}: no {split}/ directory (an ImageFolder root has train/ and "
-                             f"test/ or val/, one folder per class)")
-    classes = sorted(d for d in os.listdir(os.path.join(src, "train"))
-                     if os.path.isdir(os.path.join(src, "train", d)))
+            raise SystemExit(
+                f"{src}: no {split}/ directory (an ImageFolder root has train/ and "
+                f"test/ or val/, one folder per class)"
+            )
+    classes = sorted(
+        d
+        for d in os.listdir(os.path.join(src, "train"))
+        if os.path.isdir(os.path.join(src, "train", d))
+    )
     counts = {"train": 0, "val": 0, "test": 0}
     for cls in classes:
         rng = random.Random(f"{seed}:{cls}")
         pool = _files(os.path.join(src, "train", cls))
         rng.shuffle(pool)
         if len(pool) < train + val:
-            raise SystemExit(f"class {cls}: {len(pool)} training images, fewer than "
-                             f"--train {train} + --val {val}")
+            raise SystemExit(
+                f"class {cls}: {len(pool)} training images, fewer than "
+                f"--train {train} + --val {val}"
+            )
         test_pool = _files(os.path.join(src, held_out, cls))
         rng.shuffle(test_pool)
         if len(test_pool) < test:
-            raise SystemExit(f"class {cls}: {len(test_pool)} {held_out} images, fewer than "
-                             f"--test {test}")
-        picks = {"train": ("train", pool[:train]), "val": ("train", pool[train:train + val]),
-                 "test": (held_out, test_pool[:test])}
+            raise SystemExit(
+                f"class {cls}: {len(test_pool)} {held_out} images, fewer than --test {test}"
+            )
+        picks = {
+            "train": ("train", pool[:train]),
+            "val": ("train", pool[train : train + val]),
+            "test": (held_out, test_pool[:test]),
+        }
         for split, (from_split, names) in picks.items():
             d = os.path.join(out, split, cls)
             os.makedirs(d, exist_ok=True)
@@ -69,8 +81,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     info = make_subset(a.src, a.out, train=a.train, val=a.val, test=a.test, seed=a.seed)
-    print(f"{a.out}: {info['classes']} classes, {info['train']} train / {info['val']} val / "
-          f"{info['test']} test images")
+    print(
+        f"{a.out}: {info['classes']} classes, {info['train']} train / {info['val']} val / "
+        f"{info['test']} test images"
+    )
     return 0
 
 

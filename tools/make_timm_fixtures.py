@@ -7,6 +7,7 @@ tests/timm_fixture_lib.py, run a seeded input in eval mode and in train mode (dr
 save the manifest, seeds, parameter count, logits and BatchNorm statistics after the train-mode
 forward to tests/fixtures/timm/<name>@<size>.npz. No weights are stored.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,11 @@ def make(name: str, size: int | None, seed: int, lean: bool = False) -> Path:
         model = timm.create_model(name, **kw)
     size = size or model.pretrained_cfg["input_size"][-1]
     sd = model.state_dict(keep_vars=True)
-    manifest = [(k, list(v.shape)) for k, v in sd.items()
-                if not k.endswith(lib.IGNORED_SUFFIXES) and v.dtype.is_floating_point]
+    manifest = [
+        (k, list(v.shape))
+        for k, v in sd.items()
+        if not k.endswith(lib.IGNORED_SUFFIXES) and v.dtype.is_floating_point
+    ]
     with torch.no_grad():
         for i, (k, s) in enumerate(manifest):
             sd[k].copy_(torch.from_numpy(lib.tensor_value(k, s, seed, i)))
@@ -48,14 +52,27 @@ def make(name: str, size: int | None, seed: int, lean: bool = False) -> Path:
         train_logits = model(x).numpy()
     bn_prefixes = [k[: -len(".running_mean")] for k, _ in manifest if k.endswith(".running_mean")]
     running = {k: v.detach().numpy() for k, v in model.state_dict().items() if "running_" in k}
-    meta = dict(name=name, size=size, seed=seed, batch=lib.BATCH, manifest=manifest,
-                num_params=int(sum(p.numel() for p in model.parameters())),
-                bn_prefixes=bn_prefixes, timm_version=timm.__version__,
-                torch_version=torch.__version__)
+    meta = dict(
+        name=name,
+        size=size,
+        seed=seed,
+        batch=lib.BATCH,
+        manifest=manifest,
+        num_params=int(sum(p.numel() for p in model.parameters())),
+        bn_prefixes=bn_prefixes,
+        timm_version=timm.__version__,
+        torch_version=torch.__version__,
+    )
     path = lib.fixture_path(name, size)
-    lib.save_fixture(path, meta, dict(eval_logits=eval_logits.astype(np.float32),
-                                      train_logits=train_logits.astype(np.float32),
-                                      bn_after_train=lib.bn_summary(running, bn_prefixes)))
+    lib.save_fixture(
+        path,
+        meta,
+        dict(
+            eval_logits=eval_logits.astype(np.float32),
+            train_logits=train_logits.astype(np.float32),
+            bn_after_train=lib.bn_summary(running, bn_prefixes),
+        ),
+    )
     return path
 
 
@@ -64,8 +81,11 @@ def main() -> None:
     ap.add_argument("patterns", nargs="+", help="timm model names or fnmatch patterns")
     ap.add_argument("--size", type=int, default=None, help="input size (default: timm's)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lean", action="store_true",
-                    help="allocate on the meta device and fill in place (huge models)")
+    ap.add_argument(
+        "--lean",
+        action="store_true",
+        help="allocate on the meta device and fill in place (huge models)",
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     all_names = timm.list_models()

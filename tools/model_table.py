@@ -5,6 +5,7 @@
 GMACs come from XLA's cost analysis of the lowered eval forward at the default input size
 (flops / 2, batch 1); parameters from the built model (1000-class head).
 """
+
 from __future__ import annotations
 
 import sys
@@ -37,8 +38,11 @@ def main(patterns: list[str]) -> None:
         info = edgejax.model_info(name)
         size = info["input_size"][-1]
         top1 = f"{info['top1']:.3f}" if info.get("top1") else "—"
-        print(f"| `{name}` | {info['family']} | {info['num_params']:,} | "
-              f"{gmacs(name):.2f} @ {size} | {top1} |", flush=True)
+        print(
+            f"| `{name}` | {info['family']} | {info['num_params']:,} | "
+            f"{gmacs(name):.2f} @ {size} | {top1} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

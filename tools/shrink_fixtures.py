@@ -1,4 +1,5 @@
 """Re-save fixtures with the stored logits cut to timm_fixture_lib.STORED_CLASSES (no torch needed)."""
+
 import sys
 from pathlib import Path
 

@@ -14,6 +14,7 @@ Five grid trials on the model's ``baseline`` recipe (SGD, no augmentation beyond
 values as the study's ``optimized`` stack: RandAugment m9 mstd 0.5 (2 ops), Mixup alpha 0.8,
 CutMix alpha 1.0 (switch prob 0.5), label smoothing 0.1. No pruning: every step runs to the end.
 """
+
 from edgejax.sweep import cumulative, presets, sweep_config
 from edgejax.train.recipes import AUGMENT_STACK, MODEL_TRAITS
 
@@ -22,8 +23,10 @@ STACK = cumulative([("baseline", {}), *AUGMENT_STACK])
 
 def get_config(arg=None):
     if arg not in MODEL_TRAITS:
-        raise ValueError(f"augment_stack.py needs a model: one of {', '.join(MODEL_TRAITS)} "
-                         f"(e.g. configs/sweeps/augment_stack.py:repvgg_a2), got {arg!r}")
+        raise ValueError(
+            f"augment_stack.py needs a model: one of {', '.join(MODEL_TRAITS)} "
+            f"(e.g. configs/sweeps/augment_stack.py:repvgg_a2), got {arg!r}"
+        )
     s = sweep_config()
     s.name = f"augment_stack_{arg}"
     s.description = f"cumulative augmentation stack on {arg} (baseline recipe)"

@@ -20,16 +20,27 @@ Commands (trials of one group train at once; ``--group-size`` does not change th
     python -m edgejax.sweep --config configs/sweeps/cifar10_study.py:tpe \\
         --study-dir runs/cifar10_study/tpe --group-size 4
 """
+
 from edgejax.sweep import categorical, cumulative, loguniform, presets, sweep_config, uniform
 from edgejax.train.recipes import AUGMENT_STACK
 
 BASE = "configs/cifar10_study.py"
 CROPS = {"data.scale": (0.35, 1.0), "data.ratio": (3 / 4, 4 / 3)}
-SGD = {"optimizer.name": "sgd", "optimizer.lr": 0.05, "optimizer.nesterov": True,
-       "optimizer.weight_decay": 5e-4}
+SGD = {
+    "optimizer.name": "sgd",
+    "optimizer.lr": 0.05,
+    "optimizer.nesterov": True,
+    "optimizer.weight_decay": 5e-4,
+}
 
-STACK = cumulative([("baseline", {}), ("+crops", CROPS), *AUGMENT_STACK,
-                    ("+random_erasing", {"augment.random_erasing": 0.25})])
+STACK = cumulative(
+    [
+        ("baseline", {}),
+        ("+crops", CROPS),
+        *AUGMENT_STACK,
+        ("+random_erasing", {"augment.random_erasing": 0.25}),
+    ]
+)
 
 ABLATIONS = {
     "baseline": {},
@@ -47,8 +58,10 @@ PARTS = ("ablations", "tpe")
 
 def get_config(arg=None):
     if arg not in PARTS:
-        raise ValueError(f"cifar10_study.py needs a part: one of {', '.join(PARTS)} "
-                         f"(e.g. configs/sweeps/cifar10_study.py:ablations), got {arg!r}")
+        raise ValueError(
+            f"cifar10_study.py needs a part: one of {', '.join(PARTS)} "
+            f"(e.g. configs/sweeps/cifar10_study.py:ablations), got {arg!r}"
+        )
     s = sweep_config()
     s.name = f"cifar10_{arg}"
     s.base = BASE
@@ -61,16 +74,19 @@ def get_config(arg=None):
     s.space = (
         categorical("global_batch_size", [32, 64, 128]),
         categorical("optimizer.name", ["adamw", "sgd"]),
-        loguniform("optimizer.lr", 1e-3, 1.5e-2, name="adamw_lr",
-                   when={"optimizer.name": "adamw"}),
-        loguniform("optimizer.weight_decay", 1e-3, 0.2, name="adamw_wd",
-                   when={"optimizer.name": "adamw"}),
+        loguniform("optimizer.lr", 1e-3, 1.5e-2, name="adamw_lr", when={"optimizer.name": "adamw"}),
+        loguniform(
+            "optimizer.weight_decay", 1e-3, 0.2, name="adamw_wd", when={"optimizer.name": "adamw"}
+        ),
         loguniform("optimizer.lr", 0.01, 0.3, name="sgd_lr", when={"optimizer.name": "sgd"}),
-        loguniform("optimizer.weight_decay", 1e-5, 2e-3, name="sgd_wd",
-                   when={"optimizer.name": "sgd"}),
+        loguniform(
+            "optimizer.weight_decay", 1e-5, 2e-3, name="sgd_wd", when={"optimizer.name": "sgd"}
+        ),
         uniform("schedule.warmup_epochs", 0.0, 4.0),
-        presets("crops", {"none": {}, "scale_0.35": CROPS,
-                          "scale_0.6": {**CROPS, "data.scale": (0.6, 1.0)}}),
+        presets(
+            "crops",
+            {"none": {}, "scale_0.35": CROPS, "scale_0.6": {**CROPS, "data.scale": (0.6, 1.0)}},
+        ),
         categorical("augment.rand_augment", [False, True]),
         uniform("augment.ra_magnitude", 3.0, 12.0, when={"augment.rand_augment": True}),
         uniform("augment.mixup_alpha", 0.0, 1.0),

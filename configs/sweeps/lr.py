@@ -8,6 +8,7 @@ Command::
     python -m edgejax.sweep --config configs/sweeps/lr.py:repvgg_a2 --study-dir runs/lr_tpe \
         --sampler tpe --pruner median --n-trials 12
 """
+
 from edgejax.sweep import loguniform, sweep_config
 from edgejax.train.recipes import MODEL_TRAITS
 

@@ -7,21 +7,32 @@ Command::
     python -m edgejax.sweep --config configs/sweeps/optimizer.py:mobilevitv2_050 \
         --study-dir runs/optimizer_mobilevitv2_050
 """
+
 from edgejax.sweep import presets, sweep_config
 from edgejax.train.recipes import MODEL_TRAITS
 
 OPTIMIZERS = {
-    "sgd": {"optimizer.name": "sgd", "optimizer.lr": 0.1, "optimizer.momentum": 0.9,
-            "optimizer.weight_decay": 0.0},
-    "adamw": {"optimizer.name": "adamw", "optimizer.lr": 1e-3, "optimizer.weight_decay": 0.05,
-              "optimizer.b1": 0.9, "optimizer.b2": 0.999},
+    "sgd": {
+        "optimizer.name": "sgd",
+        "optimizer.lr": 0.1,
+        "optimizer.momentum": 0.9,
+        "optimizer.weight_decay": 0.0,
+    },
+    "adamw": {
+        "optimizer.name": "adamw",
+        "optimizer.lr": 1e-3,
+        "optimizer.weight_decay": 0.05,
+        "optimizer.b1": 0.9,
+        "optimizer.b2": 0.999,
+    },
 }
 
 
 def get_config(arg=None):
     if arg not in MODEL_TRAITS:
-        raise ValueError(f"optimizer.py needs a model: one of {', '.join(MODEL_TRAITS)}, "
-                         f"got {arg!r}")
+        raise ValueError(
+            f"optimizer.py needs a model: one of {', '.join(MODEL_TRAITS)}, got {arg!r}"
+        )
     s = sweep_config()
     s.name = f"optimizer_{arg}"
     s.description = f"SGD vs AdamW on {arg}"

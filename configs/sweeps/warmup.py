@@ -6,6 +6,7 @@ Command::
     python -m edgejax.sweep --config configs/sweeps/warmup.py:repvgg_a2 \
         --study-dir runs/warmup_repvgg_a2
 """
+
 from edgejax.sweep import presets, sweep_config
 from edgejax.train.recipes import MODEL_TRAITS
 

@@ -1,4 +1,5 @@
 """Loading timm weights: a local safetensors file or the Hugging Face Hub. Never unpickles."""
+
 from __future__ import annotations
 
 import logging
@@ -16,17 +17,21 @@ _CONVERT_HINT = (
     "    sd = torch.load('{path}', map_location='cpu', weights_only=True)\n"
     "    sd = sd.get('state_dict', sd.get('model', sd))\n"
     "    st.save_file({{k: v.contiguous() for k, v in sd.items()}}, 'weights.safetensors')\n"
-    "then pass pretrained='weights.safetensors'.")
+    "then pass pretrained='weights.safetensors'."
+)
 
 
 def read_safetensors(path: str | os.PathLike) -> dict:
     """Read a safetensors file into ``{name: numpy array}`` (float32 for floating tensors)."""
     import numpy as np
     from safetensors.numpy import load_file
+
     path = Path(path)
     if path.suffix.lower() in _PICKLE_SUFFIXES:
-        raise ValueError(f"refusing to load {path}: {path.suffix} files are pickles. "
-                         + _CONVERT_HINT.format(path=path))
+        raise ValueError(
+            f"refusing to load {path}: {path.suffix} files are pickles. "
+            + _CONVERT_HINT.format(path=path)
+        )
     if not path.exists():
         raise FileNotFoundError(f"pretrained weights file not found: {path}")
     try:
@@ -36,15 +41,21 @@ def read_safetensors(path: str | os.PathLike) -> dict:
         with open(path, "rb") as f:
             head = f.read(2)
         pickle_like = head[:1] == b"\x80" or head == b"PK"  # a torch.save file (pickle / zip)
-        raise ValueError(f"{path} is not a readable safetensors file ({e})" +
-                         (". " + _CONVERT_HINT.format(path=path) if pickle_like else
-                          ": the file is damaged or not safetensors")) from None
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({e})"
+            + (
+                ". " + _CONVERT_HINT.format(path=path)
+                if pickle_like
+                else ": the file is damaged or not safetensors"
+            )
+        ) from None
     return {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in sd.items()}
 
 
 def hub_filename(name: str) -> tuple[str, str]:
     """(repo id, filename) of the timm weights for ``name`` on the Hugging Face Hub."""
     from ..registry import get_entry
+
     entry = get_entry(name)
     repo = entry.info.get("hf_hub_id") or f"timm/{entry.name}"
     return repo, "model.safetensors"
@@ -55,7 +66,9 @@ def _download(name: str) -> Path:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as e:  # pragma: no cover - a core dependency
-        raise ImportError("pretrained=True needs huggingface_hub: pip install huggingface_hub") from e
+        raise ImportError(
+            "pretrained=True needs huggingface_hub: pip install huggingface_hub"
+        ) from e
     try:
         return Path(hf_hub_download(repo_id=repo, filename=filename))
     except Exception as e:
@@ -63,11 +76,13 @@ def _download(name: str) -> Path:
             f"could not get the timm weights for {name!r}: {repo}/{filename} is not in the local "
             f"Hugging Face cache and could not be downloaded ({type(e).__name__}: {e}). Download "
             f"it on a machine with internet access (huggingface-cli download {repo} {filename}) "
-            f"and pass pretrained='/path/to/{filename}'.") from None
+            f"and pass pretrained='/path/to/{filename}'."
+        ) from None
 
 
-def load_pretrained(name: str, pretrained, *, num_classes: int | None = None, dtype=None,
-                    rngs=None, **overrides):
+def load_pretrained(
+    name: str, pretrained, *, num_classes: int | None = None, dtype=None, rngs=None, **overrides
+):
     """Build ``name`` from timm weights. ``pretrained`` is a path or ``True`` (Hub).
 
     ``num_classes=None`` keeps the file's classifier, whatever its width (a 21,841-class
@@ -77,6 +92,7 @@ def load_pretrained(name: str, pretrained, *, num_classes: int | None = None, dt
     """
     from ..registry import get_entry, _as_rngs
     from .timm import from_timm, load_state_dict
+
     path = _download(name) if pretrained is True else Path(pretrained)
     sd = read_safetensors(path)
     entry = get_entry(name)
@@ -85,9 +101,15 @@ def load_pretrained(name: str, pretrained, *, num_classes: int | None = None, dt
         return model
     logging.getLogger("edgejax").warning(
         "%s: %s has a %d-class head; loaded only its backbone, with a freshly initialised "
-        "%d-class head", entry.name, path.name, model.num_classes, num_classes)
-    fresh = entry.builder(entry.cfg, num_classes=num_classes, rngs=_as_rngs(rngs), dtype=dtype,
-                          **overrides)
+        "%d-class head",
+        entry.name,
+        path.name,
+        model.num_classes,
+        num_classes,
+    )
+    fresh = entry.builder(
+        entry.cfg, num_classes=num_classes, rngs=_as_rngs(rngs), dtype=dtype, **overrides
+    )
     head = model.timm_head
     backbone = {k: v for k, v in sd.items() if not k.startswith(head + ".")}
     load_state_dict(fresh, backbone, strict=False)

@@ -5,6 +5,7 @@ the mapping is mechanical: each leaf layer type knows how its timm tensors map o
 parameters (conv OIHW -> HWIO, linear [out, in] -> [in, out], BatchNorm weight/bias/running_*),
 and any other ``nnx.Param`` attribute (``gamma``, ``attention_biases``) maps one to one.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Mapping
@@ -44,8 +45,12 @@ def _ident(w):
 _LEAVES: dict[type, dict[str, tuple[str, Callable, Callable]]] = {
     Conv2d: {"weight": ("kernel", _conv_to_flax, _conv_to_timm), "bias": ("bias", _ident, _ident)},
     Linear: {"weight": ("kernel", _linear_to_flax, np.transpose), "bias": ("bias", _ident, _ident)},
-    BatchNorm2d: {"weight": ("scale", _ident, _ident), "bias": ("bias", _ident, _ident),
-                  "running_mean": ("mean", _ident, _ident), "running_var": ("var", _ident, _ident)},
+    BatchNorm2d: {
+        "weight": ("scale", _ident, _ident),
+        "bias": ("bias", _ident, _ident),
+        "running_mean": ("mean", _ident, _ident),
+        "running_var": ("var", _ident, _ident),
+    },
     LayerNorm: {"weight": ("scale", _ident, _ident), "bias": ("bias", _ident, _ident)},
     GroupNorm1: {"weight": ("scale", _ident, _ident), "bias": ("bias", _ident, _ident)},
 }
@@ -62,7 +67,9 @@ def timm_key_map(model: nnx.Module) -> dict[str, tuple[tuple, str, Callable, Cal
     method ``timm_extra_keys()`` returning more entries for tensors it stores unusually.
     """
     out: dict[str, tuple] = {}
-    for path, module in nnx.iter_modules(model) if hasattr(nnx, "iter_modules") else model.iter_modules():
+    for path, module in (
+        nnx.iter_modules(model) if hasattr(nnx, "iter_modules") else model.iter_modules()
+    ):
         prefix = _path_str(path)
         leaf = next((spec for t, spec in _LEAVES.items() if isinstance(module, t)), None)
         if leaf is not None:
@@ -122,17 +129,26 @@ def load_state_dict(model: nnx.Module, state_dict: Mapping, *, strict: bool = Tr
         value = to_f(raw.astype(np.float32))
         var = getattr(_get_module(model, path), attr)
         if tuple(value.shape) != tuple(var.shape):
-            bad_shape.append(f"{key}: checkpoint {tuple(np.asarray(sd[key]).shape)} -> "
-                             f"{tuple(value.shape)}, model expects {tuple(var.shape)}")
+            bad_shape.append(
+                f"{key}: checkpoint {tuple(np.asarray(sd[key]).shape)} -> "
+                f"{tuple(value.shape)}, model expects {tuple(var.shape)}"
+            )
             continue
         updates.append((var, value))
     if bad_dtype or (strict and (missing or unexpected or bad_shape)):
         lines = [f"state dict does not fit {type(model).__name__}:"]
-        for title, items in (("missing", missing), ("unexpected", unexpected),
-                             ("wrong shape", bad_shape), ("wrong dtype", bad_dtype)):
+        for title, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", bad_shape),
+            ("wrong dtype", bad_dtype),
+        ):
             if items:
-                lines.append(f"  {len(items)} {title}: " + "; ".join(items[:50])
-                             + (" ..." if len(items) > 50 else ""))
+                lines.append(
+                    f"  {len(items)} {title}: "
+                    + "; ".join(items[:50])
+                    + (" ..." if len(items) > 50 else "")
+                )
         raise StateDictMismatchError("\n".join(lines))
     for var, value in updates:
         var[...] = jnp.asarray(value, dtype=var[...].dtype)
@@ -147,25 +163,38 @@ def _infer_num_classes(model_cls, sd: Mapping, head: str) -> int | None:
     return None
 
 
-def from_timm(name: str, state_dict: Mapping, *, strict: bool = True, num_classes: int | None = None,
-              dtype=None, **overrides) -> nnx.Module:
+def from_timm(
+    name: str,
+    state_dict: Mapping,
+    *,
+    strict: bool = True,
+    num_classes: int | None = None,
+    dtype=None,
+    **overrides,
+) -> nnx.Module:
     """Build the edgejax model ``name`` and fill it from a timm ``state_dict``.
 
     ``num_classes`` defaults to the width of the state dict's classifier (so TinyViT's 21,841-class
     heads load as such); the model is returned in eval mode.
     """
     from ..registry import get_entry
+
     entry = get_entry(name)
-    model = entry.builder(entry.cfg, num_classes=num_classes or 1000, rngs=nnx.Rngs(0),
-                          dtype=dtype, **overrides)
+    model = entry.builder(
+        entry.cfg, num_classes=num_classes or 1000, rngs=nnx.Rngs(0), dtype=dtype, **overrides
+    )
     if num_classes is None:
         found = _infer_num_classes(type(model), _normalise_keys(model, state_dict), model.timm_head)
         if found is not None and found != 1000:
-            model = entry.builder(entry.cfg, num_classes=found, rngs=nnx.Rngs(0), dtype=dtype,
-                                  **overrides)
-        elif found is None and any(k.startswith(model.timm_head + ".") for k in timm_key_map(model)):
-            model = entry.builder(entry.cfg, num_classes=0, rngs=nnx.Rngs(0), dtype=dtype,
-                                  **overrides)
+            model = entry.builder(
+                entry.cfg, num_classes=found, rngs=nnx.Rngs(0), dtype=dtype, **overrides
+            )
+        elif found is None and any(
+            k.startswith(model.timm_head + ".") for k in timm_key_map(model)
+        ):
+            model = entry.builder(
+                entry.cfg, num_classes=0, rngs=nnx.Rngs(0), dtype=dtype, **overrides
+            )
     load_state_dict(model, state_dict, strict=strict)
     model.eval()
     return model
@@ -175,5 +204,7 @@ def to_timm(model: nnx.Module) -> dict[str, np.ndarray]:
     """The model's tensors as a timm state dict (numpy, float32; no ``num_batches_tracked``)."""
     out = {}
     for key, (path, attr, _, to_t) in timm_key_map(model).items():
-        out[key] = np.ascontiguousarray(to_t(np.asarray(getattr(_get_module(model, path), attr)[...])))
+        out[key] = np.ascontiguousarray(
+            to_t(np.asarray(getattr(_get_module(model, path), attr)[...]))
+        )
     return out

@@ -32,14 +32,38 @@ IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 DEFAULT_FILL = tuple(min(255, round(255 * m)) for m in IMAGENET_DEFAULT_MEAN)  # (124, 116, 104)
 
 RAND_TRANSFORMS = (
-    "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd",
-    "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel",
+    "AutoContrast",
+    "Equalize",
+    "Invert",
+    "Rotate",
+    "Posterize",
+    "Solarize",
+    "SolarizeAdd",
+    "Color",
+    "Contrast",
+    "Brightness",
+    "Sharpness",
+    "ShearX",
+    "ShearY",
+    "TranslateXRel",
     "TranslateYRel",
 )
 RAND_INCREASING_TRANSFORMS = (
-    "AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing", "SolarizeIncreasing",
-    "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing",
-    "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
+    "AutoContrast",
+    "Equalize",
+    "Invert",
+    "Rotate",
+    "PosterizeIncreasing",
+    "SolarizeIncreasing",
+    "SolarizeAdd",
+    "ColorIncreasing",
+    "ContrastIncreasing",
+    "BrightnessIncreasing",
+    "SharpnessIncreasing",
+    "ShearX",
+    "ShearY",
+    "TranslateXRel",
+    "TranslateYRel",
 )
 _GEOMETRIC = ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
 _LEVEL_DENOM = 10.0
@@ -81,7 +105,11 @@ def op_argument(name: str, magnitude: jax.Array, sign: jax.Array) -> jax.Array:
     if name in ("Color", "Contrast", "Brightness", "Sharpness"):
         return m * 1.8 + 0.1
     if name.endswith("Increasing") and name[: -len("Increasing")] in (
-            "Color", "Contrast", "Brightness", "Sharpness"):
+        "Color",
+        "Contrast",
+        "Brightness",
+        "Sharpness",
+    ):
         return jnp.maximum(0.1, 1.0 + sign * m * 0.9)
     if name == "Posterize":
         return jnp.floor(m * 4.0)
@@ -95,7 +123,9 @@ def op_argument(name: str, magnitude: jax.Array, sign: jax.Array) -> jax.Array:
         return jnp.minimum(128.0, jnp.floor(m * 110.0))
     if name in ("AutoContrast", "Equalize", "Invert"):
         return jnp.zeros_like(m)
-    raise ValueError(f"unknown RandAugment op {name!r}; known: {RAND_TRANSFORMS + RAND_INCREASING_TRANSFORMS}")
+    raise ValueError(
+        f"unknown RandAugment op {name!r}; known: {RAND_TRANSFORMS + RAND_INCREASING_TRANSFORMS}"
+    )
 
 
 # ----------------------------------------------------------------------------- LUT ops (per image)
@@ -145,8 +175,9 @@ def _lut_solarize(image, arg):
 
 
 def _lut_solarize_add(image, arg):
-    return jnp.broadcast_to(jnp.where(_I < 128, jnp.minimum(255, _I + arg.astype(jnp.int32)), _I),
-                            (3, 256))
+    return jnp.broadcast_to(
+        jnp.where(_I < 128, jnp.minimum(255, _I + arg.astype(jnp.int32)), _I), (3, 256)
+    )
 
 
 def _lut_brightness(image, arg):
@@ -160,12 +191,18 @@ def _lut_contrast(image, arg):
 
 
 _LUT_OPS = {
-    "AutoContrast": _lut_autocontrast, "Equalize": _lut_equalize, "Invert": _lut_invert,
-    "Posterize": _lut_posterize, "PosterizeIncreasing": _lut_posterize,
-    "Solarize": _lut_solarize, "SolarizeIncreasing": _lut_solarize,
+    "AutoContrast": _lut_autocontrast,
+    "Equalize": _lut_equalize,
+    "Invert": _lut_invert,
+    "Posterize": _lut_posterize,
+    "PosterizeIncreasing": _lut_posterize,
+    "Solarize": _lut_solarize,
+    "SolarizeIncreasing": _lut_solarize,
     "SolarizeAdd": _lut_solarize_add,
-    "Brightness": _lut_brightness, "BrightnessIncreasing": _lut_brightness,
-    "Contrast": _lut_contrast, "ContrastIncreasing": _lut_contrast,
+    "Brightness": _lut_brightness,
+    "BrightnessIncreasing": _lut_brightness,
+    "Contrast": _lut_contrast,
+    "ContrastIncreasing": _lut_contrast,
 }
 
 
@@ -268,13 +305,25 @@ def _apply_op_single(image, op_index, arg_by_op, ops: tuple, fill, interpolation
     """Apply ops[op_index] to one uint8 image [H, W, 3]; `arg_by_op` [len(ops)] holds each op's
     argument. Geometric ops share one warp, LUT ops one table lookup (selected per sample)."""
     h, w = image.shape[:2]
-    mats = jnp.stack([_affine_matrix(n if n in _GEOMETRIC else "Identity", arg_by_op[i], h, w)
-                      for i, n in enumerate(ops)])
-    luts = jnp.stack([(_LUT_OPS[n] if n in _LUT_OPS else _lut_identity)(image, arg_by_op[i])
-                      for i, n in enumerate(ops)])
+    mats = jnp.stack(
+        [
+            _affine_matrix(n if n in _GEOMETRIC else "Identity", arg_by_op[i], h, w)
+            for i, n in enumerate(ops)
+        ]
+    )
+    luts = jnp.stack(
+        [
+            (_LUT_OPS[n] if n in _LUT_OPS else _lut_identity)(image, arg_by_op[i])
+            for i, n in enumerate(ops)
+        ]
+    )
     arg = arg_by_op[op_index]
-    name_is = lambda names: jnp.isin(op_index, jnp.array(  # noqa: E731
-        [i for i, n in enumerate(ops) if n in names] or [-1]))
+    name_is = lambda names: jnp.isin(
+        op_index,
+        jnp.array(  # noqa: E731
+            [i for i, n in enumerate(ops) if n in names] or [-1]
+        ),
+    )
     candidates = [_apply_lut(image, luts[op_index])]
     if any(n in _GEOMETRIC for n in ops):
         warped = _warp_affine(image, mats[op_index], fill, interpolation)
@@ -292,6 +341,7 @@ def _apply_op_single(image, op_index, arg_by_op, ops: tuple, fill, interpolation
 def _op_fn(name: str, fill, interpolation):
     """One op as ``f(image, arg) -> image``: the branch `rand_augment` runs under ``lax.switch``
     when it maps over samples (same arithmetic as `_apply_op_single` for that op)."""
+
     def f(image, arg):
         if name in _GEOMETRIC:
             h, w = image.shape[:2]
@@ -300,7 +350,10 @@ def _op_fn(name: str, fill, interpolation):
             return _color(image, arg)
         if name.startswith("Sharpness"):
             return _sharpness(image, arg)
-        return _apply_lut(image, (_LUT_OPS[name] if name in _LUT_OPS else _lut_identity)(image, arg))
+        return _apply_lut(
+            image, (_LUT_OPS[name] if name in _LUT_OPS else _lut_identity)(image, arg)
+        )
+
     return f
 
 
@@ -312,8 +365,15 @@ def _resolve_impl(impl: str) -> str:
     return impl
 
 
-def apply_op(images: jax.Array, name: str, magnitude: float, sign: float = 1.0, *,
-             fill: Sequence[int] = DEFAULT_FILL, interpolation: str = "bilinear") -> jax.Array:
+def apply_op(
+    images: jax.Array,
+    name: str,
+    magnitude: float,
+    sign: float = 1.0,
+    *,
+    fill: Sequence[int] = DEFAULT_FILL,
+    interpolation: str = "bilinear",
+) -> jax.Array:
     """Apply one RandAugment op to every image of a uint8 batch [B, H, W, 3] at a fixed magnitude
     (0..10) and sign; the same code path `rand_augment` uses. For tests and visualisation."""
     ops = (name,)
@@ -354,8 +414,11 @@ def rand_augment(
     the same images for the same key.
     """
     impl = _resolve_impl(impl)
-    ops = tuple(ops) if ops is not None else (
-        RAND_INCREASING_TRANSFORMS if increasing else RAND_TRANSFORMS)
+    ops = (
+        tuple(ops)
+        if ops is not None
+        else (RAND_INCREASING_TRANSFORMS if increasing else RAND_TRANSFORMS)
+    )
     for n in ops:
         op_argument(n, jnp.float32(0), jnp.float32(1))  # validates names eagerly
     fill = jnp.asarray(fill, jnp.float32)
@@ -364,8 +427,9 @@ def rand_augment(
     def one(key_i, image):
         for layer in range(num_ops):
             # One draw per sample and layer: op, apply, magnitude, sign.
-            u = jax.random.uniform(jax.random.fold_in(key_i, layer), (4,), minval=1e-7,
-                                   maxval=1.0 - 1e-7)
+            u = jax.random.uniform(
+                jax.random.fold_in(key_i, layer), (4,), minval=1e-7, maxval=1.0 - 1e-7
+            )
             u_op, u_apply, u_mag, u_sign = u
             op_index = jnp.minimum(jnp.floor(u_op * len(ops)).astype(jnp.int32), len(ops) - 1)
             if isinstance(prob, (int, float)):
@@ -400,8 +464,12 @@ def rand_augment(
 
 
 # ----------------------------------------------------------------------------- normalisation
-def normalize(images_uint8: jax.Array, mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
-              std: Sequence[float] = IMAGENET_DEFAULT_STD, dtype=jnp.float32) -> jax.Array:
+def normalize(
+    images_uint8: jax.Array,
+    mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+    std: Sequence[float] = IMAGENET_DEFAULT_STD,
+    dtype=jnp.float32,
+) -> jax.Array:
     """uint8 [..., C] -> dtype: (x / 255 - mean) / std, with mean/std given in [0, 1] like timm."""
     mean = jnp.asarray(mean, jnp.float32) * 255.0
     inv_std = 1.0 / (jnp.asarray(std, jnp.float32) * 255.0)
@@ -409,8 +477,9 @@ def normalize(images_uint8: jax.Array, mean: Sequence[float] = IMAGENET_DEFAULT_
 
 
 # ----------------------------------------------------------------------------- labels, mixup, cutmix
-def one_hot_smooth(labels: jax.Array, num_classes: int, smoothing: float = 0.0,
-                   dtype=jnp.float32) -> jax.Array:
+def one_hot_smooth(
+    labels: jax.Array, num_classes: int, smoothing: float = 0.0, dtype=jnp.float32
+) -> jax.Array:
     """int [B] -> [B, num_classes]: 1 - smoothing + smoothing / C on the label, smoothing / C off."""
     off = smoothing / num_classes
     on = 1.0 - smoothing + off
@@ -478,17 +547,18 @@ def mixup_cutmix(
         else:
             use_cutmix = jnp.bool_(cutmix_alpha > 0)
         lam_mixup = jax.random.beta(k_mix, mixup_alpha, mixup_alpha) if mixup_alpha > 0 else 1.0
-        lam_cutmix = (jax.random.beta(k_cut, cutmix_alpha, cutmix_alpha) if cutmix_alpha > 0
-                      else 1.0)
+        lam_cutmix = jax.random.beta(k_cut, cutmix_alpha, cutmix_alpha) if cutmix_alpha > 0 else 1.0
     else:  # traced alphas (a trial group): the same draws, chosen by value instead of by Python
         on_mix, on_cut = mixup_alpha > 0, cutmix_alpha > 0
         do_mix = do_mix & (on_mix | on_cut)
         use_cutmix = jnp.where(on_mix & on_cut, jax.random.uniform(k_switch) < switch_prob, on_cut)
         safe = lambda a: jnp.where(a > 0, a, 1.0)  # noqa: E731  (Beta(0, 0) is undefined)
-        lam_mixup = jnp.where(on_mix, jax.random.beta(k_mix, safe(mixup_alpha), safe(mixup_alpha)),
-                              1.0)
-        lam_cutmix = jnp.where(on_cut, jax.random.beta(k_cut, safe(cutmix_alpha),
-                                                       safe(cutmix_alpha)), 1.0)
+        lam_mixup = jnp.where(
+            on_mix, jax.random.beta(k_mix, safe(mixup_alpha), safe(mixup_alpha)), 1.0
+        )
+        lam_cutmix = jnp.where(
+            on_cut, jax.random.beta(k_cut, safe(cutmix_alpha), safe(cutmix_alpha)), 1.0
+        )
     lam = jnp.where(do_mix, jnp.where(use_cutmix, lam_cutmix, lam_mixup), 1.0).astype(jnp.float32)
 
     flipped = x[::-1]
@@ -548,7 +618,7 @@ def random_erasing(
         else:
             noise = jnp.zeros((max_count, 1, 1, c), jnp.float32)
         for n in range(max_count):
-            ub = u[2 + 22 * n: 2 + 22 * (n + 1)]
+            ub = u[2 + 22 * n : 2 + 22 * (n + 1)]
             target = (min_area + (max_area - min_area) * ub[:10]) * area / count
             ar = jnp.exp(log_ar[0] + (log_ar[1] - log_ar[0]) * ub[10:20])
             bh = jnp.round(jnp.sqrt(target * ar)).astype(jnp.int32)
@@ -597,11 +667,28 @@ def batch_augment(
     k_ra, k_re, k_mix = jax.random.split(key, 3)
     images = batch["image"]
     if randaugment:
-        images = rand_augment(k_ra, images, ra_num_ops, ra_magnitude, ra_magnitude_std, ra_prob,
-                              ra_increasing, impl=ra_impl)
+        images = rand_augment(
+            k_ra,
+            images,
+            ra_num_ops,
+            ra_magnitude,
+            ra_magnitude_std,
+            ra_prob,
+            ra_increasing,
+            impl=ra_impl,
+        )
     x = normalize(images, mean, std, jnp.float32)
     if re_prob > 0:
         x = random_erasing(k_re, x, re_prob, mode=re_mode, max_count=re_count)
-    x, targets = mixup_cutmix(k_mix, x, batch["label"], mixup_alpha, cutmix_alpha, switch_prob,
-                              mix_prob, label_smoothing, num_classes)
+    x, targets = mixup_cutmix(
+        k_mix,
+        x,
+        batch["label"],
+        mixup_alpha,
+        cutmix_alpha,
+        switch_prob,
+        mix_prob,
+        label_smoothing,
+        num_classes,
+    )
     return x.astype(dtype), targets

@@ -44,7 +44,8 @@ def steps_per_epoch(num_records: int, global_batch_size: int) -> int:
     if steps == 0:
         raise ValueError(
             f"dataset of {num_records} records is smaller than one global batch of "
-            f"{global_batch_size}")
+            f"{global_batch_size}"
+        )
     return steps
 
 
@@ -57,7 +58,8 @@ def _process_layout(global_batch_size: int, process_index, process_count) -> tup
     if global_batch_size % process_count:
         raise ValueError(
             f"global_batch_size {global_batch_size} is not divisible by the process count "
-            f"{process_count}")
+            f"{process_count}"
+        )
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
     return process_index, process_count, global_batch_size // process_count
@@ -129,9 +131,21 @@ class TrainBatchTransform:
     the result is still deterministic) and counted in "skipped"; training never stops on bad data.
     """
 
-    def __init__(self, source, indices: _EpochShuffledIndices, *, global_batch: int,
-                 process_index: int, process_count: int, seed: int, image_size: int, scale,
-                 ratio, hflip: float, interpolation: str):
+    def __init__(
+        self,
+        source,
+        indices: _EpochShuffledIndices,
+        *,
+        global_batch: int,
+        process_index: int,
+        process_count: int,
+        seed: int,
+        image_size: int,
+        scale,
+        ratio,
+        hflip: float,
+        interpolation: str,
+    ):
         T._check_interpolation(interpolation)
         self.source, self.indices = source, indices
         self.global_batch, self.p, self.pc = global_batch, process_index, process_count
@@ -160,15 +174,17 @@ class TrainBatchTransform:
             for attempt in range(_MAX_SUBSTITUTES + 1):
                 data, label = self.source[index]
                 try:
-                    T.random_resized_crop(data, ui, size, self.scale, self.ratio,
-                                          self.interpolation, out=images[i])
+                    T.random_resized_crop(
+                        data, ui, size, self.scale, self.ratio, self.interpolation, out=images[i]
+                    )
                     break
                 except T.CorruptImageError as e:
                     skipped[i] += 1
                     log.debug("skipping record %d: %s", index, e)
                     if attempt < _MAX_SUBSTITUTES:
-                        index = min(len(self.source) - 1,
-                                    int(ui[_U_SUB + attempt] * len(self.source)))
+                        index = min(
+                            len(self.source) - 1, int(ui[_U_SUB + attempt] * len(self.source))
+                        )
             else:
                 images[i] = 0
             labels[i] = label
@@ -188,17 +204,29 @@ class EvalTransform:
     def __call__(self, index: int) -> dict:
         blank = np.zeros((self.image_size, self.image_size, 3), np.uint8)
         if index < 0:
-            return {"image": blank, "label": np.int32(0), "mask": np.bool_(False),
-                    "skipped": np.int32(0)}
+            return {
+                "image": blank,
+                "label": np.int32(0),
+                "mask": np.bool_(False),
+                "skipped": np.int32(0),
+            }
         data, label = self.source[index]
         try:
             img = T.center_crop_resize(data, self.image_size, self.crop_pct, self.interpolation)
         except T.CorruptImageError as e:
             log.debug("skipping record %d: %s", index, e)
-            return {"image": blank, "label": np.int32(label), "mask": np.bool_(False),
-                    "skipped": np.int32(1)}
-        return {"image": img, "label": np.int32(label), "mask": np.bool_(True),
-                "skipped": np.int32(0)}
+            return {
+                "image": blank,
+                "label": np.int32(label),
+                "mask": np.bool_(False),
+                "skipped": np.int32(1),
+            }
+        return {
+            "image": img,
+            "label": np.int32(label),
+            "mask": np.bool_(True),
+            "skipped": np.int32(0),
+        }
 
 
 class _PaddedIndices:
@@ -242,9 +270,17 @@ class Loader:
     `DataWorkerError` says so.
     """
 
-    def __init__(self, batches: grain.MapDataset, *, workers: int, threads: int,
-                 prefetch: int, sharding=None, name: str = "loader",
-                 max_worker_restarts: int = 3):
+    def __init__(
+        self,
+        batches: grain.MapDataset,
+        *,
+        workers: int,
+        threads: int,
+        prefetch: int,
+        sharding=None,
+        name: str = "loader",
+        max_worker_restarts: int = 3,
+    ):
         self.batches = batches
         self.workers, self.threads, self.prefetch = workers, threads, prefetch
         self.sharding = sharding
@@ -258,11 +294,15 @@ class Loader:
     def _iter_dataset(self, start: int = 0) -> grain.IterDataset:
         ds = self.batches[start:] if start else self.batches
         ds = ds.to_iter_dataset(
-            grain.ReadOptions(num_threads=max(1, self.threads), prefetch_buffer_size=self.prefetch))
+            grain.ReadOptions(num_threads=max(1, self.threads), prefetch_buffer_size=self.prefetch)
+        )
         if self.workers > 0:
             _ensure_absl_flags_parsed()
-            ds = ds.mp_prefetch(grain.MultiprocessingOptions(
-                num_workers=self.workers, per_worker_buffer_size=max(1, self.prefetch)))
+            ds = ds.mp_prefetch(
+                grain.MultiprocessingOptions(
+                    num_workers=self.workers, per_worker_buffer_size=max(1, self.prefetch)
+                )
+            )
         return ds
 
     def __iter__(self) -> Iterator[dict]:
@@ -276,7 +316,8 @@ class Loader:
                     self.stats["skipped"] += int(np.sum(skipped))
                     self.stats["batches"] += 1
                     self.stats["records"] += int(
-                        np.sum(batch["mask"]) if "mask" in batch else len(batch["label"]))
+                        np.sum(batch["mask"]) if "mask" in batch else len(batch["label"])
+                    )
                     if self.sharding is not None:
                         batch = to_global_arrays(batch, self.sharding)
                     yield batch
@@ -291,9 +332,15 @@ class Loader:
                     raise DataWorkerError(
                         f"{self.name} data: worker processes died {restarts} times ({why}), "
                         f"the last at batch {done} of this pass; if they run out of memory, "
-                        f"use fewer (data.workers) or none (data.workers=0)") from None
-                log.warning("%s data: a worker process died (%s); restarting the workers at "
-                            "batch %d of this pass", self.name, why, done)
+                        f"use fewer (data.workers) or none (data.workers=0)"
+                    ) from None
+                log.warning(
+                    "%s data: a worker process died (%s); restarting the workers at "
+                    "batch %d of this pass",
+                    self.name,
+                    why,
+                    done,
+                )
             finally:
                 close = getattr(it, "close", None)
                 if close is not None:
@@ -307,6 +354,7 @@ def _exit_reason(message: str) -> str:
     """'exit code -9' -> 'killed by SIGKILL, e.g. the out-of-memory killer'."""
     import re
     import signal
+
     m = re.search(r"exit code (-?\d+)", message)
     if not m:
         return "no exit code"
@@ -372,12 +420,29 @@ def make_train_loader(
     ds = grain.MapDataset.source(_Steps(len(indices) // global_batch_size))
     if start_step:
         ds = ds[start_step:]
-    ds = ds.map(TrainBatchTransform(
-        source, indices, global_batch=global_batch_size, process_index=p, process_count=pc,
-        seed=seed, image_size=image_size, scale=tuple(scale), ratio=tuple(ratio), hflip=hflip,
-        interpolation=interpolation))
-    return Loader(ds, workers=workers, threads=_default_threads() if threads is None else threads,
-                  prefetch=prefetch, sharding=sharding, name="train")
+    ds = ds.map(
+        TrainBatchTransform(
+            source,
+            indices,
+            global_batch=global_batch_size,
+            process_index=p,
+            process_count=pc,
+            seed=seed,
+            image_size=image_size,
+            scale=tuple(scale),
+            ratio=tuple(ratio),
+            hflip=hflip,
+            interpolation=interpolation,
+        )
+    )
+    return Loader(
+        ds,
+        workers=workers,
+        threads=_default_threads() if threads is None else threads,
+        prefetch=prefetch,
+        sharding=sharding,
+        name="train",
+    )
 
 
 def make_eval_loader(
@@ -410,5 +475,11 @@ def make_eval_loader(
     if pc > 1:
         ds = ds[p::pc]
     ds = ds.batch(local_batch, drop_remainder=False)
-    return Loader(ds, workers=workers, threads=_default_threads() if threads is None else threads,
-                  prefetch=prefetch, sharding=sharding, name="eval")
+    return Loader(
+        ds,
+        workers=workers,
+        threads=_default_threads() if threads is None else threads,
+        prefetch=prefetch,
+        sharding=sharding,
+        name="eval",
+    )

@@ -69,7 +69,7 @@ def _process_one(args) -> tuple[bool, bytes | str, int, str]:
 def _collect(src: str) -> tuple[list[str], dict[str, list[tuple[object, int, str]]], list[str]]:
     """-> (class names, {split: [(path or bytes, label, display name)]}, ignored files)."""
     if src.startswith("tfds:"):
-        name = src[len("tfds:"):]
+        name = src[len("tfds:") :]
         tfds = S._import_tfds()
         builder = tfds.builder(name)
         splits, class_names = {}, None
@@ -94,7 +94,8 @@ def _collect(src: str) -> tuple[list[str], dict[str, list[tuple[object, int, str
         names, samples, ign = S.find_images(path)
         if class_names is not None and names != class_names:
             raise S.DatasetError(
-                f"class folders differ between splits: {sorted(set(names) ^ set(class_names))[:5]}")
+                f"class folders differ between splits: {sorted(set(names) ^ set(class_names))[:5]}"
+            )
         class_names = names
         ignored += ign
         splits[split] = [(p, label, os.path.relpath(p, root)) for p, label in samples]
@@ -152,8 +153,13 @@ def prepare(
         raise PrepareError(f"quality must be in [1, 100], got {quality}")
     class_names, splits, ignored = _collect(src)
     out_path = Path(out)
-    settings = {"short_side": short_side, "quality": quality, "subsampling": subsampling,
-                "shards": shards, "source": str(src)}
+    settings = {
+        "short_side": short_side,
+        "quality": quality,
+        "subsampling": subsampling,
+        "shards": shards,
+        "source": str(src),
+    }
     meta_path = out_path / S.METADATA_FILE
     state_path = out_path / STATE_FILE
     if out_path.exists() and any(out_path.iterdir()):
@@ -162,16 +168,21 @@ def prepare(
                 if p.name in (S.METADATA_FILE, STATE_FILE) or ".array_record" in p.name:
                     p.unlink()
         elif meta_path.exists():
-            raise PrepareError(f"{out} already holds a prepared dataset; pass --overwrite to redo it")
+            raise PrepareError(
+                f"{out} already holds a prepared dataset; pass --overwrite to redo it"
+            )
         elif not state_path.exists():
-            raise PrepareError(f"{out} is not empty and not an interrupted preparation; pass "
-                               f"--overwrite or choose an empty directory")
+            raise PrepareError(
+                f"{out} is not empty and not an interrupted preparation; pass "
+                f"--overwrite or choose an empty directory"
+            )
         else:
             previous = json.loads(state_path.read_text())
             if previous != settings:
                 raise PrepareError(
                     f"{out} holds an interrupted preparation with other settings {previous}; "
-                    f"pass --overwrite to start again")
+                    f"pass --overwrite to start again"
+                )
     out_path.mkdir(parents=True, exist_ok=True)
     state_path.write_text(json.dumps(settings))
 
@@ -179,6 +190,7 @@ def prepare(
     total = sum(len(v) for v in splits.values())
     try:
         from tqdm import tqdm
+
         bar = tqdm(total=total, unit="img", disable=not progress, file=sys.stderr)
     except ImportError:  # pragma: no cover
         bar = None
@@ -225,9 +237,13 @@ def prepare(
                 file_records.append(info["num_records"])
                 per_class = [a + b for a, b in zip(per_class, info["per_class"])]
                 split_skipped += info["skipped"]
-            meta_splits[split] = {"files": files, "file_records": file_records,
-                                  "num_records": split_records,
-                                  "per_class": per_class, "skipped": len(split_skipped)}
+            meta_splits[split] = {
+                "files": files,
+                "file_records": file_records,
+                "num_records": split_records,
+                "per_class": per_class,
+                "skipped": len(split_skipped),
+            }
             skipped_all += split_skipped
     finally:
         if pool is not None:
@@ -242,8 +258,12 @@ def prepare(
         "num_classes": len(class_names),
         "splits": meta_splits,
         "source": str(src),
-        "settings": {"short_side": short_side, "quality": quality, "subsampling": subsampling,
-                     "shards": {k: len(v["files"]) for k, v in meta_splits.items()}},
+        "settings": {
+            "short_side": short_side,
+            "quality": quality,
+            "subsampling": subsampling,
+            "shards": {k: len(v["files"]) for k, v in meta_splits.items()},
+        },
         "skipped_files": skipped_all,
         "ignored_files": [os.path.relpath(p, src) for p in ignored],
         "seconds": round(time.time() - t0, 1),
@@ -258,8 +278,10 @@ def prepare(
 def summary(meta: dict) -> str:
     lines = []
     for split, s in meta["splits"].items():
-        lines.append(f"{split}: {s['num_records']} records in {len(s['files'])} shards, "
-                     f"{s['skipped']} skipped")
+        lines.append(
+            f"{split}: {s['num_records']} records in {len(s['files'])} shards, "
+            f"{s['skipped']} skipped"
+        )
     sk = meta["skipped_files"]
     lines.append(f"skipped files: {len(sk)}")
     for entry in sk[:20]:
@@ -280,8 +302,10 @@ def check(out: str) -> tuple[str, list[tuple[str, str]]]:
     try:
         meta = S.read_metadata(out)
     except FileNotFoundError:
-        raise PrepareError(f"{out} has no {S.METADATA_FILE}: not a prepared dataset (or its "
-                           f"preparation did not finish; run prepare again to resume)") from None
+        raise PrepareError(
+            f"{out} has no {S.METADATA_FILE}: not a prepared dataset (or its "
+            f"preparation did not finish; run prepare again to resume)"
+        ) from None
     except json.JSONDecodeError as e:
         raise PrepareError(f"{out}/{S.METADATA_FILE} is damaged ({e})") from None
     problems, shards, records = [], 0, 0
@@ -296,19 +320,28 @@ def check(out: str) -> tuple[str, list[tuple[str, str]]]:
         problems += found
         if not found and counts is None and len(present) == len(files):
             from array_record.python.array_record_data_source import ArrayRecordDataSource
+
             n = len(ArrayRecordDataSource(present))
             if n != info["num_records"]:
-                problems.append((out, f"split {split!r}: {n} records in its shards, "
-                                      f"{S.METADATA_FILE} says {info['num_records']}"))
+                problems.append(
+                    (
+                        out,
+                        f"split {split!r}: {n} records in its shards, "
+                        f"{S.METADATA_FILE} says {info['num_records']}",
+                    )
+                )
         records += info["num_records"]
-    line = (f"{out}: {len(meta['splits'])} split(s), {shards} shard(s), {records} records: "
-            + ("every record reads" if not problems else f"{len(problems)} damaged shard(s)"))
+    line = f"{out}: {len(meta['splits'])} split(s), {shards} shard(s), {records} records: " + (
+        "every record reads" if not problems else f"{len(problems)} damaged shard(s)"
+    )
     return line, problems
 
 
 def _check_main(argv) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgejax.data.prepare --check",
-                                     description="Read every record of a prepared dataset.")
+    parser = argparse.ArgumentParser(
+        prog="python -m edgejax.data.prepare --check",
+        description="Read every record of a prepared dataset.",
+    )
     parser.add_argument("--check", required=True, metavar="OUT", help="a prepared dataset")
     args = parser.parse_args(argv)
     try:
@@ -320,8 +353,11 @@ def _check_main(argv) -> int:
     for f, why in problems:
         print(f"  {os.path.basename(f)}: {why}")
     if problems:
-        print(f"prepare the dataset again (python -m edgejax.data.prepare SRC {args.check} "
-              f"--overwrite) or copy the damaged shards again", file=sys.stderr)
+        print(
+            f"prepare the dataset again (python -m edgejax.data.prepare SRC {args.check} "
+            f"--overwrite) or copy the damaged shards again",
+            file=sys.stderr,
+        )
     return 1 if problems else 0
 
 
@@ -330,30 +366,58 @@ def main(argv=None) -> int:
     if any(a == "--check" or a.startswith("--check=") for a in argv):
         return _check_main(argv)
     parser = argparse.ArgumentParser(
-        prog="python -m edgejax.data.prepare", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m edgejax.data.prepare",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("src", help="ImageFolder root or tfds:<name>")
     parser.add_argument("out", help="output directory")
-    parser.add_argument("--short-side", type=int, default=256,
-                        help="shrink so the shorter side is at most this (0: keep size)")
+    parser.add_argument(
+        "--short-side",
+        type=int,
+        default=256,
+        help="shrink so the shorter side is at most this (0: keep size)",
+    )
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images")
-    parser.add_argument("--subsampling", default="420", choices=T.JPEG_SUBSAMPLINGS,
-                        help="chroma subsampling of re-encoded images (default 420)")
-    parser.add_argument("--shards", type=int, default=None,
-                        help=f"shards per split (default: one per {DEFAULT_RECORDS_PER_SHARD} images)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="worker threads (default: all cores; 0: no threads)")
+    parser.add_argument(
+        "--subsampling",
+        default="420",
+        choices=T.JPEG_SUBSAMPLINGS,
+        help="chroma subsampling of re-encoded images (default 420)",
+    )
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        help=f"shards per split (default: one per {DEFAULT_RECORDS_PER_SHARD} images)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker threads (default: all cores; 0: no threads)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument("--check", metavar="OUT",
-                        help="instead: read every record of the prepared dataset OUT and name "
-                             "the damaged shards (exit 1 when there are any)")
+    parser.add_argument(
+        "--check",
+        metavar="OUT",
+        help="instead: read every record of the prepared dataset OUT and name "
+        "the damaged shards (exit 1 when there are any)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
-        meta = prepare(args.src, args.out, short_side=args.short_side, quality=args.quality,
-                       subsampling=args.subsampling,
-                       shards=args.shards, workers=args.workers, overwrite=args.overwrite,
-                       progress=not args.no_progress)
+        meta = prepare(
+            args.src,
+            args.out,
+            short_side=args.short_side,
+            quality=args.quality,
+            subsampling=args.subsampling,
+            shards=args.shards,
+            workers=args.workers,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
     except (PrepareError, S.DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

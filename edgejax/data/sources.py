@@ -59,7 +59,9 @@ def decode_record(record: bytes) -> tuple[bytes, int]:
 # ---------------------------------------------------------------- ImageFolder
 def _split_dirs(root: Path, split: str) -> Path:
     """timm's rule: use root/<split> (or a known alias) when it exists, else the root itself."""
-    names = TRAIN_SPLITS if split in TRAIN_SPLITS else VAL_SPLITS if split in VAL_SPLITS else (split,)
+    names = (
+        TRAIN_SPLITS if split in TRAIN_SPLITS else VAL_SPLITS if split in VAL_SPLITS else (split,)
+    )
     for name in (split,) + tuple(n for n in names if n != split):
         if (root / name).is_dir():
             return root / name
@@ -73,9 +75,9 @@ def _class_dirs(root: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
 
 
-def find_images(root: str | os.PathLike, classes: Sequence[str] | None = None,
-                classes_from: str | None = None
-                ) -> tuple[list[str], list[tuple[str, int]], list[str]]:
+def find_images(
+    root: str | os.PathLike, classes: Sequence[str] | None = None, classes_from: str | None = None
+) -> tuple[list[str], list[tuple[str, int]], list[str]]:
     """Scan `root/<class>/**` -> (class_names, [(path, label)], ignored_paths).
 
     Files are kept by extension (case-insensitive) like torchvision; the content is sniffed at
@@ -91,7 +93,8 @@ def find_images(root: str | os.PathLike, classes: Sequence[str] | None = None,
     found = _class_dirs(root)
     if not found:
         raise DatasetError(
-            f"no class folders in {root}: expected an ImageFolder tree root/<class>/<image>")
+            f"no class folders in {root}: expected an ImageFolder tree root/<class>/<image>"
+        )
     if classes is None:
         classes = found
     else:
@@ -101,12 +104,18 @@ def find_images(root: str | os.PathLike, classes: Sequence[str] | None = None,
             raise DatasetError(
                 f"{root}: class folder(s) {', '.join(extra)} are not among the {len(classes)} "
                 f"classes of {classes_from or 'the train split'}; labels follow the train "
-                f"split's class names, so every split's classes must be among them")
+                f"split's class names, so every split's classes must be among them"
+            )
         missing = [c for c in classes if c not in found]
         if missing:
-            log.warning("%s has no images of %d of the %d classes of %s: %s", root,
-                        len(missing), len(classes), classes_from or "the train split",
-                        ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+            log.warning(
+                "%s has no images of %d of the %d classes of %s: %s",
+                root,
+                len(missing),
+                len(classes),
+                classes_from or "the train split",
+                ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
+            )
     index = {c: i for i, c in enumerate(classes)}
     samples, ignored = [], []
     for name in found:
@@ -123,15 +132,20 @@ def find_images(root: str | os.PathLike, classes: Sequence[str] | None = None,
                     ignored.append(p)
     if not samples:
         raise DatasetError(
-            f"no images in {root} ({len(classes)} class folders, extensions {IMG_EXTENSIONS})")
+            f"no images in {root} ({len(classes)} class folders, extensions {IMG_EXTENSIONS})"
+        )
     return classes, samples, ignored
 
 
 class ImageFolderSource:
     """Random access to `root/<class>/<image>` files; returns (file bytes, label)."""
 
-    def __init__(self, root: str | os.PathLike, classes: Sequence[str] | None = None,
-                 classes_from: str | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        classes: Sequence[str] | None = None,
+        classes_from: str | None = None,
+    ):
         self.root = str(root)
         self.class_names, self.samples, self.ignored = find_images(root, classes, classes_from)
 
@@ -147,7 +161,9 @@ class ImageFolderSource:
             return b"", label
 
     def __repr__(self) -> str:
-        return f"ImageFolderSource({self.root!r}, {len(self)} images, {len(self.class_names)} classes)"
+        return (
+            f"ImageFolderSource({self.root!r}, {len(self)} images, {len(self.class_names)} classes)"
+        )
 
 
 # ---------------------------------------------------------------- ArrayRecord
@@ -167,13 +183,18 @@ class ArrayRecordSource:
         meta = read_metadata(path)
         splits = meta["splits"]
         if split not in splits:
-            alias = [s for s in splits if (split in TRAIN_SPLITS and s in TRAIN_SPLITS)
-                     or (split in VAL_SPLITS and s in VAL_SPLITS)]
+            alias = [
+                s
+                for s in splits
+                if (split in TRAIN_SPLITS and s in TRAIN_SPLITS)
+                or (split in VAL_SPLITS and s in VAL_SPLITS)
+            ]
             if alias:
                 split = alias[0]
             elif "all" in splits:
-                log.warning("%s has no split %r; using 'all' (train and val are the same data)",
-                            path, split)
+                log.warning(
+                    "%s has no split %r; using 'all' (train and val are the same data)", path, split
+                )
                 split = "all"
             else:
                 raise DatasetError(f"{path} has no split {split!r}; it has {sorted(splits)}")
@@ -190,13 +211,23 @@ class ArrayRecordSource:
             self._ds = ArrayRecordDataSource(files)
         except Exception as e:  # a damaged shard: ArrayRecord's message does not say which
             bad = shard_problems(files, splits[split].get("file_records"))
-            raise DatasetError(_damaged_message(path, split, bad or [(files[0], str(e))])) \
-                from None
+            raise DatasetError(_damaged_message(path, split, bad or [(files[0], str(e))])) from None
         expected = splits[split]["num_records"]
         if len(self._ds) != expected:
             bad = shard_problems(files, splits[split].get("file_records"))
-            raise DatasetError(_damaged_message(path, split, bad or [
-                (path, f"{len(self._ds)} records in the shards, metadata.json says {expected}")]))
+            raise DatasetError(
+                _damaged_message(
+                    path,
+                    split,
+                    bad
+                    or [
+                        (
+                            path,
+                            f"{len(self._ds)} records in the shards, metadata.json says {expected}",
+                        )
+                    ],
+                )
+            )
         self._bounds = None  # record index -> shard, worked out on the first unreadable record
         self._warned = False
 
@@ -209,15 +240,23 @@ class ArrayRecordSource:
         except Exception as e:  # a damaged chunk inside a shard: skipped like a corrupt image
             if not self._warned:
                 self._warned = True
-                log.warning("%s: record %d of split %r is unreadable (%s: %s); skipping it and "
-                            "any other (check the shards with python -m edgejax.data.prepare "
-                            "--check %s)", self._shard_of(index), index, self.split,
-                            type(e).__name__, str(e).strip()[:200], self.path)
+                log.warning(
+                    "%s: record %d of split %r is unreadable (%s: %s); skipping it and "
+                    "any other (check the shards with python -m edgejax.data.prepare "
+                    "--check %s)",
+                    self._shard_of(index),
+                    index,
+                    self.split,
+                    type(e).__name__,
+                    str(e).strip()[:200],
+                    self.path,
+                )
             return b"", 0
 
     def _shard_of(self, index: int) -> str:
         if self._bounds is None:
             from array_record.python.array_record_data_source import ArrayRecordDataSource
+
             sizes = [len(ArrayRecordDataSource([f])) for f in self._files]
             self._bounds = np.cumsum(sizes)
         return self._files[int(np.searchsorted(self._bounds, index, side="right"))]
@@ -232,11 +271,13 @@ class ArrayRecordSource:
         return f"ArrayRecordSource({self.path!r}, split={self.split!r}, {len(self)} records)"
 
 
-def shard_problems(files: Sequence[str], file_records: Sequence[int] | None = None,
-                   read_all: bool = False) -> list[tuple[str, str]]:
+def shard_problems(
+    files: Sequence[str], file_records: Sequence[int] | None = None, read_all: bool = False
+) -> list[tuple[str, str]]:
     """[(shard, what is wrong)] for shards that do not open, hold another number of records than
     ``file_records`` says, or (``read_all``) hold a record that does not read or decode."""
     from array_record.python.array_record_data_source import ArrayRecordDataSource
+
     problems = []
     for i, f in enumerate(files):
         try:
@@ -245,8 +286,13 @@ def shard_problems(files: Sequence[str], file_records: Sequence[int] | None = No
         except Exception as e:
             msg = str(e).strip()
             size = os.path.getsize(f) if os.path.exists(f) else 0
-            problems.append((f, f"does not open ({msg + '; ' if msg else ''}{size:,} bytes: "
-                                f"truncated or damaged)"))
+            problems.append(
+                (
+                    f,
+                    f"does not open ({msg + '; ' if msg else ''}{size:,} bytes: "
+                    f"truncated or damaged)",
+                )
+            )
             continue
         if file_records is not None and n != file_records[i]:
             problems.append((f, f"holds {n} records, metadata.json says {file_records[i]}"))
@@ -265,9 +311,11 @@ def shard_problems(files: Sequence[str], file_records: Sequence[int] | None = No
 
 def _damaged_message(path, split: str, problems: list[tuple[str, str]]) -> str:
     lines = "; ".join(f"{os.path.basename(f)} {why}" for f, why in problems[:5])
-    return (f"{path}: split {split!r} has {len(problems)} damaged shard(s): {lines}. Prepare the "
-            f"dataset again (python -m edgejax.data.prepare SRC {path} --overwrite), or copy the "
-            f"shard(s) again from where the dataset came from")
+    return (
+        f"{path}: split {split!r} has {len(problems)} damaged shard(s): {lines}. Prepare the "
+        f"dataset again (python -m edgejax.data.prepare SRC {path} --overwrite), or copy the "
+        f"shard(s) again from where the dataset came from"
+    )
 
 
 # ---------------------------------------------------------------- TFDS
@@ -280,7 +328,8 @@ def _import_tfds():
     except ImportError as e:
         raise DatasetError(
             "TFDS datasets need the optional extra: pip install 'edgejax[tfds]' "
-            "(tensorflow-datasets and tensorflow-cpu)") from e
+            "(tensorflow-datasets and tensorflow-cpu)"
+        ) from e
     return tfds
 
 
@@ -295,15 +344,16 @@ class TfdsSource:
         try:
             builder = tfds.builder(name, data_dir=data_dir)
             self._ds = tfds.data_source(
-                name, split=split, data_dir=data_dir,
-                decoders={"image": tfds.decode.SkipDecoding()})
+                name, split=split, data_dir=data_dir, decoders={"image": tfds.decode.SkipDecoding()}
+            )
         except Exception as e:
             raise DatasetError(
                 f"TFDS dataset {name!r} (split {split!r}) is not prepared in "
                 f"{data_dir or '~/tensorflow_datasets'}: {e}\n"
                 f"Prepare it once with: tfds build {name} --file_format=array_record "
                 f"--manual_dir=DIR (for imagenet2012, DIR holds ILSVRC2012_img_train.tar and "
-                f"ILSVRC2012_img_val.tar)") from e
+                f"ILSVRC2012_img_val.tar)"
+            ) from e
         self.class_names = list(builder.info.features["label"].names)
 
     def __len__(self) -> int:
@@ -345,8 +395,10 @@ class DigitsSource:
             keep = is_val
         else:
             raise DatasetError(f"digits has splits 'train' and 'val', not {split!r}")
-        big = [cv2.resize(im, (self.SIZE, self.SIZE), interpolation=cv2.INTER_LINEAR)
-               for im in images[keep]]
+        big = [
+            cv2.resize(im, (self.SIZE, self.SIZE), interpolation=cv2.INTER_LINEAR)
+            for im in images[keep]
+        ]
         self.images = np.repeat(np.stack(big)[..., None], 3, axis=3)
         self.labels = d.target[keep].astype(np.int64)
         self.class_names = [str(i) for i in range(10)]
@@ -373,7 +425,7 @@ def build_source(spec: str, split: str = "train") -> tuple[Any, dict]:
         src = DigitsSource(split)
         kind = "digits"
     elif spec.startswith("tfds:"):
-        parts = spec[len("tfds:"):].split(":", 1)
+        parts = spec[len("tfds:") :].split(":", 1)
         src = TfdsSource(parts[0], split, data_dir=parts[1] if len(parts) > 1 else None)
         kind = "tfds"
     else:
@@ -381,7 +433,8 @@ def build_source(spec: str, split: str = "train") -> tuple[Any, dict]:
         if not path.exists():
             raise DatasetError(
                 f"dataset path does not exist: {path} (expected 'digits', 'tfds:<name>', an "
-                f"ImageFolder root or a directory prepared by `python -m edgejax.data.prepare`)")
+                f"ImageFolder root or a directory prepared by `python -m edgejax.data.prepare`)"
+            )
         if (path / METADATA_FILE).exists():
             src = ArrayRecordSource(path, split)
             kind = "array_record"
@@ -395,8 +448,9 @@ def build_source(spec: str, split: str = "train") -> tuple[Any, dict]:
                 src = ImageFolderSource(split_dir)
             kind = "image_folder"
             if src.ignored:
-                log.warning("%d files without an image extension ignored in %s",
-                            len(src.ignored), src.root)
+                log.warning(
+                    "%d files without an image extension ignored in %s", len(src.ignored), src.root
+                )
     if len(src) == 0:
         raise DatasetError(f"dataset {spec!r} split {split!r} is empty")
     info = {

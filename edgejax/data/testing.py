@@ -24,11 +24,14 @@ def _pattern(h: int, w: int, seed: int) -> np.ndarray:
     """A smooth colour image (gradients + blobs), JPEG-friendly and not constant."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.stack([
-        127 + 120 * np.sin(x / (7 + 13 * rng.random()) + rng.random() * 6),
-        127 + 120 * np.cos(y / (5 + 11 * rng.random()) + rng.random() * 6),
-        127 + 120 * np.sin((x + y) / (9 + 9 * rng.random())),
-    ], axis=-1)
+    img = np.stack(
+        [
+            127 + 120 * np.sin(x / (7 + 13 * rng.random()) + rng.random() * 6),
+            127 + 120 * np.cos(y / (5 + 11 * rng.random()) + rng.random() * 6),
+            127 + 120 * np.sin((x + y) / (9 + 9 * rng.random())),
+        ],
+        axis=-1,
+    )
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -39,8 +42,9 @@ def encode(img: np.ndarray | Image.Image, fmt: str = "JPEG", **kw) -> bytes:
     return buf.getvalue()
 
 
-def write_good_tree(root: Path, classes=("cat", "dog", "eel"), per_class: int = 4,
-                    size=(40, 56), seed: int = 0) -> list[Path]:
+def write_good_tree(
+    root: Path, classes=("cat", "dog", "eel"), per_class: int = 4, size=(40, 56), seed: int = 0
+) -> list[Path]:
     """root/<class>/<i>.jpg valid RGB JPEGs; returns the file paths."""
     paths = []
     for ci, c in enumerate(classes):

@@ -42,7 +42,8 @@ def tune_malloc(mmap_threshold: int = 16 << 20, trim_threshold: int = 64 << 20) 
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(mallopt(m_mmap_threshold, mmap_threshold)) and bool(
-        mallopt(m_trim_threshold, trim_threshold))
+        mallopt(m_trim_threshold, trim_threshold)
+    )
 
 
 tune_malloc()
@@ -64,7 +65,9 @@ class CorruptImageError(ValueError):
 
 
 def _check_interpolation(interpolation: str) -> int:
-    if interpolation == "random":  # timm's 'random' picks bilinear or bicubic; bilinear is its fallback
+    if (
+        interpolation == "random"
+    ):  # timm's 'random' picks bilinear or bicubic; bilinear is its fallback
         interpolation = "bilinear"
     try:
         return _CV2_INTERP[interpolation]
@@ -141,8 +144,14 @@ def decode_image(data, min_height: int = 0, min_width: int = 0, fast: bool = Fal
                 raise CorruptImageError(f"image too large: {w}x{h}")
             if colorspace not in ("CMYK", "YCCK"):
                 return simplejpeg.decode_jpeg(
-                    data, colorspace="RGB", min_height=min_height, min_width=min_width,
-                    fastdct=fast, fastupsample=fast, strict=True)
+                    data,
+                    colorspace="RGB",
+                    min_height=min_height,
+                    min_width=min_width,
+                    fastdct=fast,
+                    fastupsample=fast,
+                    strict=True,
+                )
         except CorruptImageError:
             raise
         except ValueError as e:
@@ -158,8 +167,9 @@ def decode_image(data, min_height: int = 0, min_width: int = 0, fast: bool = Fal
     return _decode_pil(data)
 
 
-def _resize(img: np.ndarray, width: int, height: int, interpolation: str,
-            out: np.ndarray | None = None) -> np.ndarray:
+def _resize(
+    img: np.ndarray, width: int, height: int, interpolation: str, out: np.ndarray | None = None
+) -> np.ndarray:
     h, w = img.shape[:2]
     if (h, w) == (height, width):
         if out is None:
@@ -295,18 +305,25 @@ def center_crop_resize(
     left = int(round((new_w - image_size) / 2.0))
     if top < 0 or left < 0:  # crop_pct > 1: pad like torchvision CenterCrop
         pad_t, pad_l = max(0, -top), max(0, -left)
-        img = cv2.copyMakeBorder(img, pad_t, max(0, image_size - new_h - pad_t), pad_l,
-                                 max(0, image_size - new_w - pad_l), cv2.BORDER_CONSTANT, value=0)
+        img = cv2.copyMakeBorder(
+            img,
+            pad_t,
+            max(0, image_size - new_h - pad_t),
+            pad_l,
+            max(0, image_size - new_w - pad_l),
+            cv2.BORDER_CONSTANT,
+            value=0,
+        )
         top, left = max(0, top), max(0, left)
     return np.ascontiguousarray(img[top : top + image_size, left : left + image_size])
-
 
 
 JPEG_SUBSAMPLINGS = ("420", "422", "444")
 
 
-def reencode_short_side(data, short_side: int | None, quality: int = 90,
-                        subsampling: str = "420") -> tuple[bytes, tuple[int, int]]:
+def reencode_short_side(
+    data, short_side: int | None, quality: int = 90, subsampling: str = "420"
+) -> tuple[bytes, tuple[int, int]]:
     """Decode, shrink so the shorter side is at most `short_side` (never upscale), encode JPEG.
 
     Returns (jpeg bytes, (height, width) of the stored image). Used by `edgejax.data.prepare`.
@@ -321,8 +338,11 @@ def reencode_short_side(data, short_side: int | None, quality: int = 90,
     h, w = img.shape[:2]
     if short_side and min(h, w) > short_side:
         s = short_side / min(h, w)
-        nh, nw = (short_side, max(1, round(w * s))) if h <= w else (max(1, round(h * s)), short_side)
+        nh, nw = (
+            (short_side, max(1, round(w * s))) if h <= w else (max(1, round(h * s)), short_side)
+        )
         img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
-    enc = simplejpeg.encode_jpeg(np.ascontiguousarray(img), quality=quality, colorspace="RGB",
-                                colorsubsampling=subsampling)
+    enc = simplejpeg.encode_jpeg(
+        np.ascontiguousarray(img), quality=quality, colorspace="RGB", colorsubsampling=subsampling
+    )
     return enc, img.shape[:2]

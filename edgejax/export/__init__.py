@@ -22,6 +22,7 @@ the wide stride-1 3x3 convs as Winograd F(4x4, 3x3) / F(2x2, 3x3) MatMuls, for C
 ONNX graphs of ConvNeXt and of TinyViT's one-window stages are traced in NCHW (1x1 convs instead
 of MatMuls; same values) unless ``--channels-last``.
 """
+
 from __future__ import annotations
 
 from .common import load_model, relative_error
@@ -32,7 +33,21 @@ from .litert import export_litert, litert_runner
 from .quantize import calibration_images, quantize_onnx
 from .cli import FORMATS, main
 
-__all__ = ["load_model", "export_onnx", "export_stablehlo", "load_stablehlo", "run_onnx",
-           "onnx_session", "relative_error", "winograd_convs", "main", "FORMATS",
-           "WINOGRAD_MIN_CHANNELS", "WINOGRAD_TILES", "export_litert", "litert_runner",
-           "calibration_images", "quantize_onnx"]
+__all__ = [
+    "load_model",
+    "export_onnx",
+    "export_stablehlo",
+    "load_stablehlo",
+    "run_onnx",
+    "onnx_session",
+    "relative_error",
+    "winograd_convs",
+    "main",
+    "FORMATS",
+    "WINOGRAD_MIN_CHANNELS",
+    "WINOGRAD_TILES",
+    "export_litert",
+    "litert_runner",
+    "calibration_images",
+    "quantize_onnx",
+]

@@ -1,5 +1,6 @@
 """Rewrites of a jax2onnx graph, in place: decomposed LayerNorms become one
 ``LayerNormalization``, and wide stride-1 3x3 convolutions can become Winograd MatMuls."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,6 +17,7 @@ class _GraphIndex:
     def __init__(self, model):
         import onnx
         from onnx import numpy_helper
+
         self.model, self.g = model, model.graph
         self._to_array = numpy_helper.to_array
         self.inits = {i.name: i for i in self.g.initializer}
@@ -27,10 +29,13 @@ class _GraphIndex:
         self.outputs = {o.name for o in self.g.output}
         inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
         self.shapes = {  # static dims as ints, symbolic ones as None
-            v.name: tuple(d.dim_value if d.HasField("dim_value") else None
-                          for d in v.type.tensor_type.shape.dim)
+            v.name: tuple(
+                d.dim_value if d.HasField("dim_value") else None
+                for d in v.type.tensor_type.shape.dim
+            )
             for v in (*self.g.input, *self.g.output, *inferred)
-            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
+            if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")
+        }
 
     def const(self, name):
         return self._to_array(self.inits[name]) if name in self.inits else None
@@ -38,8 +43,7 @@ class _GraphIndex:
     def only(self, name, op):
         """The single consumer of ``name``, if it is an ``op`` node (and not a graph output)."""
         cs = self.consumers.get(name, [])
-        return (cs[0] if len(cs) == 1 and cs[0].op_type == op and name not in self.outputs
-                else None)
+        return cs[0] if len(cs) == 1 and cs[0].op_type == op and name not in self.outputs else None
 
     @staticmethod
     def other(node, name):
@@ -48,14 +52,17 @@ class _GraphIndex:
     @staticmethod
     def attr(node, key, default=None):
         from onnx import helper
-        return next((helper.get_attribute_value(a) for a in node.attribute if a.name == key),
-                    default)
+
+        return next(
+            (helper.get_attribute_value(a) for a in node.attribute if a.name == key), default
+        )
 
     def replace(self, remove: set, insert: dict, new_inits: list) -> None:
         """Drop the nodes whose ``id`` is in ``remove``; put ``insert[id(n)]`` (a list of new
         nodes) where node ``n`` was; add ``new_inits``, drop initializers nothing reads any
         more, and check the model."""
         import onnx
+
         nodes = []
         for n in self.g.node:
             nodes.extend(insert.get(id(n), ()))
@@ -111,9 +118,18 @@ def _fuse_layer_norms(model) -> int:
         div = sqrt and only(sqrt.output[0], "Div")
         one = div and div.input[1] == sqrt.output[0] and const(div.input[0])
         norm = div and only(div.output[0], "Mul")
-        if (eps is None or eps is False or getattr(eps, "size", 0) != 1 or one is None
-                or one is False or getattr(one, "size", 0) != 1 or float(one) != 1.0
-                or norm is None or other(norm, div.output[0]) != d or norm not in d_uses):
+        if (
+            eps is None
+            or eps is False
+            or getattr(eps, "size", 0) != 1
+            or one is None
+            or one is False
+            or getattr(one, "size", 0) != 1
+            or float(one) != 1.0
+            or norm is None
+            or other(norm, div.output[0]) != d
+            or norm not in d_uses
+        ):
             continue
         mul_s = only(norm.output[0], "Mul")
         scale = mul_s and const(other(mul_s, norm.output[0]))
@@ -126,12 +142,21 @@ def _fuse_layer_norms(model) -> int:
             continue
         k = len(insert)
         s_name, b_name = f"ln_fused_scale_{k}", f"ln_fused_bias_{k}"
-        new_inits += [numpy_helper.from_array(scale.reshape(c).astype(np.float32), s_name),
-                      numpy_helper.from_array(bias.reshape(c).astype(np.float32), b_name)]
+        new_inits += [
+            numpy_helper.from_array(scale.reshape(c).astype(np.float32), s_name),
+            numpy_helper.from_array(bias.reshape(c).astype(np.float32), b_name),
+        ]
         # where the last replaced node (the final Add) was: the order stays topological
-        insert[id(add_b)] = [helper.make_node("LayerNormalization", [x, s_name, b_name],
-                                              [add_b.output[0]], axis=-1, epsilon=float(eps),
-                                              name=f"layer_norm_fused_{k}")]
+        insert[id(add_b)] = [
+            helper.make_node(
+                "LayerNormalization",
+                [x, s_name, b_name],
+                [add_b.output[0]],
+                axis=-1,
+                epsilon=float(eps),
+                name=f"layer_norm_fused_{k}",
+            )
+        ]
         remove.update(id(n) for n in (rm1, sub, sq, rm2, add_eps, sqrt, div, norm, mul_s, add_b))
     if insert:
         gi.replace(remove, insert, new_inits)
@@ -142,15 +167,39 @@ def _fuse_layer_norms(model) -> int:
 # (m + 2)^2 input tile d (stride m) and m x m output tile: (m + 2)^2 multiplies per tile and
 # channel pair instead of 9 m^2 (F(2x2): 16 vs 36; F(4x4): 36 vs 144).
 _WINOGRAD = {  # m: (B^T, G, A^T)
-    2: (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
-        np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float64),
-        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)),
-    4: (np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-                  [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64),
-        np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64),
-        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
-                  [0, 1, -1, 8, -8, 1]], np.float64)),
+    2: (
+        np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
+        np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64),
+        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64),
+    ),
+    4: (
+        np.array(
+            [
+                [4, 0, -5, 0, 1, 0],
+                [0, -4, -4, 1, 1, 0],
+                [0, 4, -4, -1, 1, 0],
+                [0, -2, -1, 2, 1, 0],
+                [0, 2, -1, -2, 1, 0],
+                [0, 4, 0, -5, 0, 1],
+            ],
+            np.float64,
+        ),
+        np.array(
+            [
+                [1 / 4, 0, 0],
+                [-1 / 6, -1 / 6, -1 / 6],
+                [-1 / 6, 1 / 6, -1 / 6],
+                [1 / 24, 1 / 12, 1 / 6],
+                [1 / 24, -1 / 12, 1 / 6],
+                [0, 0, 1],
+            ],
+            np.float64,
+        ),
+        np.array(
+            [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+            np.float64,
+        ),
+    ),
 }
 
 
@@ -169,8 +218,9 @@ def _winograd_tile_matrix(n: int, m: int = 2) -> np.ndarray:
     return mat.reshape(a_n * t, n)
 
 
-def winograd_convs(model, *, min_channels: int = WINOGRAD_MIN_CHANNELS,
-                   tiles: tuple[int, ...] = WINOGRAD_TILES) -> int:
+def winograd_convs(
+    model, *, min_channels: int = WINOGRAD_MIN_CHANNELS, tiles: tuple[int, ...] = WINOGRAD_TILES
+) -> int:
     """Rewrite the stride-1, pad-1, 3x3, ungrouped convolutions of a jax2onnx graph (NHWC
     Transpose -> Conv -> Transpose back, static height and width, at least ``min_channels`` in
     and out) as Winograd F(m x m, 3x3), in place; returns how many.
@@ -195,11 +245,14 @@ def winograd_convs(model, *, min_channels: int = WINOGRAD_MIN_CHANNELS,
         raise ValueError(f"tiles must be output tile sizes among {sorted(_WINOGRAD)}, got {tiles}")
     k = 0
     for conv in gi.g.node:
-        if (conv.op_type != "Conv" or gi.attr(conv, "group", 1) != 1
-                or list(gi.attr(conv, "strides", [1, 1])) != [1, 1]
-                or list(gi.attr(conv, "dilations", [1, 1])) != [1, 1]
-                or list(gi.attr(conv, "pads", [0, 0, 0, 0])) != [1, 1, 1, 1]
-                or gi.attr(conv, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
+        if (
+            conv.op_type != "Conv"
+            or gi.attr(conv, "group", 1) != 1
+            or list(gi.attr(conv, "strides", [1, 1])) != [1, 1]
+            or list(gi.attr(conv, "dilations", [1, 1])) != [1, 1]
+            or list(gi.attr(conv, "pads", [0, 0, 0, 0])) != [1, 1, 1, 1]
+            or gi.attr(conv, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+        ):
             continue
         w = gi.const(conv.input[1])
         w_t = gi.producer.get(conv.input[1])
@@ -207,15 +260,24 @@ def winograd_convs(model, *, min_channels: int = WINOGRAD_MIN_CHANNELS,
             src = gi.const(w_t.input[0])  # jax2onnx: Transpose(HWIO kernel) -> OIHW
             w = None if src is None else src.transpose(gi.attr(w_t, "perm"))
         bias = gi.const(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
-        if w is None or w.ndim != 4 or w.shape[2:] != (3, 3) or (
-                len(conv.input) > 2 and conv.input[2] and bias is None):
+        if (
+            w is None
+            or w.ndim != 4
+            or w.shape[2:] != (3, 3)
+            or (len(conv.input) > 2 and conv.input[2] and bias is None)
+        ):
             continue
         c_out, c_in = w.shape[:2]
         t_in = gi.producer.get(conv.input[0])
         t_out = gi.only(conv.output[0], "Transpose")
-        if (min(c_in, c_out) < min_channels or t_in is None or t_in.op_type != "Transpose"
-                or list(gi.attr(t_in, "perm", [])) != [0, 3, 1, 2] or t_out is None
-                or list(gi.attr(t_out, "perm", [])) != [0, 2, 3, 1]):
+        if (
+            min(c_in, c_out) < min_channels
+            or t_in is None
+            or t_in.op_type != "Transpose"
+            or list(gi.attr(t_in, "perm", [])) != [0, 3, 1, 2]
+            or t_out is None
+            or list(gi.attr(t_out, "perm", [])) != [0, 2, 3, 1]
+        ):
             continue
         x = t_in.input[0]
         shape = gi.shapes.get(x)
@@ -237,8 +299,9 @@ def winograd_convs(model, *, min_channels: int = WINOGRAD_MIN_CHANNELS,
             return p + suffix
 
         def node(op, inputs, out, **kw):
-            return helper.make_node(op, inputs, [out if out == t_out.output[0] else p + out],
-                                    name=p + out, **kw)
+            return helper.make_node(
+                op, inputs, [out if out == t_out.output[0] else p + out], name=p + out, **kw
+            )
 
         def dims(suffix, *d):
             return const(suffix, np.array(d, np.int64))
@@ -255,21 +318,22 @@ def winograd_convs(model, *, min_channels: int = WINOGRAD_MIN_CHANNELS,
             node("Reshape", [p + "d", dims("s2", -1, a_n, th, a_n, tw, c_in)], "d6"),
             node("Transpose", [p + "d6"], "dt", perm=[1, 3, 0, 2, 4, 5]),  # [a, a, N, th, tw, C]
             node("Reshape", [p + "dt", dims("s3", pos, -1, c_in)], "v"),
-            node("MatMul", [p + "v", const("u", u.reshape(pos, c_in, c_out).astype(np.float32))],
-                 "m"),                                                    # [a^2, T, C_out]
+            node(
+                "MatMul", [p + "v", const("u", u.reshape(pos, c_in, c_out).astype(np.float32))], "m"
+            ),  # [a^2, T, C_out]
             node("Reshape", [p + "m", dims("s4", pos, -1)], "m2"),
-            node("MatMul", [const("at", aa), p + "m2"], "o"),             # [m^2, T * C_out]
+            node("MatMul", [const("at", aa), p + "m2"], "o"),  # [m^2, T * C_out]
             node("Reshape", [p + "o", dims("s5", m, m, -1, th, tw, c_out)], "o6"),
             node("Transpose", [p + "o6"], "ot", perm=[2, 3, 0, 4, 1, 5]),
             node("Reshape", [p + "ot", dims("s6", -1, h, wd, c_out)], y),
         ]
         if bias is not None:
-            insert[id(t_out)].append(node("Add", [p + "y", const("bias", bias.reshape(c_out))],
-                                          t_out.output[0]))
+            insert[id(t_out)].append(
+                node("Add", [p + "y", const("bias", bias.reshape(c_out))], t_out.output[0])
+            )
         remove.update((id(conv), id(t_out)))
         if len(gi.consumers.get(t_in.output[0], [])) == 1 and t_in.output[0] not in gi.outputs:
             remove.add(id(t_in))
     if k:
         gi.replace(remove, insert, new_inits)
     return k
-

@@ -8,6 +8,7 @@ weights, or full-integer int8 from a calibration set. Needs the ``litert`` extra
     run, input_shape = litert_runner("m.tflite")
     logits = run(images_nhwc)                     # float32 in and out, whatever the file's I/O
 """
+
 from __future__ import annotations
 
 import os
@@ -33,6 +34,7 @@ class _NativeStderr:
 
     def __enter__(self):
         import tempfile
+
         sys.stderr.flush()
         self.saved, self.tmp = os.dup(2), tempfile.TemporaryFile()
         os.dup2(self.tmp.fileno(), 2)
@@ -68,10 +70,18 @@ def _interpreter_cls():
     return Interpreter
 
 
-def export_litert(model, path: str, *, resolution: int | None = None, batch_size: int = 1,
-                  dtype: str = "float32", quantize: str | None = None,
-                  calibration: np.ndarray | None = None, int8_io: bool = False,
-                  name: str | None = None) -> str:
+def export_litert(
+    model,
+    path: str,
+    *,
+    resolution: int | None = None,
+    batch_size: int = 1,
+    dtype: str = "float32",
+    quantize: str | None = None,
+    calibration: np.ndarray | None = None,
+    int8_io: bool = False,
+    name: str | None = None,
+) -> str:
     """Write ``model`` (eval mode) as a LiteRT flatbuffer; returns ``path``.
 
     Input [batch, H, W, C] float32 NHWC normalised as for the JAX model, output float32 logits.
@@ -85,6 +95,7 @@ def export_litert(model, path: str, *, resolution: int | None = None, batch_size
     """
     import jax
     from flax import nnx
+
     tf, jax2tf = _tensorflow()
     name = name or type(model).__name__
     if dtype not in LITERT_DTYPES:
@@ -107,11 +118,14 @@ def export_litert(model, path: str, *, resolution: int | None = None, batch_size
         return nnx.merge(graphdef, state)(x).astype(np.float32)
 
     import warnings
+
     with depthwise_impl("conv"), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # jax2tf's native_serialization flag
-        fn = tf.function(jax2tf.convert(forward, native_serialization=True, with_gradient=False),
-                         input_signature=[tf.TensorSpec(shape, tf.float32, name="input")],
-                         autograph=False)
+        fn = tf.function(
+            jax2tf.convert(forward, native_serialization=True, with_gradient=False),
+            input_signature=[tf.TensorSpec(shape, tf.float32, name="input")],
+            autograph=False,
+        )
         concrete = fn.get_concrete_function()
     conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -119,8 +133,10 @@ def export_litert(model, path: str, *, resolution: int | None = None, batch_size
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
     if quantize:
-        batches = [calibration[i:i + batch_size] for i in
-                   range(0, len(calibration) - batch_size + 1, batch_size)]
+        batches = [
+            calibration[i : i + batch_size]
+            for i in range(0, len(calibration) - batch_size + 1, batch_size)
+        ]
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([b] for b in batches)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -146,8 +162,10 @@ def _check_calibration(calibration, shape) -> np.ndarray:
         raise ValueError("int8 quantization needs calibration images (calibration_images)")
     cal = np.asarray(calibration, np.float32)
     if cal.ndim != 4 or cal.shape[1:] != tuple(shape[1:]):
-        raise ValueError(f"calibration images must be [N, {shape[1]}, {shape[2]}, {shape[3]}], "
-                         f"got {list(cal.shape)}")
+        raise ValueError(
+            f"calibration images must be [N, {shape[1]}, {shape[2]}, {shape[3]}], "
+            f"got {list(cal.shape)}"
+        )
     if len(cal) < shape[0]:
         raise ValueError(f"{len(cal)} calibration images for a batch of {shape[0]}")
     return cal
@@ -157,23 +175,30 @@ def _converter_message(name: str, e: Exception) -> str:
     """The converter's MLIR diagnostics -> one sentence naming the model and the ops."""
     import jax
     import tensorflow as tf
+
     text = str(e)
-    if re.search(r"version|deserializ|Unsupported StableHLO|bytecode", text, re.I) and \
-            re.search(r"stablehlo|vhlo", text, re.I):
-        return (f"{name}: TensorFlow {tf.__version__} cannot read the StableHLO that JAX "
-                f"{jax.__version__} serializes ({_first_line(text)}); install a TensorFlow "
-                f"release from the same months as this JAX, or a JAX release from this "
-                f"TensorFlow's")
+    if re.search(r"version|deserializ|Unsupported StableHLO|bytecode", text, re.I) and re.search(
+        r"stablehlo|vhlo", text, re.I
+    ):
+        return (
+            f"{name}: TensorFlow {tf.__version__} cannot read the StableHLO that JAX "
+            f"{jax.__version__} serializes ({_first_line(text)}); install a TensorFlow "
+            f"release from the same months as this JAX, or a JAX release from this "
+            f"TensorFlow's"
+        )
     ops = sorted(set(re.findall(r"'((?:stablehlo|chlo|mhlo|tf|tfl)\.[A-Za-z_0-9]+)'", text)))
     if ops:
-        return (f"{name}: the LiteRT converter cannot lower {', '.join(ops)} to builtin ops "
-                f"({_first_line(text)})")
+        return (
+            f"{name}: the LiteRT converter cannot lower {', '.join(ops)} to builtin ops "
+            f"({_first_line(text)})"
+        )
     return f"{name}: the LiteRT converter failed: {_first_line(text)}"
 
 
 def _first_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()] or \
-        [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()] or [
+        ln.strip() for ln in text.splitlines() if ln.strip()
+    ]
     return (lines[0] if lines else "no message")[:300]
 
 
@@ -181,28 +206,43 @@ def _check_loads(flat: bytes, name: str) -> None:
     """Load and run the flatbuffer in a child process: for some int8 graphs the LiteRT runtime
     aborts the whole process (a failed check in a kernel's Prepare) instead of raising."""
     import tempfile
+
     with tempfile.NamedTemporaryFile(suffix=".tflite", delete=False) as f:
         f.write(flat)
-    code = ("import sys, numpy as np\n"
-            "from ai_edge_litert.interpreter import Interpreter\n"
-            "it = Interpreter(model_path=sys.argv[1]); it.allocate_tensors()\n"
-            "d = it.get_input_details()[0]\n"
-            "it.set_tensor(d['index'], np.zeros(d['shape'], d['dtype'])); it.invoke()\n")
+    code = (
+        "import sys, numpy as np\n"
+        "from ai_edge_litert.interpreter import Interpreter\n"
+        "it = Interpreter(model_path=sys.argv[1]); it.allocate_tensors()\n"
+        "d = it.get_input_details()[0]\n"
+        "it.set_tensor(d['index'], np.zeros(d['shape'], d['dtype'])); it.invoke()\n"
+    )
     try:
-        r = subprocess.run([sys.executable, "-c", code, f.name], capture_output=True, text=True,
-                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        r = subprocess.run(
+            [sys.executable, "-c", code, f.name],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
     finally:
         os.unlink(f.name)
     if r.returncode != 0:
-        lines = [ln for ln in r.stderr.strip().splitlines()
-                 if ln.strip() and not ln.startswith(("INFO:", "WARNING: All log"))]
-        why = (lines[-1][:300] if lines else
-               f"the runtime aborted the process (signal {-r.returncode})" if r.returncode < 0
-               else f"exit status {r.returncode}")
+        lines = [
+            ln
+            for ln in r.stderr.strip().splitlines()
+            if ln.strip() and not ln.startswith(("INFO:", "WARNING: All log"))
+        ]
+        why = (
+            lines[-1][:300]
+            if lines
+            else f"the runtime aborted the process (signal {-r.returncode})"
+            if r.returncode < 0
+            else f"exit status {r.returncode}"
+        )
         raise RuntimeError(
             f"{name}: the int8 LiteRT file does not run in the LiteRT runtime ({why}); export it "
             f"as float32 or float16, or quantise the ONNX export (--format onnx --quantize "
-            f"int8)")
+            f"int8)"
+        )
 
 
 def litert_runner(path: str, *, threads: int | None = None):

@@ -1,4 +1,5 @@
 """ONNX export through jax2onnx, and onnxruntime sessions to run the files."""
+
 from __future__ import annotations
 
 import os
@@ -9,11 +10,22 @@ from ..layers.core import channels_first as _channels_first, depthwise_impl
 from .common import _default_resolution, _input_spec
 from .graph import WINOGRAD_MIN_CHANNELS, WINOGRAD_TILES, _fuse_layer_norms, winograd_convs
 
-def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: int = 1,
-                dynamic_batch: bool = False, opset: int = 21, name: str = "edgejax",
-                fuse_layer_norms: bool = True, winograd: bool = False,
-                winograd_min_channels: int = WINOGRAD_MIN_CHANNELS,
-                winograd_tiles: tuple[int, ...] = WINOGRAD_TILES, channels_first: bool = True) -> str:
+
+def export_onnx(
+    model,
+    path: str,
+    *,
+    resolution: int | None = None,
+    batch_size: int = 1,
+    dynamic_batch: bool = False,
+    opset: int = 21,
+    name: str = "edgejax",
+    fuse_layer_norms: bool = True,
+    winograd: bool = False,
+    winograd_min_channels: int = WINOGRAD_MIN_CHANNELS,
+    winograd_tiles: tuple[int, ...] = WINOGRAD_TILES,
+    channels_first: bool = True,
+) -> str:
     """Write ``model`` (eval mode) as an ONNX file through jax2onnx; returns ``path``.
 
     Input ``input`` [B, H, W, C] float32 NHWC (B symbolic with ``dynamic_batch``), output
@@ -31,6 +43,7 @@ def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: 
     import jax
     import jax.numpy as jnp
     from flax import nnx
+
     try:
         from jax2onnx import to_onnx
     except ImportError as e:
@@ -47,13 +60,21 @@ def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # one Conv op per depthwise conv, whatever the backend
     with depthwise_impl("conv"), _channels_first(channels_first):
-        proto = to_onnx(forward, [shape], model_name=name, opset=opset, return_mode="proto",
-                        input_names=["input"], output_names=["logits"])
+        proto = to_onnx(
+            forward,
+            [shape],
+            model_name=name,
+            opset=opset,
+            return_mode="proto",
+            input_names=["input"],
+            output_names=["logits"],
+        )
     if fuse_layer_norms and opset >= 17:
         _fuse_layer_norms(proto)
     if winograd:
         winograd_convs(proto, min_channels=winograd_min_channels, tiles=winograd_tiles)
     import onnx
+
     onnx.save_model(proto, str(path))
     return str(path)
 
@@ -61,6 +82,7 @@ def export_onnx(model, path: str, *, resolution: int | None = None, batch_size: 
 def onnx_session(path: str, *, threads: int | None = None):
     """An onnxruntime CPU ``InferenceSession`` for ``path`` (all graph optimisations on)."""
     import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
@@ -71,8 +93,10 @@ def onnx_session(path: str, *, threads: int | None = None):
 
 def run_onnx(path_or_session, x) -> np.ndarray:
     """Run an exported ONNX model on ``x`` (NHWC float32) in onnxruntime; returns the logits."""
-    sess = (onnx_session(path_or_session) if isinstance(path_or_session, (str, os.PathLike))
-            else path_or_session)
+    sess = (
+        onnx_session(path_or_session)
+        if isinstance(path_or_session, (str, os.PathLike))
+        else path_or_session
+    )
     name = sess.get_inputs()[0].name
     return sess.run(None, {name: np.asarray(x, np.float32)})[0]
-

@@ -7,6 +7,7 @@ static quantization with onnxruntime's quantizer (QDQ, per-channel weights). Lit
     export_onnx(fused_model, "m.onnx", resolution=32)
     quantize_onnx("m.onnx", "m.int8.onnx", cal)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,10 +32,18 @@ PERCENTILE = 99.99
 MIN_CALIBRATION_SAMPLES = 16
 
 
-def calibration_images(model: str, data: str, *, samples: int = 512, split: str = "train",
-                       checkpoint: str | None = None, image_size: int | None = None,
-                       crop_pct: float | None = None, interpolation: str | None = None,
-                       seed: int = 0) -> np.ndarray:
+def calibration_images(
+    model: str,
+    data: str,
+    *,
+    samples: int = 512,
+    split: str = "train",
+    checkpoint: str | None = None,
+    image_size: int | None = None,
+    crop_pct: float | None = None,
+    interpolation: str | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """``samples`` images drawn (seeded, without replacement) from ``data``, through the model's
     eval transform and normalisation -> float32 [samples, H, W, 3], as the exported file takes.
 
@@ -44,24 +53,37 @@ def calibration_images(model: str, data: str, *, samples: int = 512, split: str 
     """
     from ..data import transforms as T
     from ..infer import eval_settings
-    if isinstance(samples, bool) or not isinstance(samples, int) or \
-            samples < MIN_CALIBRATION_SAMPLES:
-        raise ValueError(f"calibration needs at least {MIN_CALIBRATION_SAMPLES} images, asked "
-                         f"for {samples!r}")
-    t = eval_settings(model, checkpoint=checkpoint, image_size=image_size, crop_pct=crop_pct,
-                      interpolation=interpolation)
+
+    if (
+        isinstance(samples, bool)
+        or not isinstance(samples, int)
+        or samples < MIN_CALIBRATION_SAMPLES
+    ):
+        raise ValueError(
+            f"calibration needs at least {MIN_CALIBRATION_SAMPLES} images, asked for {samples!r}"
+        )
+    t = eval_settings(
+        model,
+        checkpoint=checkpoint,
+        image_size=image_size,
+        crop_pct=crop_pct,
+        interpolation=interpolation,
+    )
     read = _reader(str(data), split)
     n = len(read)
     if n < samples:
-        raise ValueError(f"{data} (split {split}) has {n} images, fewer than the {samples} "
-                         f"calibration samples asked for: give more images or fewer samples "
-                         f"(--calibration-samples, at least {MIN_CALIBRATION_SAMPLES})")
+        raise ValueError(
+            f"{data} (split {split}) has {n} images, fewer than the {samples} "
+            f"calibration samples asked for: give more images or fewer samples "
+            f"(--calibration-samples, at least {MIN_CALIBRATION_SAMPLES})"
+        )
     order = np.random.default_rng(seed).permutation(n)
     out, bad = [], 0
     for i in order:
         try:
-            img = T.center_crop_resize(read(int(i)), t["image_size"], t["crop_pct"],
-                                       t["interpolation"])
+            img = T.center_crop_resize(
+                read(int(i)), t["image_size"], t["crop_pct"], t["interpolation"]
+            )
         except T.CorruptImageError:
             bad += 1
             continue
@@ -69,8 +91,10 @@ def calibration_images(model: str, data: str, *, samples: int = 512, split: str 
         if len(out) == samples:
             break
     if len(out) < samples:
-        raise ValueError(f"{data}: only {len(out)} of its {n} images are readable ({bad} "
-                         f"corrupt), fewer than the {samples} calibration samples asked for")
+        raise ValueError(
+            f"{data}: only {len(out)} of its {n} images are readable ({bad} "
+            f"corrupt), fewer than the {samples} calibration samples asked for"
+        )
     x = np.stack(out).astype(np.float32)
     mean = np.asarray(t["mean"], np.float32) * 255.0
     std = np.asarray(t["std"], np.float32) * 255.0
@@ -93,6 +117,7 @@ def _reader(data: str, split: str) -> _Reader:
     from ..data import build_source
     from ..data.sources import DatasetError
     from ..train.config import resolve_dataset
+
     try:
         src, _ = build_source(resolve_dataset(data), split)
     except DatasetError:
@@ -109,12 +134,21 @@ def _flat_images(data: str) -> list[str]:
     if not os.path.isdir(data):
         return []
     from ..data.sources import IMG_EXTENSIONS
-    return sorted(os.path.join(data, f) for f in os.listdir(data)
-                  if f.lower().endswith(IMG_EXTENSIONS))
+
+    return sorted(
+        os.path.join(data, f) for f in os.listdir(data) if f.lower().endswith(IMG_EXTENSIONS)
+    )
 
 
-def quantize_onnx(src: str, dst: str, calibration: np.ndarray, *, per_channel: bool = True,
-                  method: str = "percentile", name: str | None = None) -> str:
+def quantize_onnx(
+    src: str,
+    dst: str,
+    calibration: np.ndarray,
+    *,
+    per_channel: bool = True,
+    method: str = "percentile",
+    name: str | None = None,
+) -> str:
     """Statically quantise the float ONNX file ``src`` to int8 ``dst`` (QDQ format, signed int8
     activations and weights, per-channel weight scales; activation ranges from ``calibration``,
     normalised float32 images [N, H, W, C], by ``method``: see ``CALIBRATION_METHODS``);
@@ -124,24 +158,32 @@ def quantize_onnx(src: str, dst: str, calibration: np.ndarray, *, per_channel: b
     its docs advise). Input and output stay float32, so the file runs where the float one did.
     """
     try:
-        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
-                                              QuantFormat, QuantType, quantize_static)
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as e:
-        raise ImportError(f"ONNX quantization needs onnxruntime ({e}): "
-                          f"pip install 'edgejax[export]'") from None
+        raise ImportError(
+            f"ONNX quantization needs onnxruntime ({e}): pip install 'edgejax[export]'"
+        ) from None
     from .onnx import onnx_session
+
     sess = onnx_session(src)
     inp = sess.get_inputs()[0]
     shape = inp.shape
     cal = np.asarray(calibration, np.float32)
     if method not in CALIBRATION_METHODS:
-        raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got "
-                         f"{method!r}")
+        raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
     static = [d for d in shape[1:] if isinstance(d, int)]
     if cal.ndim != 4 or list(cal.shape[1:]) != static:
-        raise ValueError(f"calibration images must be [N, {', '.join(map(str, shape[1:]))}], "
-                         f"got {list(cal.shape)}")
+        raise ValueError(
+            f"calibration images must be [N, {', '.join(map(str, shape[1:]))}], "
+            f"got {list(cal.shape)}"
+        )
     batch = shape[0] if isinstance(shape[0], int) else 1
     del sess
 
@@ -151,25 +193,36 @@ def quantize_onnx(src: str, dst: str, calibration: np.ndarray, *, per_channel: b
 
         def get_next(self):
             i = next(self.it, None)
-            return None if i is None else {inp.name: cal[i:i + batch]}
+            return None if i is None else {inp.name: cal[i : i + batch]}
 
     with tempfile.TemporaryDirectory() as tmp:
         pre = os.path.join(tmp, "pre.onnx")
         quant_pre_process(src, pre, skip_symbolic_shape=True)
         try:  # its calibrators print their progress notes: kept out of the user's output
             with contextlib.redirect_stdout(io.StringIO()):
-                quantize_static(pre, dst, Reader(), quant_format=QuantFormat.QDQ,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                per_channel=per_channel,
-                                calibrate_method={"minmax": CalibrationMethod.MinMax,
-                                                  "percentile": CalibrationMethod.Percentile,
-                                                  "entropy": CalibrationMethod.Entropy}[method],
-                                extra_options={"CalibTensorRangeSymmetric": False,
-                                               "CalibPercentile": PERCENTILE,
-                                               # onnxruntime 1.32 raises in this pass on these
-                                               # graphs (it compares a bias row as a scalar)
-                                               "QDQDisableWeightAdjustForInt32Bias": True})
+                quantize_static(
+                    pre,
+                    dst,
+                    Reader(),
+                    quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    per_channel=per_channel,
+                    calibrate_method={
+                        "minmax": CalibrationMethod.MinMax,
+                        "percentile": CalibrationMethod.Percentile,
+                        "entropy": CalibrationMethod.Entropy,
+                    }[method],
+                    extra_options={
+                        "CalibTensorRangeSymmetric": False,
+                        "CalibPercentile": PERCENTILE,
+                        # onnxruntime 1.32 raises in this pass on these
+                        # graphs (it compares a bias row as a scalar)
+                        "QDQDisableWeightAdjustForInt32Bias": True,
+                    },
+                )
         except Exception as e:
-            raise RuntimeError(f"{name or src}: onnxruntime could not quantise it: "
-                               f"{type(e).__name__}: {e}") from None
+            raise RuntimeError(
+                f"{name or src}: onnxruntime could not quantise it: {type(e).__name__}: {e}"
+            ) from None
     return str(dst)

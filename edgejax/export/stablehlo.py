@@ -1,4 +1,5 @@
 """Serialized StableHLO (``jax.export``): the model for any JAX backend, weights embedded."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,16 @@ from typing import Sequence
 from ..layers.core import depthwise_impl
 from .common import _default_resolution, _input_spec
 
-def export_stablehlo(model, path: str, *, resolution: int | None = None, batch_size: int = 1,
-                     dynamic_batch: bool = False, platforms: Sequence[str] | None = None) -> str:
+
+def export_stablehlo(
+    model,
+    path: str,
+    *,
+    resolution: int | None = None,
+    batch_size: int = 1,
+    dynamic_batch: bool = False,
+    platforms: Sequence[str] | None = None,
+) -> str:
     """Serialize ``model`` (eval mode, weights embedded) with ``jax.export``; returns ``path``.
 
     ``platforms``: lowering targets (default: the current backend), e.g. ``("cpu", "cuda")``.
@@ -17,6 +26,7 @@ def export_stablehlo(model, path: str, *, resolution: int | None = None, batch_s
     import jax
     import jax.numpy as jnp
     from flax import nnx
+
     resolution = _default_resolution(model, resolution)
     shape = _input_spec(model, resolution, batch_size, dynamic_batch)
     if dynamic_batch:
@@ -36,6 +46,6 @@ def export_stablehlo(model, path: str, *, resolution: int | None = None, batch_s
 def load_stablehlo(path: str):
     """Deserialize a file written by ``export_stablehlo``; call it with ``.call(x)``."""
     import jax
+
     with open(path, "rb") as f:
         return jax.export.deserialize(bytearray(f.read()))
-

@@ -1,12 +1,46 @@
 """Layers shared by several model families (NHWC, timm numerics)."""
-from .core import (BatchNorm2d, Conv2d, DropPath, Dropout, GroupNorm1, Identity, LayerNorm, Linear, cast,
-                   channels_first, channels_last_op, conv_nchw, depthwise_impl, get_padding, set_depthwise_impl, train_rates)
+
+from .core import (
+    BatchNorm2d,
+    Conv2d,
+    DropPath,
+    Dropout,
+    GroupNorm1,
+    Identity,
+    LayerNorm,
+    Linear,
+    cast,
+    channels_first,
+    channels_last_op,
+    conv_nchw,
+    depthwise_impl,
+    get_padding,
+    set_depthwise_impl,
+    train_rates,
+)
 from . import init
 from .blocks import SqueezeExcite, get_act, global_avg_pool, make_divisible
 
 __all__ = [
-    "BatchNorm2d", "Conv2d", "DropPath", "Dropout", "GroupNorm1", "Identity", "LayerNorm", "Linear", "cast",
-    "get_padding", "channels_first", "channels_last_op", "conv_nchw", "depthwise_impl",
-    "set_depthwise_impl", "init", "SqueezeExcite", "get_act", "global_avg_pool", "make_divisible",
+    "BatchNorm2d",
+    "Conv2d",
+    "DropPath",
+    "Dropout",
+    "GroupNorm1",
+    "Identity",
+    "LayerNorm",
+    "Linear",
+    "cast",
+    "get_padding",
+    "channels_first",
+    "channels_last_op",
+    "conv_nchw",
+    "depthwise_impl",
+    "set_depthwise_impl",
+    "init",
+    "SqueezeExcite",
+    "get_act",
+    "global_avg_pool",
+    "make_divisible",
     "train_rates",
 ]

@@ -1,4 +1,5 @@
 """Blocks and helpers shared by several families."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -12,8 +13,9 @@ from .core import Conv2d
 __all__ = ["make_divisible", "get_act", "SqueezeExcite", "global_avg_pool"]
 
 
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None,
-                   round_limit: float = 0.9) -> int:
+def make_divisible(
+    v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9
+) -> int:
     """timm's make_divisible: round to a multiple of ``divisor`` without going below 90%."""
     min_value = min_value or divisor
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
@@ -54,7 +56,9 @@ def get_act(name: str | None) -> Callable:
     try:
         return _ACTS[name]
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; known: {sorted(k for k in _ACTS if k)}") from None
+        raise ValueError(
+            f"unknown activation {name!r}; known: {sorted(k for k in _ACTS if k)}"
+        ) from None
 
 
 def global_avg_pool(x, keepdims: bool = False):
@@ -66,8 +70,16 @@ class SqueezeExcite(nnx.Module):
     """timm's efficientnet SqueezeExcite: pool -> conv_reduce (bias) -> act -> conv_expand (bias)
     -> gate -> scale the input."""
 
-    def __init__(self, in_chs: int, rd_chs: int, act: str = "relu", gate: str = "sigmoid", *,
-                 dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_chs: int,
+        rd_chs: int,
+        act: str = "relu",
+        gate: str = "sigmoid",
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.conv_reduce = Conv2d(in_chs, rd_chs, 1, bias=True, dtype=dtype, rngs=rngs)
         self.conv_expand = Conv2d(rd_chs, in_chs, 1, bias=True, dtype=dtype, rngs=rngs)
         self.act, self.gate = act, gate

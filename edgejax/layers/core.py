@@ -5,6 +5,7 @@ Every leaf keeps PyTorch's numerics where they differ from Flax defaults: BatchN
 two-pass variance, explicit symmetric conv padding (not 'SAME') unless the variant is a `tf_` one.
 Parameters are created in float32 (``param_dtype``); ``dtype`` is the compute dtype.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,9 +19,23 @@ from flax import nnx
 from . import init as _init
 
 __all__ = [
-    "get_padding", "Conv2d", "depthwise_impl", "set_depthwise_impl", "channels_first",
-    "channels_first_enabled", "channels_last_op", "conv_nchw", "Linear", "BatchNorm2d", "LayerNorm", "GroupNorm1",
-    "DropPath", "Dropout", "train_rates", "Identity", "cast",
+    "get_padding",
+    "Conv2d",
+    "depthwise_impl",
+    "set_depthwise_impl",
+    "channels_first",
+    "channels_first_enabled",
+    "channels_last_op",
+    "conv_nchw",
+    "Linear",
+    "BatchNorm2d",
+    "LayerNorm",
+    "GroupNorm1",
+    "DropPath",
+    "Dropout",
+    "train_rates",
+    "Identity",
+    "cast",
 ]
 
 
@@ -96,16 +111,29 @@ def channels_last_op(fn, x):
     return fn(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
-def conv_nchw(x, kernel, bias=None, *, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1),
-              groups: int = 1):
+def conv_nchw(
+    x,
+    kernel,
+    bias=None,
+    *,
+    stride=(1, 1),
+    padding=((0, 0), (0, 0)),
+    dilation=(1, 1),
+    groups: int = 1,
+):
     """``Conv2d`` arithmetic on an NCHW input: ``kernel`` HWIO (a dense ``[in, out]`` kernel is a
     1x1 conv), ``bias`` per output channel. Always a grouped convolution (no shifted form)."""
     if kernel.ndim == 2:
         kernel = kernel.reshape(1, 1, *kernel.shape)
-    y = jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), window_strides=stride,
-                                     padding=padding, rhs_dilation=dilation,
-                                     dimension_numbers=("NCHW", "HWIO", "NCHW"),
-                                     feature_group_count=groups)
+    y = jax.lax.conv_general_dilated(
+        x,
+        kernel.astype(x.dtype),
+        window_strides=stride,
+        padding=padding,
+        rhs_dilation=dilation,
+        dimension_numbers=("NCHW", "HWIO", "NCHW"),
+        feature_group_count=groups,
+    )
     if bias is not None:
         y = y + bias.astype(x.dtype)[:, None, None]
     return y
@@ -122,8 +150,9 @@ def _depthwise_shift(x, kernel, stride, padding, dilation):
     kh, kw = kernel.shape[:2]
     (sh, sw), (dh, dw) = stride, dilation
     if isinstance(padding, str):
-        padding = jax.lax.padtype_to_pads(x.shape[1:3], ((kh - 1) * dh + 1, (kw - 1) * dw + 1),
-                                          stride, padding)
+        padding = jax.lax.padtype_to_pads(
+            x.shape[1:3], ((kh - 1) * dh + 1, (kw - 1) * dw + 1), stride, padding
+        )
     (pt, pb), (pl, pr) = padding
     xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     n, hp, wp, c = xp.shape
@@ -133,9 +162,15 @@ def _depthwise_shift(x, kernel, stride, padding, dilation):
     for i in range(kh):
         for j in range(kw):
             y0, x0 = i * dh, j * dw
-            tap = jax.lax.slice(xp, (0, y0, x0, 0),
-                                (n, y0 + (ho - 1) * sh + 1, x0 + (wo - 1) * sw + 1, c),
-                                (1, sh, sw, 1)) * kernel[i, j, 0]
+            tap = (
+                jax.lax.slice(
+                    xp,
+                    (0, y0, x0, 0),
+                    (n, y0 + (ho - 1) * sh + 1, x0 + (wo - 1) * sw + 1, c),
+                    (1, sh, sw, 1),
+                )
+                * kernel[i, j, 0]
+            )
             out = tap if out is None else out + tap
     return out
 
@@ -152,13 +187,26 @@ class Conv2d(nnx.Module):
     (what timm's ``Conv2dSame`` / ``tf_`` variants compute).
     """
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int | Sequence[int] = 1,
-                 stride: int = 1, padding: int | str | None = None, dilation: int = 1,
-                 groups: int = 1, bias: bool = False, *, dtype=None, rngs: nnx.Rngs,
-                 kernel_init=None):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int | Sequence[int] = 1,
+        stride: int = 1,
+        padding: int | str | None = None,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+        kernel_init=None,
+    ):
         kh, kw = _pair(kernel_size)
         if in_chs % groups or out_chs % groups:
-            raise ValueError(f"Conv2d: channels {in_chs}->{out_chs} not divisible by groups={groups}")
+            raise ValueError(
+                f"Conv2d: channels {in_chs}->{out_chs} not divisible by groups={groups}"
+            )
         self.in_chs, self.out_chs, self.groups = in_chs, out_chs, groups
         self.stride = _pair(stride)
         self.dilation = _pair(dilation)
@@ -168,8 +216,10 @@ class Conv2d(nnx.Module):
             self.padding = "SAME"
         else:
             if padding is None:
-                padding = (get_padding(kh, self.stride[0], self.dilation[0]),
-                           get_padding(kw, self.stride[1], self.dilation[1]))
+                padding = (
+                    get_padding(kh, self.stride[0], self.dilation[0]),
+                    get_padding(kw, self.stride[1], self.dilation[1]),
+                )
             ph, pw = _pair(padding)
             self.padding = ((ph, ph), (pw, pw))
         self.dtype = dtype
@@ -184,13 +234,23 @@ class Conv2d(nnx.Module):
     def __call__(self, x):
         dtype = self.dtype or x.dtype
         if self.groups > 1 and self.groups == self.in_chs == self.out_chs and _use_shift():
-            y = _depthwise_shift(cast(x, dtype), cast(self.kernel[...], dtype), self.stride,
-                                 self.padding, self.dilation)
+            y = _depthwise_shift(
+                cast(x, dtype),
+                cast(self.kernel[...], dtype),
+                self.stride,
+                self.padding,
+                self.dilation,
+            )
         else:
             y = jax.lax.conv_general_dilated(
-                cast(x, dtype), cast(self.kernel[...], dtype), window_strides=self.stride,
-                padding=self.padding, rhs_dilation=self.dilation,
-                dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups)
+                cast(x, dtype),
+                cast(self.kernel[...], dtype),
+                window_strides=self.stride,
+                padding=self.padding,
+                rhs_dilation=self.dilation,
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=self.groups,
+            )
         if self.bias is not None:
             y = y + cast(self.bias[...], dtype)
         return y
@@ -198,16 +258,30 @@ class Conv2d(nnx.Module):
     def call_nchw(self, x):
         """The same convolution on an NCHW input (for ``channels_first`` tracing)."""
         x = cast(x, self.dtype or x.dtype)
-        return conv_nchw(x, self.kernel[...], None if self.bias is None else self.bias[...],
-                         stride=self.stride, padding=self.padding, dilation=self.dilation,
-                         groups=self.groups)
+        return conv_nchw(
+            x,
+            self.kernel[...],
+            None if self.bias is None else self.bias[...],
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+        )
 
 
 class Linear(nnx.Module):
     """Dense layer on the last axis; kernel is [in, out] (timm's [out, in] transposed)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype=None,
-                 rngs: nnx.Rngs, kernel_init=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+        kernel_init=None,
+    ):
         self.in_features, self.out_features = in_features, out_features
         self.dtype = dtype
         init = kernel_init or _init.truncated_normal(0.02)
@@ -236,9 +310,18 @@ class BatchNorm2d(nnx.Module):
     batch reductions are global: the compiler synchronises them across devices.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, *,
-                 dtype=None, use_running_average: bool = False, rngs: nnx.Rngs | None = None,
-                 scale_init=1.0, bias_init=0.0):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        *,
+        dtype=None,
+        use_running_average: bool = False,
+        rngs: nnx.Rngs | None = None,
+        scale_init=1.0,
+        bias_init=0.0,
+    ):
         """``scale_init`` / ``bias_init``: a constant, or an initializer ``f(key, shape, dtype)``
         drawn from ``rngs.params`` (e.g. RepVGG's N(0.1, 0.1) scales)."""
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
@@ -277,8 +360,9 @@ class BatchNorm2d(nnx.Module):
 class LayerNorm(nnx.Module):
     """LayerNorm over the last axis (also timm's ``LayerNorm2d`` in NHWC), two-pass variance."""
 
-    def __init__(self, num_features: int, eps: float = 1e-5, *, dtype=None,
-                 rngs: nnx.Rngs | None = None):
+    def __init__(
+        self, num_features: int, eps: float = 1e-5, *, dtype=None, rngs: nnx.Rngs | None = None
+    ):
         self.num_features, self.eps, self.dtype = num_features, eps, dtype
         self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
@@ -296,8 +380,9 @@ class GroupNorm1(nnx.Module):
     """GroupNorm with one group: normalise each sample over all non-batch axes, affine per channel
     (the last axis). timm's MobileViT v2 "LayerNorm2d" is ``GroupNorm(1, C)``."""
 
-    def __init__(self, num_features: int, eps: float = 1e-5, *, dtype=None,
-                 rngs: nnx.Rngs | None = None):
+    def __init__(
+        self, num_features: int, eps: float = 1e-5, *, dtype=None, rngs: nnx.Rngs | None = None
+    ):
         self.num_features, self.eps, self.dtype = num_features, eps, dtype
         self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
@@ -318,8 +403,9 @@ class DropPath(nnx.Module):
     Each instance draws from its own forked key stream, so blocks decide independently.
     """
 
-    def __init__(self, rate: float = 0.0, *, rngs: nnx.Rngs | None = None,
-                 deterministic: bool = False):
+    def __init__(
+        self, rate: float = 0.0, *, rngs: nnx.Rngs | None = None, deterministic: bool = False
+    ):
         self.rate = float(rate)
         self.deterministic = deterministic
         self.rngs = rngs.fork() if (rngs is not None and self.rate > 0) else None
@@ -357,8 +443,9 @@ class Dropout(nnx.Dropout):
 
 
 @contextlib.contextmanager
-def train_rates(model: nnx.Module, *, drop_path, dropout, built_drop_path: float,
-                built_dropout: float):
+def train_rates(
+    model: nnx.Module, *, drop_path, dropout, built_drop_path: float, built_dropout: float
+):
     """Run ``model`` (merged inside a traced step) at drop path / dropout rates given as arrays.
 
     Every ``DropPath`` / ``Dropout`` built with a rate r > 0 runs at ``(r / built) * new`` while
@@ -371,11 +458,17 @@ def train_rates(model: nnx.Module, *, drop_path, dropout, built_drop_path: float
         if isinstance(m, DropPath) and isinstance(m.rate, float) and m.rate > 0 and built_drop_path:
             saved.append((m, m.rate))
             m.rate = jnp.float32(m.rate / built_drop_path) * drop_path
-        elif (isinstance(m, nnx.Dropout) and isinstance(m.rate, (int, float)) and m.rate > 0
-              and built_dropout):
+        elif (
+            isinstance(m, nnx.Dropout)
+            and isinstance(m.rate, (int, float))
+            and m.rate > 0
+            and built_dropout
+        ):
             if not isinstance(m, Dropout):
-                raise TypeError(f"{type(m).__name__}: use edgejax.layers.Dropout for a rate that "
-                                "varies per trial")
+                raise TypeError(
+                    f"{type(m).__name__}: use edgejax.layers.Dropout for a rate that "
+                    "varies per trial"
+                )
             saved.append((m, m.rate))
             m.rate = jnp.float32(m.rate / built_dropout) * dropout
     try:

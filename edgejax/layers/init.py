@@ -6,6 +6,7 @@ costs a compile per layer (minutes for a large model on a small CPU); numpy seed
 bits is deterministic in the key and costs nothing to compile. Under a trace (``jax.jit`` /
 ``nnx.eval_shape`` of a constructor) they fall back to ``jax.random``.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["normal", "uniform", "truncated_normal", "conv_fan_out_normal", "constant", "numpy_generator"]
+__all__ = [
+    "normal",
+    "uniform",
+    "truncated_normal",
+    "conv_fan_out_normal",
+    "constant",
+    "numpy_generator",
+]
 
 
 def numpy_generator(key) -> np.random.Generator | None:
@@ -31,6 +39,7 @@ def normal(mean: float = 0.0, std: float = 1.0):
         if g is None:
             return mean + std * jax.random.normal(key, shape, dtype)
         return jnp.asarray(g.normal(mean, std, shape), dtype)
+
     return init
 
 
@@ -38,6 +47,7 @@ def truncated_normal(std: float = 0.02, a: float = -2.0, b: float = 2.0):
     """N(0, std) truncated to the absolute interval [a, b], as timm's ``trunc_normal_(std=.02)``
     (whose default bounds +-2 are absolute, so with std 0.02 it is in effect N(0, 0.02))."""
     lo, hi = a / std, b / std
+
     def init(key, shape, dtype=jnp.float32):
         g = numpy_generator(key)
         if g is None:
@@ -48,6 +58,7 @@ def truncated_normal(std: float = 0.02, a: float = -2.0, b: float = 2.0):
             x[bad] = g.standard_normal(int(bad.sum()), dtype=np.float32)
             bad = (x < lo) | (x > hi)
         return jnp.asarray(std * x, dtype)
+
     return init
 
 
@@ -57,16 +68,19 @@ def conv_fan_out_normal(gain: float = 2.0):
     The kernel is HWIO ``[kh, kw, in/groups, out]``; groups are inferred by the caller passing
     ``groups`` through ``functools.partial`` when it matters; by default fan-out is kh*kw*out.
     """
+
     def init(key, shape, dtype=jnp.float32, groups: int = 1):
         kh, kw, _, out = shape
         std = math.sqrt(gain / max(kh * kw * out // groups, 1))
         return normal(0.0, std)(key, shape, dtype)
+
     return init
 
 
 def constant(value: float):
     def init(key, shape, dtype=jnp.float32):
         return jnp.full(shape, value, dtype)
+
     return init
 
 
@@ -76,4 +90,5 @@ def uniform(low: float, high: float):
         if g is None:
             return jax.random.uniform(key, shape, dtype, low, high)
         return jnp.asarray(g.uniform(low, high, shape).astype(np.float32), dtype)
+
     return init

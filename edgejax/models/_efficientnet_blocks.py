@@ -13,6 +13,7 @@ timm uses a fused ``BatchNormAct2d`` (same tensors, same names): the BatchNorm a
 plain ``BatchNorm2d`` and each module declares its (conv, bn) pairs in ``fuse_pairs`` for
 deployment-time folding.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,15 +30,29 @@ from ..layers import BatchNorm2d, Conv2d, DropPath, LayerNorm
 from ..layers.blocks import SqueezeExcite, get_act, make_divisible
 
 __all__ = [
-    "BlockDef", "SeSpec", "ds", "ir", "er", "cn", "round_channels", "scale_stage_depth",
-    "goog_conv_init", "goog_linear_init", "ConvBnAct", "DepthwiseSeparable", "InvertedResidual",
-    "EdgeResidual", "GlobalContext", "build_stages",
+    "BlockDef",
+    "SeSpec",
+    "ds",
+    "ir",
+    "er",
+    "cn",
+    "round_channels",
+    "scale_stage_depth",
+    "goog_conv_init",
+    "goog_linear_init",
+    "ConvBnAct",
+    "DepthwiseSeparable",
+    "InvertedResidual",
+    "EdgeResidual",
+    "GlobalContext",
+    "build_stages",
 ]
 
 
 # --------------------------------------------------------------------------------------------
 # Architecture definitions as data
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class BlockDef:
@@ -50,6 +65,7 @@ class BlockDef:
     noskip: drop the residual even when shapes allow it (ds/ir/er).
     skip: 'cn' blocks have a residual only when asked (timm's ``_skip``).
     """
+
     kind: str
     repeats: int
     kernel: int
@@ -70,20 +86,39 @@ class BlockDef:
             raise ValueError(f"block repeats must be >= 1, got {self.repeats}")
 
 
-def ds(r: int, *, k: int, s: int, c: int, se: float = 0.0, act: str | None = None,
-       noskip: bool = False) -> BlockDef:
+def ds(
+    r: int, *, k: int, s: int, c: int, se: float = 0.0, act: str | None = None, noskip: bool = False
+) -> BlockDef:
     """timm ``ds_r{r}_k{k}_s{s}_c{c}[_se{se}][_n..][_noskip]``."""
     return BlockDef("ds", r, k, s, c, 1.0, se, act, noskip)
 
 
-def ir(r: int, *, k: int, s: int, e: float, c: int, se: float = 0.0, act: str | None = None,
-       noskip: bool = False) -> BlockDef:
+def ir(
+    r: int,
+    *,
+    k: int,
+    s: int,
+    e: float,
+    c: int,
+    se: float = 0.0,
+    act: str | None = None,
+    noskip: bool = False,
+) -> BlockDef:
     """timm ``ir_r{r}_k{k}_s{s}_e{e}_c{c}[_se{se}][_n..]``."""
     return BlockDef("ir", r, k, s, c, float(e), se, act, noskip)
 
 
-def er(r: int, *, k: int, s: int, e: float, c: int, se: float = 0.0, act: str | None = None,
-       noskip: bool = False) -> BlockDef:
+def er(
+    r: int,
+    *,
+    k: int,
+    s: int,
+    e: float,
+    c: int,
+    se: float = 0.0,
+    act: str | None = None,
+    noskip: bool = False,
+) -> BlockDef:
     """timm ``er_r{r}_k{k}_s{s}_e{e}_c{c}``."""
     return BlockDef("er", r, k, s, c, float(e), se, act, noskip)
 
@@ -105,6 +140,7 @@ class SeSpec:
     act: force this activation inside SE (MobileNetV3: relu); None uses the block's.
     gate: 'sigmoid' or 'hard_sigmoid'.
     """
+
     kind: str = "se"
     from_exp: bool = False
     rounding: str = "round"
@@ -123,16 +159,18 @@ class SeSpec:
         raise ValueError(f"unknown SE rounding {self.rounding!r}")
 
 
-def round_channels(chs: float, multiplier: float = 1.0, divisor: int = 8,
-                   round_limit: float = 0.9) -> int:
+def round_channels(
+    chs: float, multiplier: float = 1.0, divisor: int = 8, round_limit: float = 0.9
+) -> int:
     """timm's ``round_channels``: scale by the width multiplier, round to a multiple of 8."""
     if not multiplier:
         return int(chs)
     return make_divisible(chs * multiplier, divisor, round_limit=round_limit)
 
 
-def scale_stage_depth(defs: tuple[BlockDef, ...], multiplier: float,
-                      trunc: str = "ceil") -> list[BlockDef]:
+def scale_stage_depth(
+    defs: tuple[BlockDef, ...], multiplier: float, trunc: str = "ceil"
+) -> list[BlockDef]:
     """Expand a stage's repeats into one ``BlockDef`` per block, scaling the depth like timm.
 
     The stage total is scaled (ceil by default) and redistributed over its definitions from the
@@ -160,12 +198,15 @@ def scale_stage_depth(defs: tuple[BlockDef, ...], multiplier: float,
 # Initialisers (timm's ``_init_weight_goog``, used when training from scratch)
 # --------------------------------------------------------------------------------------------
 
+
 def goog_conv_init(groups: int = 1):
     """N(0, sqrt(2 / fan_out)) with fan_out = kh * kw * out / groups (TF's EfficientNet init)."""
+
     def init(key, shape, dtype=jnp.float32):
         kh, kw, _, out = shape
         fan_out = max(1, kh * kw * out // groups)
         return layer_init.normal(0.0, math.sqrt(2.0 / fan_out))(key, shape, dtype)
+
     return init
 
 
@@ -177,20 +218,32 @@ def goog_linear_init(key, shape, dtype=jnp.float32):
 
 def conv(in_chs, out_chs, k, stride=1, *, groups=1, bias=False, pad=None, dtype=None, rngs):
     """A timm ``create_conv2d``: symmetric padding, or TF 'SAME' for ``pad='same'``."""
-    return Conv2d(in_chs, out_chs, k, stride, padding=pad, groups=groups, bias=bias, dtype=dtype,
-                  rngs=rngs, kernel_init=goog_conv_init(groups))
+    return Conv2d(
+        in_chs,
+        out_chs,
+        k,
+        stride,
+        padding=pad,
+        groups=groups,
+        bias=bias,
+        dtype=dtype,
+        rngs=rngs,
+        kernel_init=goog_conv_init(groups),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Attention modules
 # --------------------------------------------------------------------------------------------
 
+
 class _SqueezeExcite(SqueezeExcite):
     """The shared ``SqueezeExcite`` (timm names ``conv_reduce``/``conv_expand``) with timm's
     EfficientNet initialisation. ``[B, H, W, C] -> [B, H, W, C]``."""
 
-    def __init__(self, in_chs: int, rd_chs: int, act: str, gate: str, *, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, in_chs: int, rd_chs: int, act: str, gate: str, *, dtype=None, rngs: nnx.Rngs
+    ):
         self.conv_reduce = conv(in_chs, rd_chs, 1, bias=True, dtype=dtype, rngs=rngs)
         self.conv_expand = conv(rd_chs, in_chs, 1, bias=True, dtype=dtype, rngs=rngs)
         self.act, self.gate = act, gate
@@ -217,11 +270,19 @@ class GlobalContext(nnx.Module):
     ``[B, H, W, C] -> [B, H, W, C]``.
     """
 
-    def __init__(self, chs: int, rd_chs: int, act: str, gate: str = "sigmoid", *, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, chs: int, rd_chs: int, act: str, gate: str = "sigmoid", *, dtype=None, rngs: nnx.Rngs
+    ):
         # timm: kaiming_normal(fan_in, relu) on conv_attn = N(0, sqrt(2 / C)).
-        self.conv_attn = Conv2d(chs, 1, 1, bias=True, dtype=dtype, rngs=rngs,
-                                kernel_init=layer_init.normal(0.0, math.sqrt(2.0 / chs)))
+        self.conv_attn = Conv2d(
+            chs,
+            1,
+            1,
+            bias=True,
+            dtype=dtype,
+            rngs=rngs,
+            kernel_init=layer_init.normal(0.0, math.sqrt(2.0 / chs)),
+        )
         self.mlp_scale = _ConvMlp(chs, rd_chs, act, dtype=dtype, rngs=rngs)
         self.gate = gate
 
@@ -247,6 +308,7 @@ def _make_se(spec: SeSpec | None, chs: int, bd: BlockDef, block_act: str, *, dty
 # Blocks
 # --------------------------------------------------------------------------------------------
 
+
 class _Block(nnx.Module):
     has_skip: bool
 
@@ -259,9 +321,21 @@ class ConvBnAct(_Block):
 
     fuse_pairs = (("conv", "bn1"),)
 
-    def __init__(self, in_chs: int, out_chs: int, kernel: int, stride: int = 1, *,
-                 skip: bool = False, act: str = "relu", pad=None, eps: float = 1e-5,
-                 drop_path_rate: float = 0.0, dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel: int,
+        stride: int = 1,
+        *,
+        skip: bool = False,
+        act: str = "relu",
+        pad=None,
+        eps: float = 1e-5,
+        drop_path_rate: float = 0.0,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.has_skip = skip and stride == 1 and in_chs == out_chs
         self.conv = conv(in_chs, out_chs, kernel, stride, pad=pad, dtype=dtype, rngs=rngs)
         self.bn1 = BatchNorm2d(out_chs, eps, dtype=dtype)
@@ -282,13 +356,28 @@ class DepthwiseSeparable(_Block):
 
     fuse_pairs = (("conv_dw", "bn1"), ("conv_pw", "bn2"))
 
-    def __init__(self, in_chs: int, out_chs: int, kernel: int, stride: int = 1, *,
-                 noskip: bool = False, pw_act: bool = False, act: str = "relu",
-                 se: SeSpec | None = None, bd: BlockDef | None = None, pad=None,
-                 eps: float = 1e-5, drop_path_rate: float = 0.0, dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel: int,
+        stride: int = 1,
+        *,
+        noskip: bool = False,
+        pw_act: bool = False,
+        act: str = "relu",
+        se: SeSpec | None = None,
+        bd: BlockDef | None = None,
+        pad=None,
+        eps: float = 1e-5,
+        drop_path_rate: float = 0.0,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.has_skip = stride == 1 and in_chs == out_chs and not noskip
-        self.conv_dw = conv(in_chs, in_chs, kernel, stride, groups=in_chs, pad=pad, dtype=dtype,
-                            rngs=rngs)
+        self.conv_dw = conv(
+            in_chs, in_chs, kernel, stride, groups=in_chs, pad=pad, dtype=dtype, rngs=rngs
+        )
         self.bn1 = BatchNorm2d(in_chs, eps, dtype=dtype)
         self.se = _make_se(se, in_chs, bd, act, dtype=dtype, rngs=rngs) if bd else None
         self.conv_pw = conv(in_chs, out_chs, 1, pad=pad, dtype=dtype, rngs=rngs)
@@ -314,10 +403,24 @@ class InvertedResidual(_Block):
 
     fuse_pairs = (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))
 
-    def __init__(self, in_chs: int, out_chs: int, kernel: int, stride: int = 1, *,
-                 exp_ratio: float = 1.0, noskip: bool = False, act: str = "relu",
-                 se: SeSpec | None = None, bd: BlockDef | None = None, pad=None,
-                 eps: float = 1e-5, drop_path_rate: float = 0.0, dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel: int,
+        stride: int = 1,
+        *,
+        exp_ratio: float = 1.0,
+        noskip: bool = False,
+        act: str = "relu",
+        se: SeSpec | None = None,
+        bd: BlockDef | None = None,
+        pad=None,
+        eps: float = 1e-5,
+        drop_path_rate: float = 0.0,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.has_skip = in_chs == out_chs and stride == 1 and not noskip
         mid = make_divisible(in_chs * exp_ratio)
         self.conv_pw = conv(in_chs, mid, 1, pad=pad, dtype=dtype, rngs=rngs)
@@ -346,10 +449,24 @@ class EdgeResidual(_Block):
 
     fuse_pairs = (("conv_exp", "bn1"), ("conv_pwl", "bn2"))
 
-    def __init__(self, in_chs: int, out_chs: int, kernel: int, stride: int = 1, *,
-                 exp_ratio: float = 1.0, noskip: bool = False, act: str = "relu",
-                 se: SeSpec | None = None, bd: BlockDef | None = None, pad=None,
-                 eps: float = 1e-5, drop_path_rate: float = 0.0, dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel: int,
+        stride: int = 1,
+        *,
+        exp_ratio: float = 1.0,
+        noskip: bool = False,
+        act: str = "relu",
+        se: SeSpec | None = None,
+        bd: BlockDef | None = None,
+        pad=None,
+        eps: float = 1e-5,
+        drop_path_rate: float = 0.0,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.has_skip = in_chs == out_chs and stride == 1 and not noskip
         mid = make_divisible(in_chs * exp_ratio)
         self.conv_exp = conv(in_chs, mid, kernel, stride, pad=pad, dtype=dtype, rngs=rngs)
@@ -368,10 +485,20 @@ class EdgeResidual(_Block):
         return self._residual(y, x)
 
 
-def build_stages(in_chs: int, arch, *, round_chs: Callable[[float], int],
-                 depth_multiplier: float | tuple[float, ...] = 1.0, act: str, se: SeSpec | None,
-                 pad=None, eps: float = 1e-5, drop_path_rate: float = 0.0, dtype=None,
-                 rngs: nnx.Rngs) -> tuple[nnx.List, int]:
+def build_stages(
+    in_chs: int,
+    arch,
+    *,
+    round_chs: Callable[[float], int],
+    depth_multiplier: float | tuple[float, ...] = 1.0,
+    act: str,
+    se: SeSpec | None,
+    pad=None,
+    eps: float = 1e-5,
+    drop_path_rate: float = 0.0,
+    dtype=None,
+    rngs: nnx.Rngs,
+) -> tuple[nnx.List, int]:
     """Instantiate timm's ``EfficientNetBuilder`` output: ``blocks[stage][block]``.
 
     Only the first block of a stage keeps its stride; stochastic depth grows linearly with the
@@ -391,20 +518,44 @@ def build_stages(in_chs: int, arch, *, round_chs: Callable[[float], int],
         for j, bd in enumerate(stage):
             stride = bd.stride if j == 0 else 1
             out_chs = round_chs(bd.out_chs)
-            common = dict(act=bd.act or act, pad=pad, eps=eps,
-                          drop_path_rate=drop_path_rate * idx / total, dtype=dtype, rngs=rngs)
+            common = dict(
+                act=bd.act or act,
+                pad=pad,
+                eps=eps,
+                drop_path_rate=drop_path_rate * idx / total,
+                dtype=dtype,
+                rngs=rngs,
+            )
             if bd.kind == "cn":
                 block = ConvBnAct(in_chs, out_chs, bd.kernel, stride, skip=bd.skip, **common)
             elif bd.kind == "ds":
-                block = DepthwiseSeparable(in_chs, out_chs, bd.kernel, stride, noskip=bd.noskip,
-                                           se=se, bd=bd, **common)
+                block = DepthwiseSeparable(
+                    in_chs, out_chs, bd.kernel, stride, noskip=bd.noskip, se=se, bd=bd, **common
+                )
             elif bd.kind == "ir":
-                block = InvertedResidual(in_chs, out_chs, bd.kernel, stride,
-                                         exp_ratio=bd.exp_ratio, noskip=bd.noskip, se=se, bd=bd,
-                                         **common)
+                block = InvertedResidual(
+                    in_chs,
+                    out_chs,
+                    bd.kernel,
+                    stride,
+                    exp_ratio=bd.exp_ratio,
+                    noskip=bd.noskip,
+                    se=se,
+                    bd=bd,
+                    **common,
+                )
             else:
-                block = EdgeResidual(in_chs, out_chs, bd.kernel, stride, exp_ratio=bd.exp_ratio,
-                                     noskip=bd.noskip, se=se, bd=bd, **common)
+                block = EdgeResidual(
+                    in_chs,
+                    out_chs,
+                    bd.kernel,
+                    stride,
+                    exp_ratio=bd.exp_ratio,
+                    noskip=bd.noskip,
+                    se=se,
+                    bd=bd,
+                    **common,
+                )
             blocks.append(block)
             in_chs = out_chs
             idx += 1

@@ -1,4 +1,5 @@
 """The base class every edgejax classifier derives from."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -26,24 +27,36 @@ class Classifier(nnx.Module):
         """Clear errors for inputs that would otherwise fail deep inside XLA."""
         shape = getattr(x, "shape", None)
         if shape is None or len(shape) != 4:
-            raise ValueError(f"{type(self).__name__} expects an NHWC batch [B, H, W, {self.in_chans}],"
-                             f" got shape {shape}")
+            raise ValueError(
+                f"{type(self).__name__} expects an NHWC batch [B, H, W, {self.in_chans}],"
+                f" got shape {shape}"
+            )
         if shape[-1] != self.in_chans:
-            hint = (" (this looks like NCHW: transpose to NHWC with x.transpose(0, 2, 3, 1))"
-                    if shape[1] == self.in_chans else "")
-            raise ValueError(f"{type(self).__name__} expects {self.in_chans} input channels in the "
-                             f"last axis (NHWC), got shape {tuple(shape)}{hint}")
+            hint = (
+                " (this looks like NCHW: transpose to NHWC with x.transpose(0, 2, 3, 1))"
+                if shape[1] == self.in_chans
+                else ""
+            )
+            raise ValueError(
+                f"{type(self).__name__} expects {self.in_chans} input channels in the "
+                f"last axis (NHWC), got shape {tuple(shape)}{hint}"
+            )
         if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise TypeError(f"{type(self).__name__} expects a float input normalised with the "
-                            f"model's mean/std, got dtype {x.dtype} (convert uint8 images with "
-                            f"edgejax.data normalisation first)")
+            raise TypeError(
+                f"{type(self).__name__} expects a float input normalised with the "
+                f"model's mean/std, got dtype {x.dtype} (convert uint8 images with "
+                f"edgejax.data normalisation first)"
+            )
         h, w = shape[1], shape[2]
         if h < self.min_size or w < self.min_size:
-            raise ValueError(f"{type(self).__name__}: input {h}x{w} is smaller than the minimum "
-                             f"{self.min_size}x{self.min_size}")
+            raise ValueError(
+                f"{type(self).__name__}: input {h}x{w} is smaller than the minimum "
+                f"{self.min_size}x{self.min_size}"
+            )
         if self.size_divisor > 1 and (h % self.size_divisor or w % self.size_divisor):
-            raise ValueError(f"{type(self).__name__}: input {h}x{w} must be a multiple of "
-                             f"{self.size_divisor}")
+            raise ValueError(
+                f"{type(self).__name__}: input {h}x{w} must be a multiple of {self.size_divisor}"
+            )
 
     def forward_features(self, x):
         raise NotImplementedError

@@ -27,6 +27,7 @@ The two weight-only norms are family-local leaves whose parameter is an ``nnx.Pa
 
 Drop path rates rise linearly over all blocks: ``linspace(0, drop_path_rate, sum(depths))``.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,7 +40,16 @@ from flax import nnx
 
 from ..layers import init as layer_init
 
-from ..layers import Conv2d, DropPath, LayerNorm, Linear, get_act, global_avg_pool, make_divisible, Dropout
+from ..layers import (
+    Conv2d,
+    DropPath,
+    LayerNorm,
+    Linear,
+    get_act,
+    global_avg_pool,
+    make_divisible,
+    Dropout,
+)
 from ..layers.core import channels_first_enabled, channels_last_op
 from ..registry import register_model
 from .base import Classifier
@@ -55,11 +65,12 @@ class ConvNeXtConfig:
     to ``dims[0]``), ``overlap_tiered`` (the first to ``make_divisible(dims[0] // 2)``),
     ``overlap_act`` (``overlap`` with a GELU between the convs).
     """
+
     depths: tuple[int, ...] = (3, 3, 9, 3)
     dims: tuple[int, ...] = (96, 192, 384, 768)
     kernel_sizes: tuple[int, ...] = (7, 7, 7, 7)
     conv_mlp: bool = False
-    norm: str = "layernorm"          # 'layernorm' | 'rmsnorm' | 'simplenorm'
+    norm: str = "layernorm"  # 'layernorm' | 'rmsnorm' | 'simplenorm'
     norm_eps: float = 1e-6
     stem_type: str = "patch"
     patch_size: int = 4
@@ -68,7 +79,7 @@ class ConvNeXtConfig:
     ls_init_value: float | None = 1e-6
     conv_bias: bool = True
     mlp_ratio: float = 4.0
-    act: str = "gelu"                # exact (erf) GELU
+    act: str = "gelu"  # exact (erf) GELU
 
 
 def _timm_trunc_normal(std: float = 0.02, lo: float = -2.0, hi: float = 2.0):
@@ -108,7 +119,9 @@ class SimpleNorm(nnx.Module):
 
     def __init__(self, num_features: int, eps: float = 1e-6, *, dtype=None):
         if num_features < 2:
-            raise ValueError(f"SimpleNorm needs at least 2 channels (unbiased variance), got {num_features}")
+            raise ValueError(
+                f"SimpleNorm needs at least 2 channels (unbiased variance), got {num_features}"
+            )
         self.num_features, self.eps, self.dtype = num_features, eps, dtype
         self.weight = nnx.Param(jnp.ones((num_features,), jnp.float32))
 
@@ -132,7 +145,9 @@ def make_norm(kind: str, num_features: int, eps: float, dtype=None) -> nnx.Modul
         return RmsNorm(num_features, eps, dtype=dtype)
     if kind == "simplenorm":
         return SimpleNorm(num_features, eps, dtype=dtype)
-    raise ValueError(f"unknown ConvNeXt norm {kind!r}; expected 'layernorm', 'rmsnorm' or 'simplenorm'")
+    raise ValueError(
+        f"unknown ConvNeXt norm {kind!r}; expected 'layernorm', 'rmsnorm' or 'simplenorm'"
+    )
 
 
 class Activation(nnx.Module):
@@ -153,18 +168,47 @@ class Mlp(nnx.Module):
     ``Linear``; the maths is the same in NHWC. ``[B, H, W, C]`` -> ``[B, H, W, out]``.
     """
 
-    def __init__(self, in_features: int, hidden: int, out_features: int | None = None, *,
-                 act: str = "gelu", conv: bool = False, bias: bool = True, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        hidden: int,
+        out_features: int | None = None,
+        *,
+        act: str = "gelu",
+        conv: bool = False,
+        bias: bool = True,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         out_features = out_features or in_features
         if conv:
-            self.fc1 = Conv2d(in_features, hidden, 1, padding=0, bias=bias, dtype=dtype, rngs=rngs,
-                              kernel_init=_INIT)
-            self.fc2 = Conv2d(hidden, out_features, 1, padding=0, bias=bias, dtype=dtype, rngs=rngs,
-                              kernel_init=_INIT)
+            self.fc1 = Conv2d(
+                in_features,
+                hidden,
+                1,
+                padding=0,
+                bias=bias,
+                dtype=dtype,
+                rngs=rngs,
+                kernel_init=_INIT,
+            )
+            self.fc2 = Conv2d(
+                hidden,
+                out_features,
+                1,
+                padding=0,
+                bias=bias,
+                dtype=dtype,
+                rngs=rngs,
+                kernel_init=_INIT,
+            )
         else:
-            self.fc1 = Linear(in_features, hidden, bias=bias, dtype=dtype, rngs=rngs, kernel_init=_INIT)
-            self.fc2 = Linear(hidden, out_features, bias=bias, dtype=dtype, rngs=rngs, kernel_init=_INIT)
+            self.fc1 = Linear(
+                in_features, hidden, bias=bias, dtype=dtype, rngs=rngs, kernel_init=_INIT
+            )
+            self.fc2 = Linear(
+                hidden, out_features, bias=bias, dtype=dtype, rngs=rngs, kernel_init=_INIT
+            )
         self.act = act
 
     def __call__(self, x):
@@ -182,18 +226,48 @@ class ConvNeXtBlock(nnx.Module):
     every registered variant).
     """
 
-    def __init__(self, dim: int, *, kernel_size: int = 7, mlp_ratio: float = 4.0,
-                 conv_mlp: bool = False, conv_bias: bool = True, ls_init_value: float | None = 1e-6,
-                 norm: str = "layernorm", norm_eps: float = 1e-6, act: str = "gelu",
-                 drop_path: float = 0.0, dtype=None, rngs: nnx.Rngs):
-        self.conv_dw = Conv2d(dim, dim, kernel_size, groups=dim, bias=conv_bias, dtype=dtype,
-                              rngs=rngs, kernel_init=_INIT)
+    def __init__(
+        self,
+        dim: int,
+        *,
+        kernel_size: int = 7,
+        mlp_ratio: float = 4.0,
+        conv_mlp: bool = False,
+        conv_bias: bool = True,
+        ls_init_value: float | None = 1e-6,
+        norm: str = "layernorm",
+        norm_eps: float = 1e-6,
+        act: str = "gelu",
+        drop_path: float = 0.0,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
+        self.conv_dw = Conv2d(
+            dim,
+            dim,
+            kernel_size,
+            groups=dim,
+            bias=conv_bias,
+            dtype=dtype,
+            rngs=rngs,
+            kernel_init=_INIT,
+        )
         self.norm = make_norm(norm, dim, norm_eps, dtype)
-        self.mlp = Mlp(dim, int(mlp_ratio * dim), act=act, conv=conv_mlp, bias=conv_bias,
-                       dtype=dtype, rngs=rngs)
+        self.mlp = Mlp(
+            dim,
+            int(mlp_ratio * dim),
+            act=act,
+            conv=conv_mlp,
+            bias=conv_bias,
+            dtype=dtype,
+            rngs=rngs,
+        )
         # Layer scale: a per-channel gain that starts tiny (1e-6) so each block begins as ~identity.
-        self.gamma = (nnx.Param(jnp.full((dim,), ls_init_value, jnp.float32))
-                      if ls_init_value is not None else None)
+        self.gamma = (
+            nnx.Param(jnp.full((dim,), ls_init_value, jnp.float32))
+            if ls_init_value is not None
+            else None
+        )
         self.drop_path = DropPath(drop_path, rngs=rngs) if drop_path > 0 else None
 
     def __call__(self, x):
@@ -236,23 +310,57 @@ class ConvNeXtStage(nnx.Module):
     unpadded conv), else unchanged size.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, *, stride: int, depth: int,
-                 drop_path_rates: list[float], cfg: ConvNeXtConfig, kernel_size: int,
-                 dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        *,
+        stride: int,
+        depth: int,
+        drop_path_rates: list[float],
+        cfg: ConvNeXtConfig,
+        kernel_size: int,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         if in_chs != out_chs or stride > 1:
-            self.downsample = nnx.List([
-                make_norm(cfg.norm, in_chs, cfg.norm_eps, dtype),
-                Conv2d(in_chs, out_chs, stride, stride=stride, padding=0, bias=cfg.conv_bias,
-                       dtype=dtype, rngs=rngs, kernel_init=_INIT),
-            ])
+            self.downsample = nnx.List(
+                [
+                    make_norm(cfg.norm, in_chs, cfg.norm_eps, dtype),
+                    Conv2d(
+                        in_chs,
+                        out_chs,
+                        stride,
+                        stride=stride,
+                        padding=0,
+                        bias=cfg.conv_bias,
+                        dtype=dtype,
+                        rngs=rngs,
+                        kernel_init=_INIT,
+                    ),
+                ]
+            )
         else:
             self.downsample = None
-        self.blocks = nnx.List([
-            ConvNeXtBlock(out_chs, kernel_size=kernel_size, mlp_ratio=cfg.mlp_ratio,
-                          conv_mlp=cfg.conv_mlp, conv_bias=cfg.conv_bias,
-                          ls_init_value=cfg.ls_init_value, norm=cfg.norm, norm_eps=cfg.norm_eps,
-                          act=cfg.act, drop_path=drop_path_rates[i], dtype=dtype, rngs=rngs)
-            for i in range(depth)])
+        self.blocks = nnx.List(
+            [
+                ConvNeXtBlock(
+                    out_chs,
+                    kernel_size=kernel_size,
+                    mlp_ratio=cfg.mlp_ratio,
+                    conv_mlp=cfg.conv_mlp,
+                    conv_bias=cfg.conv_bias,
+                    ls_init_value=cfg.ls_init_value,
+                    norm=cfg.norm,
+                    norm_eps=cfg.norm_eps,
+                    act=cfg.act,
+                    drop_path=drop_path_rates[i],
+                    dtype=dtype,
+                    rngs=rngs,
+                )
+                for i in range(depth)
+            ]
+        )
 
     def __call__(self, x):
         if self.downsample is not None:
@@ -296,15 +404,31 @@ class NormMlpHead(nnx.Module):
     """timm ``NormMlpClassifierHead``: avg pool -> norm (on the pooled ``[B, C]`` vector) ->
     optional fc + GELU (``pre_logits``) -> dropout -> fc. ``[B, H, W, C]`` -> ``[B, classes]``."""
 
-    def __init__(self, in_features: int, num_classes: int, *, hidden_size: int | None,
-                 drop_rate: float, norm: str, norm_eps: float, dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        hidden_size: int | None,
+        drop_rate: float,
+        norm: str,
+        norm_eps: float,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.norm = make_norm(norm, in_features, norm_eps, dtype)
-        self.pre_logits = (PreLogits(in_features, hidden_size, "gelu", dtype=dtype, rngs=rngs)
-                           if hidden_size else None)
+        self.pre_logits = (
+            PreLogits(in_features, hidden_size, "gelu", dtype=dtype, rngs=rngs)
+            if hidden_size
+            else None
+        )
         self.num_features = hidden_size or in_features
         self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
-        self.fc = (Linear(self.num_features, num_classes, dtype=dtype, rngs=rngs, kernel_init=_INIT)
-                   if num_classes > 0 else None)
+        self.fc = (
+            Linear(self.num_features, num_classes, dtype=dtype, rngs=rngs, kernel_init=_INIT)
+            if num_classes > 0
+            else None
+        )
 
     def __call__(self, x, pre_logits: bool = False):
         x = self.norm(global_avg_pool(x))
@@ -321,12 +445,16 @@ class ClassifierHead(nnx.Module):
     """timm ``ClassifierHead``: avg pool -> dropout -> fc (the ``head_norm_first`` variants, whose
     norm is ``norm_pre`` on the map). ``[B, H, W, C]`` -> ``[B, classes]``."""
 
-    def __init__(self, in_features: int, num_classes: int, *, drop_rate: float, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, in_features: int, num_classes: int, *, drop_rate: float, dtype=None, rngs: nnx.Rngs
+    ):
         self.num_features = in_features
         self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
-        self.fc = (Linear(in_features, num_classes, dtype=dtype, rngs=rngs, kernel_init=_INIT)
-                   if num_classes > 0 else None)
+        self.fc = (
+            Linear(in_features, num_classes, dtype=dtype, rngs=rngs, kernel_init=_INIT)
+            if num_classes > 0
+            else None
+        )
 
     def __call__(self, x, pre_logits: bool = False):
         x = global_avg_pool(x)
@@ -342,7 +470,7 @@ def drop_path_rates(drop_path_rate: float, depths) -> list[list[float]]:
     dpr = np.linspace(0.0, drop_path_rate, sum(depths)).tolist()
     out, i = [], 0
     for d in depths:
-        out.append(dpr[i:i + d])
+        out.append(dpr[i : i + d])
         i += d
     return out
 
@@ -354,16 +482,27 @@ class ConvNeXt(Classifier):
     ``forward_features`` returns the stage-4 map ``[B, H/32, W/32, dims[-1]]`` (after ``norm_pre``
     for ``head_norm_first`` variants). Any size >= 32 px works (timm floors odd sizes).
     """
+
     timm_head = "head.fc"
     size_divisor = 1
     min_size = 32
 
-    def __init__(self, cfg: ConvNeXtConfig, *, num_classes: int = 1000, in_chans: int = 3,
-                 drop_rate: float = 0.0, drop_path_rate: float = 0.0, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cfg: ConvNeXtConfig,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         if len(cfg.depths) != 4 or len(cfg.dims) != 4 or len(cfg.kernel_sizes) != 4:
-            raise ValueError(f"ConvNeXt needs 4 stages, got depths={cfg.depths} dims={cfg.dims} "
-                             f"kernel_sizes={cfg.kernel_sizes}")
+            raise ValueError(
+                f"ConvNeXt needs 4 stages, got depths={cfg.depths} dims={cfg.dims} "
+                f"kernel_sizes={cfg.kernel_sizes}"
+            )
         if cfg.norm not in _NORMS:
             raise ValueError(f"unknown ConvNeXt norm {cfg.norm!r}; expected one of {_NORMS}")
         if cfg.stem_type not in _STEMS:
@@ -375,40 +514,68 @@ class ConvNeXt(Classifier):
         dims = cfg.dims
         conv = dict(bias=cfg.conv_bias, dtype=dtype, rngs=rngs, kernel_init=_INIT)
         if cfg.stem_type == "patch":
-            self.stem = nnx.List([
-                Conv2d(in_chans, dims[0], cfg.patch_size, stride=cfg.patch_size, padding=0, **conv),
-                make_norm(cfg.norm, dims[0], cfg.norm_eps, dtype)])
+            self.stem = nnx.List(
+                [
+                    Conv2d(
+                        in_chans, dims[0], cfg.patch_size, stride=cfg.patch_size, padding=0, **conv
+                    ),
+                    make_norm(cfg.norm, dims[0], cfg.norm_eps, dtype),
+                ]
+            )
         elif cfg.stem_type in ("overlap", "overlap_tiered", "overlap_act"):
             mid = make_divisible(dims[0] // 2) if cfg.stem_type == "overlap_tiered" else dims[0]
             layers = [Conv2d(in_chans, mid, 3, stride=2, padding=1, **conv)]
             if cfg.stem_type == "overlap_act":
                 layers.append(Activation(cfg.act))
-            layers += [Conv2d(mid, dims[0], 3, stride=2, padding=1, **conv),
-                       make_norm(cfg.norm, dims[0], cfg.norm_eps, dtype)]
+            layers += [
+                Conv2d(mid, dims[0], 3, stride=2, padding=1, **conv),
+                make_norm(cfg.norm, dims[0], cfg.norm_eps, dtype),
+            ]
             self.stem = nnx.List(layers)
         else:
-            raise ValueError(f"unknown stem_type {cfg.stem_type!r}; expected 'patch', 'overlap', "
-                             f"'overlap_tiered' or 'overlap_act'")
+            raise ValueError(
+                f"unknown stem_type {cfg.stem_type!r}; expected 'patch', 'overlap', "
+                f"'overlap_tiered' or 'overlap_act'"
+            )
 
         dpr = drop_path_rates(drop_path_rate, cfg.depths)
         stages, prev = [], dims[0]
         for i in range(4):
             # The stem already reduces by 4; every later stage halves the resolution.
-            stages.append(ConvNeXtStage(prev, dims[i], stride=2 if i > 0 else 1,
-                                        depth=cfg.depths[i], drop_path_rates=dpr[i], cfg=cfg,
-                                        kernel_size=cfg.kernel_sizes[i], dtype=dtype, rngs=rngs))
+            stages.append(
+                ConvNeXtStage(
+                    prev,
+                    dims[i],
+                    stride=2 if i > 0 else 1,
+                    depth=cfg.depths[i],
+                    drop_path_rates=dpr[i],
+                    cfg=cfg,
+                    kernel_size=cfg.kernel_sizes[i],
+                    dtype=dtype,
+                    rngs=rngs,
+                )
+            )
             prev = dims[i]
         self.stages = nnx.List(stages)
         self.num_features = prev
 
         if cfg.head_norm_first:
             self.norm_pre = make_norm(cfg.norm, prev, cfg.norm_eps, dtype)
-            self.head = ClassifierHead(prev, num_classes, drop_rate=drop_rate, dtype=dtype, rngs=rngs)
+            self.head = ClassifierHead(
+                prev, num_classes, drop_rate=drop_rate, dtype=dtype, rngs=rngs
+            )
         else:
             self.norm_pre = None
-            self.head = NormMlpHead(prev, num_classes, hidden_size=cfg.head_hidden_size,
-                                    drop_rate=drop_rate, norm=cfg.norm, norm_eps=cfg.norm_eps,
-                                    dtype=dtype, rngs=rngs)
+            self.head = NormMlpHead(
+                prev,
+                num_classes,
+                hidden_size=cfg.head_hidden_size,
+                drop_rate=drop_rate,
+                norm=cfg.norm,
+                norm_eps=cfg.norm_eps,
+                dtype=dtype,
+                rngs=rngs,
+            )
         self.head_hidden_size = self.head.num_features
 
     def forward_features(self, x):
@@ -477,50 +644,104 @@ _A = (2, 2, 6, 2)
 # ImageNet mean/std.
 _VARIANTS: dict[str, tuple[ConvNeXtConfig, str | None, dict]] = {
     "convnext_atto": (ConvNeXtConfig(_A, (40, 80, 160, 320), conv_mlp=True), "d2_in1k", {}),
-    "convnext_atto_ols": (ConvNeXtConfig(_A, (40, 80, 160, 320), conv_mlp=True,
-                                         stem_type="overlap_tiered"), "a2_in1k", {}),
-    "convnext_atto_rms": (ConvNeXtConfig(_A, (40, 80, 160, 320), conv_mlp=True, norm="rmsnorm"),
-                          None, dict(test_input_size=(3, 256, 256))),
+    "convnext_atto_ols": (
+        ConvNeXtConfig(_A, (40, 80, 160, 320), conv_mlp=True, stem_type="overlap_tiered"),
+        "a2_in1k",
+        {},
+    ),
+    "convnext_atto_rms": (
+        ConvNeXtConfig(_A, (40, 80, 160, 320), conv_mlp=True, norm="rmsnorm"),
+        None,
+        dict(test_input_size=(3, 256, 256)),
+    ),
     "convnext_femto": (ConvNeXtConfig(_A, (48, 96, 192, 384), conv_mlp=True), "d1_in1k", {}),
-    "convnext_femto_ols": (ConvNeXtConfig(_A, (48, 96, 192, 384), conv_mlp=True,
-                                          stem_type="overlap_tiered"), "d1_in1k", {}),
+    "convnext_femto_ols": (
+        ConvNeXtConfig(_A, (48, 96, 192, 384), conv_mlp=True, stem_type="overlap_tiered"),
+        "d1_in1k",
+        {},
+    ),
     "convnext_pico": (ConvNeXtConfig(_A, (64, 128, 256, 512), conv_mlp=True), "d1_in1k", {}),
-    "convnext_pico_ols": (ConvNeXtConfig(_A, (64, 128, 256, 512), conv_mlp=True,
-                                         stem_type="overlap_tiered"), "d1_in1k",
-                          dict(crop_pct=0.95)),
-    "convnext_nano": (ConvNeXtConfig((2, 2, 8, 2), (80, 160, 320, 640), conv_mlp=True),
-                      "in12k_ft_in1k", dict(crop_pct=0.95)),
-    "convnext_nano_ols": (ConvNeXtConfig((2, 2, 8, 2), (80, 160, 320, 640), conv_mlp=True,
-                                         stem_type="overlap"), "d1h_in1k", dict(crop_pct=0.95)),
-    "convnext_zepto_rms": (ConvNeXtConfig((2, 2, 4, 2), (32, 64, 128, 256), conv_mlp=True,
-                                          norm="simplenorm"), "ra4_e3600_r224_in1k",
-                           dict(test_input_size=None, mean=_HALF, std=_HALF)),
-    "convnext_zepto_rms_ols": (ConvNeXtConfig((2, 2, 4, 2), (32, 64, 128, 256), conv_mlp=True,
-                                              norm="simplenorm", stem_type="overlap_act"),
-                               "ra4_e3600_r224_in1k",
-                               dict(test_input_size=None, crop_pct=0.9, mean=_HALF, std=_HALF)),
-    "convnext_tiny": (ConvNeXtConfig(_T, (96, 192, 384, 768)), "in12k_ft_in1k",
-                      dict(crop_pct=0.95, top1=84.192)),
-    "convnext_tiny_hnf": (ConvNeXtConfig(_T, (96, 192, 384, 768), conv_mlp=True,
-                                         head_norm_first=True), "a2h_in1k", dict(crop_pct=0.95)),
-    "convnext_small": (ConvNeXtConfig(_S, (96, 192, 384, 768)), "in12k_ft_in1k",
-                       dict(crop_pct=0.95)),
+    "convnext_pico_ols": (
+        ConvNeXtConfig(_A, (64, 128, 256, 512), conv_mlp=True, stem_type="overlap_tiered"),
+        "d1_in1k",
+        dict(crop_pct=0.95),
+    ),
+    "convnext_nano": (
+        ConvNeXtConfig((2, 2, 8, 2), (80, 160, 320, 640), conv_mlp=True),
+        "in12k_ft_in1k",
+        dict(crop_pct=0.95),
+    ),
+    "convnext_nano_ols": (
+        ConvNeXtConfig((2, 2, 8, 2), (80, 160, 320, 640), conv_mlp=True, stem_type="overlap"),
+        "d1h_in1k",
+        dict(crop_pct=0.95),
+    ),
+    "convnext_zepto_rms": (
+        ConvNeXtConfig((2, 2, 4, 2), (32, 64, 128, 256), conv_mlp=True, norm="simplenorm"),
+        "ra4_e3600_r224_in1k",
+        dict(test_input_size=None, mean=_HALF, std=_HALF),
+    ),
+    "convnext_zepto_rms_ols": (
+        ConvNeXtConfig(
+            (2, 2, 4, 2),
+            (32, 64, 128, 256),
+            conv_mlp=True,
+            norm="simplenorm",
+            stem_type="overlap_act",
+        ),
+        "ra4_e3600_r224_in1k",
+        dict(test_input_size=None, crop_pct=0.9, mean=_HALF, std=_HALF),
+    ),
+    "convnext_tiny": (
+        ConvNeXtConfig(_T, (96, 192, 384, 768)),
+        "in12k_ft_in1k",
+        dict(crop_pct=0.95, top1=84.192),
+    ),
+    "convnext_tiny_hnf": (
+        ConvNeXtConfig(_T, (96, 192, 384, 768), conv_mlp=True, head_norm_first=True),
+        "a2h_in1k",
+        dict(crop_pct=0.95),
+    ),
+    "convnext_small": (
+        ConvNeXtConfig(_S, (96, 192, 384, 768)),
+        "in12k_ft_in1k",
+        dict(crop_pct=0.95),
+    ),
     "convnext_base": (ConvNeXtConfig(_S, (128, 256, 512, 1024)), "fb_in22k_ft_in1k", {}),
     "convnext_large": (ConvNeXtConfig(_S, (192, 384, 768, 1536)), "fb_in22k_ft_in1k", {}),
-    "convnext_large_mlp": (ConvNeXtConfig(_S, (192, 384, 768, 1536), head_hidden_size=1536),
-                           "clip_laion2b_soup_ft_in12k_in1k_320",
-                           dict(input_size=(3, 320, 320), test_input_size=None, crop_pct=1.0,
-                                mean=_CLIP_MEAN, std=_CLIP_STD)),
+    "convnext_large_mlp": (
+        ConvNeXtConfig(_S, (192, 384, 768, 1536), head_hidden_size=1536),
+        "clip_laion2b_soup_ft_in12k_in1k_320",
+        dict(
+            input_size=(3, 320, 320),
+            test_input_size=None,
+            crop_pct=1.0,
+            mean=_CLIP_MEAN,
+            std=_CLIP_STD,
+        ),
+    ),
     "convnext_xlarge": (ConvNeXtConfig(_S, (256, 512, 1024, 2048)), "fb_in22k_ft_in1k", {}),
-    "convnext_xxlarge": (ConvNeXtConfig((3, 4, 30, 3), (384, 768, 1536, 3072), norm_eps=1e-5),
-                         "clip_laion2b_soup_ft_in1k",
-                         dict(input_size=(3, 256, 256), test_input_size=None, crop_pct=1.0,
-                              mean=_CLIP_MEAN, std=_CLIP_STD)),
+    "convnext_xxlarge": (
+        ConvNeXtConfig((3, 4, 30, 3), (384, 768, 1536, 3072), norm_eps=1e-5),
+        "clip_laion2b_soup_ft_in1k",
+        dict(
+            input_size=(3, 256, 256),
+            test_input_size=None,
+            crop_pct=1.0,
+            mean=_CLIP_MEAN,
+            std=_CLIP_STD,
+        ),
+    ),
 }
 
 for _name, (_cfg, _tag, _extra) in _VARIANTS.items():
-    _info = dict(input_size=(3, 224, 224), test_input_size=(3, 288, 288), crop_pct=0.875,
-                 interpolation="bicubic",
-                 hf_hub_id=f"timm/{_name}.{_tag}" if _tag else None, top1=None)
+    _info = dict(
+        input_size=(3, 224, 224),
+        test_input_size=(3, 288, 288),
+        crop_pct=0.875,
+        interpolation="bicubic",
+        hf_hub_id=f"timm/{_name}.{_tag}" if _tag else None,
+        top1=None,
+    )
     _info.update(_extra)
     register_model(_name, _build, family="convnext", cfg=_cfg, info=_info)

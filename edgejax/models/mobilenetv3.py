@@ -11,6 +11,7 @@ small_050,small_075,small_100,rw}`` and ``tf_mobilenetv3_{large_075,large_100,la
 small_075,small_100,small_minimal_100}`` (``tf_``: TF 'SAME' padding and BN eps 1e-3, for the
 weights ported from TensorFlow).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,8 +22,17 @@ from flax import nnx
 from ..layers import BatchNorm2d, Linear, Dropout
 from ..layers.blocks import get_act, global_avg_pool
 from ..registry import INCEPTION_MEAN, INCEPTION_STD, register_model
-from ._efficientnet_blocks import (BlockDef, SeSpec, build_stages, cn, conv, ds, goog_linear_init,
-                                   ir, round_channels)
+from ._efficientnet_blocks import (
+    BlockDef,
+    SeSpec,
+    build_stages,
+    cn,
+    conv,
+    ds,
+    goog_linear_init,
+    ir,
+    round_channels,
+)
 from .base import Classifier
 
 __all__ = ["MobileNetV3", "MobileNetV3Config", "build_mobilenetv3"]
@@ -86,6 +96,7 @@ class MobileNetV3Config:
     ``conv_head`` (not scaled by ``width``); pad: None (symmetric) or 'same' (TF); act: default
     activation of blocks without their own.
     """
+
     arch: tuple[tuple[BlockDef, ...], ...]
     width: float = 1.0
     depth: float = 1.0
@@ -110,9 +121,17 @@ class MobileNetV3(Classifier):
     timm_head = "classifier"
     fuse_pairs = (("conv_stem", "bn1"),)
 
-    def __init__(self, cfg: MobileNetV3Config, *, num_classes: int = 1000, in_chans: int = 3,
-                 drop_rate: float = 0.0, drop_path_rate: float = 0.0, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cfg: MobileNetV3Config,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.cfg = cfg
         self.in_chans, self.num_classes = in_chans, num_classes
         self.act = cfg.act
@@ -121,15 +140,36 @@ class MobileNetV3(Classifier):
         self.conv_stem = conv(in_chans, stem, 3, 2, pad=cfg.pad, dtype=dtype, rngs=rngs)
         self.bn1 = BatchNorm2d(stem, cfg.bn_eps, dtype=dtype)
         self.blocks, self.num_features = build_stages(
-            stem, cfg.arch, round_chs=round_chs, depth_multiplier=cfg.depth, act=cfg.act,
-            se=cfg.se, pad=cfg.pad, eps=cfg.bn_eps, drop_path_rate=drop_path_rate, dtype=dtype,
-            rngs=rngs)
+            stem,
+            cfg.arch,
+            round_chs=round_chs,
+            depth_multiplier=cfg.depth,
+            act=cfg.act,
+            se=cfg.se,
+            pad=cfg.pad,
+            eps=cfg.bn_eps,
+            drop_path_rate=drop_path_rate,
+            dtype=dtype,
+            rngs=rngs,
+        )
         self.head_hidden_size = cfg.num_features
-        self.conv_head = conv(self.num_features, cfg.num_features, 1, bias=cfg.head_bias,
-                              pad=cfg.pad, dtype=dtype, rngs=rngs)
+        self.conv_head = conv(
+            self.num_features,
+            cfg.num_features,
+            1,
+            bias=cfg.head_bias,
+            pad=cfg.pad,
+            dtype=dtype,
+            rngs=rngs,
+        )
         self.head_drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
-        self.classifier = (Linear(cfg.num_features, num_classes, dtype=dtype, rngs=rngs,
-                                  kernel_init=goog_linear_init) if num_classes > 0 else None)
+        self.classifier = (
+            Linear(
+                cfg.num_features, num_classes, dtype=dtype, rngs=rngs, kernel_init=goog_linear_init
+            )
+            if num_classes > 0
+            else None
+        )
 
     def forward_features(self, x):
         """``[B, H, W, C_in] -> [B, H/32, W/32, num_features]``."""
@@ -154,13 +194,27 @@ class MobileNetV3(Classifier):
 _OVERRIDES = ("drop_rate", "drop_path_rate", "in_chans")
 
 
-def build_mobilenetv3(cfg: MobileNetV3Config, *, num_classes: int = 1000, rngs: nnx.Rngs,
-                      dtype=None, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                      in_chans: int = 3) -> MobileNetV3:
+def build_mobilenetv3(
+    cfg: MobileNetV3Config,
+    *,
+    num_classes: int = 1000,
+    rngs: nnx.Rngs,
+    dtype=None,
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    in_chans: int = 3,
+) -> MobileNetV3:
     """Registry builder: ``cfg`` plus the overrides ``drop_rate``, ``drop_path_rate``,
     ``in_chans``."""
-    return MobileNetV3(cfg, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                       drop_path_rate=drop_path_rate, dtype=dtype, rngs=rngs)
+    return MobileNetV3(
+        cfg,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,45 +227,65 @@ _TF_INFO = dict(interpolation="bilinear", mean=INCEPTION_MEAN, std=INCEPTION_STD
 _VARIANTS: dict[str, tuple[MobileNetV3Config, dict]] = {
     "mobilenetv3_large_075": (
         MobileNetV3Config(ARCH_LARGE, width=0.75),
-        dict(interpolation="bilinear")),
+        dict(interpolation="bilinear"),
+    ),
     "mobilenetv3_large_100": (
         MobileNetV3Config(ARCH_LARGE),
-        dict(hf_hub_id="timm/mobilenetv3_large_100.ra_in1k", top1=75.784)),
+        dict(hf_hub_id="timm/mobilenetv3_large_100.ra_in1k", top1=75.784),
+    ),
     "mobilenetv3_large_150d": (
         MobileNetV3Config(ARCH_LARGE, width=1.5, depth=1.2),
-        dict(input_size=(3, 256, 256), test_input_size=(3, 320, 320), crop_pct=0.95,
-             test_crop_pct=1.0, interpolation="bilinear", mean=INCEPTION_MEAN, std=INCEPTION_STD,
-             hf_hub_id="timm/mobilenetv3_large_150d.ra4_e3600_r256_in1k")),
+        dict(
+            input_size=(3, 256, 256),
+            test_input_size=(3, 320, 320),
+            crop_pct=0.95,
+            test_crop_pct=1.0,
+            interpolation="bilinear",
+            mean=INCEPTION_MEAN,
+            std=INCEPTION_STD,
+            hf_hub_id="timm/mobilenetv3_large_150d.ra4_e3600_r256_in1k",
+        ),
+    ),
     "mobilenetv3_rw": (
         MobileNetV3Config(ARCH_RW, head_bias=False, se=MNV3_RW_SE, bn_eps=1e-3),
-        dict(hf_hub_id="timm/mobilenetv3_rw.rmsp_in1k")),
+        dict(hf_hub_id="timm/mobilenetv3_rw.rmsp_in1k"),
+    ),
     "mobilenetv3_small_050": (
         MobileNetV3Config(ARCH_SMALL, width=0.5, fix_stem=True, num_features=1024),
-        dict(hf_hub_id="timm/mobilenetv3_small_050.lamb_in1k")),
+        dict(hf_hub_id="timm/mobilenetv3_small_050.lamb_in1k"),
+    ),
     "mobilenetv3_small_075": (
         MobileNetV3Config(ARCH_SMALL, width=0.75, num_features=1024),
-        dict(hf_hub_id="timm/mobilenetv3_small_075.lamb_in1k")),
+        dict(hf_hub_id="timm/mobilenetv3_small_075.lamb_in1k"),
+    ),
     "mobilenetv3_small_100": (
         MobileNetV3Config(ARCH_SMALL, num_features=1024),
-        dict(hf_hub_id="timm/mobilenetv3_small_100.lamb_in1k")),
+        dict(hf_hub_id="timm/mobilenetv3_small_100.lamb_in1k"),
+    ),
     "tf_mobilenetv3_large_075": (
         MobileNetV3Config(ARCH_LARGE, width=0.75, **_TF),
-        dict(_TF_INFO, hf_hub_id="timm/tf_mobilenetv3_large_075.in1k")),
+        dict(_TF_INFO, hf_hub_id="timm/tf_mobilenetv3_large_075.in1k"),
+    ),
     "tf_mobilenetv3_large_100": (
         MobileNetV3Config(ARCH_LARGE, **_TF),
-        dict(_TF_INFO, hf_hub_id="timm/tf_mobilenetv3_large_100.in1k", top1=75.510)),
+        dict(_TF_INFO, hf_hub_id="timm/tf_mobilenetv3_large_100.in1k", top1=75.510),
+    ),
     "tf_mobilenetv3_large_minimal_100": (
         MobileNetV3Config(ARCH_LARGE_MINIMAL, act="relu", **_TF),
-        dict(_TF_INFO, hf_hub_id="timm/tf_mobilenetv3_large_minimal_100.in1k")),
+        dict(_TF_INFO, hf_hub_id="timm/tf_mobilenetv3_large_minimal_100.in1k"),
+    ),
     "tf_mobilenetv3_small_075": (
         MobileNetV3Config(ARCH_SMALL, width=0.75, num_features=1024, **_TF),
-        dict(_TF_INFO, hf_hub_id="timm/tf_mobilenetv3_small_075.in1k")),
+        dict(_TF_INFO, hf_hub_id="timm/tf_mobilenetv3_small_075.in1k"),
+    ),
     "tf_mobilenetv3_small_100": (
         MobileNetV3Config(ARCH_SMALL, num_features=1024, **_TF),
-        dict(_TF_INFO, hf_hub_id="timm/tf_mobilenetv3_small_100.in1k")),
+        dict(_TF_INFO, hf_hub_id="timm/tf_mobilenetv3_small_100.in1k"),
+    ),
     "tf_mobilenetv3_small_minimal_100": (
         MobileNetV3Config(ARCH_SMALL_MINIMAL, act="relu", num_features=1024, **_TF),
-        dict(_TF_INFO, hf_hub_id="timm/tf_mobilenetv3_small_minimal_100.in1k")),
+        dict(_TF_INFO, hf_hub_id="timm/tf_mobilenetv3_small_minimal_100.in1k"),
+    ),
 }
 
 for _name, (_cfg, _info) in _VARIANTS.items():

@@ -36,6 +36,7 @@ registered as aliases of ``mobilevitv2_050`` / ``075`` / ``100`` (width multipli
 ``_s``) under those v2 names; the aliases follow the names, not what that code ran. Use the v1
 names to reproduce the study's networks.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,15 +56,25 @@ from ..registry import register_alias, register_model
 from .base import Classifier
 
 __all__ = [
-    "MobileViTConfig", "MobileViT", "ConvNormAct", "InvertedResidual", "MobileVitBlock",
-    "MobileVitV2Block", "LinearSelfAttention", "LinearTransformerBlock", "TransformerBlock",
-    "bilinear_resize", "interpolation_matrix", "build_mobilevit",
+    "MobileViTConfig",
+    "MobileViT",
+    "ConvNormAct",
+    "InvertedResidual",
+    "MobileVitBlock",
+    "MobileVitV2Block",
+    "LinearSelfAttention",
+    "LinearTransformerBlock",
+    "TransformerBlock",
+    "bilinear_resize",
+    "interpolation_matrix",
+    "build_mobilevit",
 ]
 
 
 # --------------------------------------------------------------------------------------------
 # Bilinear resize with torch semantics
 # --------------------------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=None)
 def _interpolation_matrix_np(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
@@ -117,6 +128,7 @@ def bilinear_resize(x, size: tuple[int, int], align_corners: bool):
 # Patch unfold / fold
 # --------------------------------------------------------------------------------------------
 
+
 def unfold_patches(x, patch: int):
     """[B, H, W, C] -> [B, P, N, C] with P = patch*patch pixel positions (row-major inside the
     patch) and N = (H/patch)*(W/patch) patches (row-major): timm's ``[B, C, P, N]`` channels-last.
@@ -138,6 +150,7 @@ def fold_patches(x, patch: int, nh: int, nw: int):
 # Layers
 # --------------------------------------------------------------------------------------------
 
+
 def _conv_init(kernel_size: int, out_chs: int, groups: int = 1):
     """timm byobnet init: N(0, sqrt(2 / fan_out)), fan_out = k*k*out/groups (the /groups makes
     depthwise kernels much larger than Flax's fan_out variance scaling would)."""
@@ -151,8 +164,17 @@ def _linear_init():
 
 
 def _conv(in_chs, out_chs, k=1, stride=1, groups=1, bias=False, *, dtype, rngs):
-    return Conv2d(in_chs, out_chs, k, stride, groups=groups, bias=bias, dtype=dtype, rngs=rngs,
-                  kernel_init=_conv_init(k, out_chs, groups))
+    return Conv2d(
+        in_chs,
+        out_chs,
+        k,
+        stride,
+        groups=groups,
+        bias=bias,
+        dtype=dtype,
+        rngs=rngs,
+        kernel_init=_conv_init(k, out_chs, groups),
+    )
 
 
 class ConvNormAct(nnx.Module):
@@ -160,9 +182,19 @@ class ConvNormAct(nnx.Module):
 
     fuse_pairs = (("conv", "bn"),)
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1,
-                 groups: int = 1, act: str | None = "silu", bn_scale_init: float = 1.0, *,
-                 dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        act: str | None = "silu",
+        bn_scale_init: float = 1.0,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.conv = _conv(in_chs, out_chs, kernel_size, stride, groups, dtype=dtype, rngs=rngs)
         self.bn = BatchNorm2d(out_chs, eps=1e-5, dtype=dtype, scale_init=bn_scale_init)
         self.act = act
@@ -179,16 +211,31 @@ class InvertedResidual(nnx.Module):
     no shortcut at all otherwise); no activation after the add.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int, bottle_ratio: float,
-                 drop_path_rate: float = 0.0, *, dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        stride: int,
+        bottle_ratio: float,
+        drop_path_rate: float = 0.0,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         mid = make_divisible(in_chs * bottle_ratio)
         self.has_shortcut = stride == 1 and in_chs == out_chs
         self.conv1_1x1 = ConvNormAct(in_chs, mid, 1, dtype=dtype, rngs=rngs)
         self.conv2_kxk = ConvNormAct(mid, mid, 3, stride, groups=mid, dtype=dtype, rngs=rngs)
         # timm zero-initialises the last BN scale of residual blocks (zero_init_last).
-        self.conv3_1x1 = ConvNormAct(mid, out_chs, 1, act=None,
-                                     bn_scale_init=0.0 if self.has_shortcut else 1.0,
-                                     dtype=dtype, rngs=rngs)
+        self.conv3_1x1 = ConvNormAct(
+            mid,
+            out_chs,
+            1,
+            act=None,
+            bn_scale_init=0.0 if self.has_shortcut else 1.0,
+            dtype=dtype,
+            rngs=rngs,
+        )
         self.drop_path = DropPath(drop_path_rate, rngs=rngs) if drop_path_rate > 0 else Identity()
 
     def __call__(self, x):
@@ -205,6 +252,7 @@ class InvertedResidual(nnx.Module):
 
 # ---- v1: standard transformer ---------------------------------------------------------------
 
+
 class Attention(nnx.Module):
     """timm ``Attention``: fused qkv Linear (bias), softmax(q k^T / sqrt(d)) v, proj Linear."""
 
@@ -212,7 +260,9 @@ class Attention(nnx.Module):
         if dim % num_heads:
             raise ValueError(f"Attention: dim {dim} not divisible by num_heads {num_heads}")
         self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.qkv = Linear(dim, 3 * dim, bias=True, dtype=dtype, rngs=rngs, kernel_init=_linear_init())
+        self.qkv = Linear(
+            dim, 3 * dim, bias=True, dtype=dtype, rngs=rngs, kernel_init=_linear_init()
+        )
         self.proj = Linear(dim, dim, bias=True, dtype=dtype, rngs=rngs, kernel_init=_linear_init())
 
     def __call__(self, x):
@@ -220,7 +270,7 @@ class Attention(nnx.Module):
         s, n, c = x.shape
         qkv = self.qkv(x).reshape(s, n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [S, N, heads, hd]
-        q = q * (self.head_dim ** -0.5)
+        q = q * (self.head_dim**-0.5)
         logits = jnp.einsum("snhd,smhd->shnm", q, k)
         attn = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(x.dtype)
         out = jnp.einsum("shnm,smhd->snhd", attn, v).reshape(s, n, c)
@@ -243,8 +293,17 @@ class TransformerBlock(nnx.Module):
     """timm ``vision_transformer.Block`` as MobileViT v1 uses it: pre-norm LayerNorm (eps 1e-5),
     4-head attention with qkv bias, MLP ratio 2 with SiLU, no layer scale."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, act: str,
-                 drop_path_rate: float = 0.0, *, dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        act: str,
+        drop_path_rate: float = 0.0,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.norm1 = LayerNorm(dim, eps=1e-5, dtype=dtype)
         self.attn = Attention(dim, num_heads, dtype=dtype, rngs=rngs)
         self.drop_path1 = DropPath(drop_path_rate, rngs=rngs) if drop_path_rate > 0 else Identity()
@@ -261,16 +320,38 @@ class TransformerBlock(nnx.Module):
 class MobileVitBlock(nnx.Module):
     """MobileViT v1 block (see the module docstring). [B, H, W, C] -> [B, H, W, out]."""
 
-    def __init__(self, in_chs: int, out_chs: int, transformer_dim: int, transformer_depth: int,
-                 patch_size: int = 2, num_heads: int = 4, mlp_ratio: float = 2.0,
-                 drop_path_rate: float = 0.0, *, dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        transformer_dim: int,
+        transformer_depth: int,
+        patch_size: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        drop_path_rate: float = 0.0,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.patch_size = patch_size
         # timm gives this block no group size: a full (not depthwise) 3x3 conv.
         self.conv_kxk = ConvNormAct(in_chs, in_chs, 3, dtype=dtype, rngs=rngs)
         self.conv_1x1 = _conv(in_chs, transformer_dim, 1, dtype=dtype, rngs=rngs)
-        self.transformer = nnx.List([
-            TransformerBlock(transformer_dim, num_heads, mlp_ratio, "silu", drop_path_rate,
-                             dtype=dtype, rngs=rngs) for _ in range(transformer_depth)])
+        self.transformer = nnx.List(
+            [
+                TransformerBlock(
+                    transformer_dim,
+                    num_heads,
+                    mlp_ratio,
+                    "silu",
+                    drop_path_rate,
+                    dtype=dtype,
+                    rngs=rngs,
+                )
+                for _ in range(transformer_depth)
+            ]
+        )
         self.norm = LayerNorm(transformer_dim, eps=1e-5, dtype=dtype)
         self.conv_proj = ConvNormAct(transformer_dim, out_chs, 1, dtype=dtype, rngs=rngs)
         self.conv_fusion = ConvNormAct(in_chs + out_chs, out_chs, 3, dtype=dtype, rngs=rngs)
@@ -300,6 +381,7 @@ class MobileVitBlock(nnx.Module):
 
 # ---- v2: separable linear attention ---------------------------------------------------------
 
+
 class LinearSelfAttention(nnx.Module):
     """Separable self-attention of MobileViT v2 on [B, P, N, C].
 
@@ -316,7 +398,7 @@ class LinearSelfAttention(nnx.Module):
     def __call__(self, x):
         d = self.embed_dim
         qkv = self.qkv_proj(x)
-        q, k, v = qkv[..., :1], qkv[..., 1:1 + d], qkv[..., 1 + d:]
+        q, k, v = qkv[..., :1], qkv[..., 1 : 1 + d], qkv[..., 1 + d :]
         scores = jax.nn.softmax(q.astype(jnp.float32), axis=2).astype(x.dtype)  # over N
         context = jnp.sum(k * scores, axis=2, keepdims=True)
         return self.out_proj(jax.nn.relu(v) * context)
@@ -340,8 +422,16 @@ class LinearTransformerBlock(nnx.Module):
     ``GroupNorm1`` normalises each sample over P, N and C together (timm's "LayerNorm2d" here).
     """
 
-    def __init__(self, dim: int, mlp_ratio: float, act: str, drop_path_rate: float = 0.0, *,
-                 dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        mlp_ratio: float,
+        act: str,
+        drop_path_rate: float = 0.0,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.norm1 = GroupNorm1(dim, eps=1e-5, dtype=dtype)
         self.attn = LinearSelfAttention(dim, dtype=dtype, rngs=rngs)
         self.drop_path1 = DropPath(drop_path_rate, rngs=rngs) if drop_path_rate > 0 else Identity()
@@ -361,15 +451,30 @@ class MobileVitV2Block(nnx.Module):
     size is resized up (bilinear, align_corners=True) at the start and never resized back.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, transformer_dim: int, transformer_depth: int,
-                 patch_size: int = 2, mlp_ratio: float = 2.0, drop_path_rate: float = 0.0, *,
-                 dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        transformer_dim: int,
+        transformer_depth: int,
+        patch_size: int = 2,
+        mlp_ratio: float = 2.0,
+        drop_path_rate: float = 0.0,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.patch_size = patch_size
         self.conv_kxk = ConvNormAct(in_chs, in_chs, 3, groups=in_chs, dtype=dtype, rngs=rngs)
         self.conv_1x1 = _conv(in_chs, transformer_dim, 1, dtype=dtype, rngs=rngs)
-        self.transformer = nnx.List([
-            LinearTransformerBlock(transformer_dim, mlp_ratio, "silu", drop_path_rate,
-                                   dtype=dtype, rngs=rngs) for _ in range(transformer_depth)])
+        self.transformer = nnx.List(
+            [
+                LinearTransformerBlock(
+                    transformer_dim, mlp_ratio, "silu", drop_path_rate, dtype=dtype, rngs=rngs
+                )
+                for _ in range(transformer_depth)
+            ]
+        )
         self.norm = GroupNorm1(transformer_dim, eps=1e-5, dtype=dtype)
         self.conv_proj = ConvNormAct(transformer_dim, out_chs, 1, act=None, dtype=dtype, rngs=rngs)
 
@@ -391,6 +496,7 @@ class MobileVitV2Block(nnx.Module):
 # Model
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class MobileViTConfig:
     """One MobileViT variant. Per-stage tuples have one entry for each of the 5 stages.
@@ -405,6 +511,7 @@ class MobileViTConfig:
     transformer_depths: transformer layers in that block.
     num_features: width of v1's final 1x1 conv (0 = no final conv, v2).
     """
+
     version: int
     stem_chs: int
     widths: tuple[int, ...]
@@ -426,9 +533,17 @@ class MobileViT(Classifier):
 
     timm_head = "head.fc"
 
-    def __init__(self, cfg: MobileViTConfig, *, num_classes: int = 1000, in_chans: int = 3,
-                 drop_rate: float = 0.0, drop_path_rate: float = 0.0, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cfg: MobileViTConfig,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         if cfg.version not in (1, 2):
             raise ValueError(f"MobileViTConfig.version must be 1 or 2, got {cfg.version}")
         self.cfg = cfg
@@ -443,19 +558,43 @@ class MobileViT(Classifier):
             out = make_divisible(out)
             blocks = []
             for i in range(cfg.ir_depths[s]):
-                blocks.append(InvertedResidual(prev, out, cfg.strides[s] if i == 0 else 1,
-                                               cfg.ir_ratios[s], rates[idx], dtype=dtype, rngs=rngs))
+                blocks.append(
+                    InvertedResidual(
+                        prev,
+                        out,
+                        cfg.strides[s] if i == 0 else 1,
+                        cfg.ir_ratios[s],
+                        rates[idx],
+                        dtype=dtype,
+                        rngs=rngs,
+                    )
+                )
                 prev, idx = out, idx + 1
             if cfg.transformer_dims[s]:
-                kw = dict(patch_size=cfg.patch_size, mlp_ratio=cfg.mlp_ratio,
-                          drop_path_rate=rates[idx], dtype=dtype, rngs=rngs)
+                kw = dict(
+                    patch_size=cfg.patch_size,
+                    mlp_ratio=cfg.mlp_ratio,
+                    drop_path_rate=rates[idx],
+                    dtype=dtype,
+                    rngs=rngs,
+                )
                 if cfg.version == 1:
-                    blocks.append(MobileVitBlock(prev, out, cfg.transformer_dims[s],
-                                                 cfg.transformer_depths[s],
-                                                 num_heads=cfg.num_heads, **kw))
+                    blocks.append(
+                        MobileVitBlock(
+                            prev,
+                            out,
+                            cfg.transformer_dims[s],
+                            cfg.transformer_depths[s],
+                            num_heads=cfg.num_heads,
+                            **kw,
+                        )
+                    )
                 else:
-                    blocks.append(MobileVitV2Block(prev, out, cfg.transformer_dims[s],
-                                                   cfg.transformer_depths[s], **kw))
+                    blocks.append(
+                        MobileVitV2Block(
+                            prev, out, cfg.transformer_dims[s], cfg.transformer_depths[s], **kw
+                        )
+                    )
                 prev, idx = out, idx + 1
             stages.append(nnx.List(blocks))
         self.stages = nnx.List(stages)
@@ -466,7 +605,9 @@ class MobileViT(Classifier):
         else:
             self.final_conv = None
             self.num_features = prev
-        self.head = ClassifierHead(self.num_features, num_classes, drop_rate, dtype=dtype, rngs=rngs)
+        self.head = ClassifierHead(
+            self.num_features, num_classes, drop_rate, dtype=dtype, rngs=rngs
+        )
 
     def forward_features(self, x):
         """[B, H, W, in_chans] -> [B, ~H/32, ~W/32, num_features] (v2 rounds up to even sizes
@@ -488,11 +629,21 @@ class MobileViT(Classifier):
 class ClassifierHead(nnx.Module):
     """timm ``ClassifierHead``: global average pool -> dropout -> ``fc`` (None if no classes)."""
 
-    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0, *, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        drop_rate: float = 0.0,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
-        self.fc = (Linear(in_features, num_classes, dtype=dtype, rngs=rngs,
-                          kernel_init=_linear_init()) if num_classes else None)
+        self.fc = (
+            Linear(in_features, num_classes, dtype=dtype, rngs=rngs, kernel_init=_linear_init())
+            if num_classes
+            else None
+        )
 
     def __call__(self, x, pre_logits: bool = False):
         x = global_avg_pool(x)
@@ -503,34 +654,61 @@ class ClassifierHead(nnx.Module):
         return self.fc(x)
 
 
-def build_mobilevit(cfg: MobileViTConfig, *, num_classes: int = 1000, rngs: nnx.Rngs, dtype=None,
-                    drop_rate: float = 0.0, drop_path_rate: float = 0.0, in_chans: int = 3
-                    ) -> MobileViT:
+def build_mobilevit(
+    cfg: MobileViTConfig,
+    *,
+    num_classes: int = 1000,
+    rngs: nnx.Rngs,
+    dtype=None,
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    in_chans: int = 3,
+) -> MobileViT:
     """Registry builder: a :class:`MobileViT` from its config."""
-    return MobileViT(cfg, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                     drop_path_rate=drop_path_rate, dtype=dtype, rngs=rngs)
+    return MobileViT(
+        cfg,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Variants (timm's model_cfgs as data)
 # --------------------------------------------------------------------------------------------
 
+
 def _v2_config(multiplier: float) -> MobileViTConfig:
     chs = (64, 128, 256, 384, 512)
     if multiplier != 1.0:
         chs = tuple(int(c * multiplier) for c in chs)
     return MobileViTConfig(
-        version=2, stem_chs=int(32 * multiplier), widths=chs, ir_depths=(1, 2, 1, 1, 1),
-        strides=(1, 2, 2, 2, 2), ir_ratios=(2.0,) * 5,
+        version=2,
+        stem_chs=int(32 * multiplier),
+        widths=chs,
+        ir_depths=(1, 2, 1, 1, 1),
+        strides=(1, 2, 2, 2, 2),
+        ir_ratios=(2.0,) * 5,
         transformer_dims=(0, 0) + tuple(make_divisible(0.5 * c) for c in chs[2:]),
-        transformer_depths=(0, 0, 2, 4, 3))
+        transformer_depths=(0, 0, 2, 4, 3),
+    )
 
 
 def _v1_config(widths, dims, num_features, ratio) -> MobileViTConfig:
     return MobileViTConfig(
-        version=1, stem_chs=16, widths=widths, ir_depths=(1, 3, 1, 1, 1), strides=(1, 2, 2, 2, 2),
-        ir_ratios=(ratio,) * 5, transformer_dims=(0, 0) + dims, transformer_depths=(0, 0, 2, 4, 3),
-        num_features=num_features)
+        version=1,
+        stem_chs=16,
+        widths=widths,
+        ir_depths=(1, 3, 1, 1, 1),
+        strides=(1, 2, 2, 2, 2),
+        ir_ratios=(ratio,) * 5,
+        transformer_dims=(0, 0) + dims,
+        transformer_depths=(0, 0, 2, 4, 3),
+        num_features=num_features,
+    )
 
 
 CONFIGS: dict[str, MobileViTConfig] = {
@@ -548,16 +726,33 @@ CONFIGS: dict[str, MobileViTConfig] = {
 
 # timm's default pretrained cfg per name (timm 1.0.31), and the ImageNet top-1 of those weights
 # from porting-spec section 4 (None where the spec gives none).
-_TOP1 = {"mobilevitv2_050": 70.156, "mobilevitv2_075": 75.612, "mobilevitv2_100": 78.088,
-         "mobilevitv2_125": 79.682, "mobilevitv2_150": 80.380, "mobilevitv2_175": 80.870,
-         "mobilevitv2_200": 81.148}
+_TOP1 = {
+    "mobilevitv2_050": 70.156,
+    "mobilevitv2_075": 75.612,
+    "mobilevitv2_100": 78.088,
+    "mobilevitv2_125": 79.682,
+    "mobilevitv2_150": 80.380,
+    "mobilevitv2_175": 80.870,
+    "mobilevitv2_200": 81.148,
+}
 
 for _name, _cfg in CONFIGS.items():
-    register_model(_name, build_mobilevit, family="mobilevit", cfg=_cfg, info=dict(
-        input_size=(3, 256, 256), test_input_size=(3, 256, 256),
-        crop_pct=0.888 if _cfg.version == 2 else 0.9, interpolation="bicubic",
-        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-        hf_hub_id=f"timm/{_name}.cvnets_in1k", top1=_TOP1.get(_name)))
+    register_model(
+        _name,
+        build_mobilevit,
+        family="mobilevit",
+        cfg=_cfg,
+        info=dict(
+            input_size=(3, 256, 256),
+            test_input_size=(3, 256, 256),
+            crop_pct=0.888 if _cfg.version == 2 else 0.9,
+            interpolation="bicubic",
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            hf_hub_id=f"timm/{_name}.cvnets_in1k",
+            top1=_TOP1.get(_name),
+        ),
+    )
 
 # The study's names (see the module docstring: its code trained v1 under these names).
 register_alias("mobilevitv2_xxs", "mobilevitv2_050")

@@ -5,6 +5,7 @@ identity branch exists only when in == out channels and stride 1. ``reparameteri
 three branches into one 3x3 conv with bias (``reparam_conv``, timm's deploy name); outputs are
 unchanged up to float rounding.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,10 +26,10 @@ __all__ = ["RepVGG", "RepVGGConfig", "RepVggBlock"]
 @dataclass(frozen=True)
 class RepVGGConfig:
     depths: tuple[int, ...] = (4, 6, 16, 1)
-    widths: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)   # multipliers of (64, 128, 256, 512)
-    groups: int = 0          # >0: grouped 3x3/1x1 convs on odd-indexed blocks (the g4 variants)
+    widths: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # multipliers of (64, 128, 256, 512)
+    groups: int = 0  # >0: grouped 3x3/1x1 convs on odd-indexed blocks (the g4 variants)
     stem_chs: int = 64
-    se_ratio: float = 0.0    # >0: squeeze-excite after the branches (repvgg_d2se)
+    se_ratio: float = 0.0  # >0: squeeze-excite after the branches (repvgg_d2se)
 
 
 # timm RepVggBlock.init_weights: BN gamma ~ N(0.1, 0.1), beta ~ N(0, 0.1) in every branch.
@@ -37,6 +38,7 @@ _BN_INIT = dict(scale_init=init.normal(0.1, 0.1), bias_init=init.normal(0.0, 0.1
 
 class ConvBn(nnx.Module):
     """conv (no bias) -> BatchNorm; timm's ``ConvNormAct`` with ``apply_act=False``."""
+
     fuse_pairs = (("conv", "bn"),)
 
     def __init__(self, in_chs, out_chs, k, stride, groups, *, dtype, rngs):
@@ -69,21 +71,34 @@ def _fold_bn(kernel, bn: BatchNorm2d):
 class RepVggBlock(nnx.Module):
     """RepVGG block (timm names: conv_kxk, conv_1x1, identity, attn; deploy: reparam_conv)."""
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, groups: int = 1,
-                 drop_path_rate: float = 0.0, se_ratio: float = 0.0, *, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        stride: int = 1,
+        groups: int = 1,
+        drop_path_rate: float = 0.0,
+        se_ratio: float = 0.0,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.in_chs, self.out_chs, self.stride, self.groups = in_chs, out_chs, stride, groups
         self.dtype = dtype
         use_ident = in_chs == out_chs and stride == 1
-        self.identity = (BatchNorm2d(out_chs, dtype=dtype, rngs=rngs, **_BN_INIT)
-                         if use_ident else None)
+        self.identity = (
+            BatchNorm2d(out_chs, dtype=dtype, rngs=rngs, **_BN_INIT) if use_ident else None
+        )
         self.conv_kxk = ConvBn(in_chs, out_chs, 3, stride, groups, dtype=dtype, rngs=rngs)
         self.conv_1x1 = ConvBn(in_chs, out_chs, 1, stride, groups, dtype=dtype, rngs=rngs)
         self.reparam_conv = nnx.data(None)  # data, so reparameterize() may assign a module
-        self.drop_path = (DropPath(drop_path_rate, rngs=rngs)
-                          if drop_path_rate > 0 and use_ident else Identity())
+        self.drop_path = (
+            DropPath(drop_path_rate, rngs=rngs) if drop_path_rate > 0 and use_ident else Identity()
+        )
         if se_ratio > 0:
-            self.attn = SEModule(out_chs, max(1, int(out_chs * se_ratio + 0.5)), dtype=dtype, rngs=rngs)
+            self.attn = SEModule(
+                out_chs, max(1, int(out_chs * se_ratio + 0.5)), dtype=dtype, rngs=rngs
+            )
         else:
             self.attn = Identity()
 
@@ -115,8 +130,16 @@ class RepVggBlock(nnx.Module):
         if self.reparam_conv is not None:
             return
         kernel, bias = self.fused_kernel_bias()
-        conv = Conv2d(self.in_chs, self.out_chs, 3, stride=self.stride, groups=self.groups,
-                      bias=True, dtype=self.dtype, rngs=nnx.Rngs(0))
+        conv = Conv2d(
+            self.in_chs,
+            self.out_chs,
+            3,
+            stride=self.stride,
+            groups=self.groups,
+            bias=True,
+            dtype=self.dtype,
+            rngs=nnx.Rngs(0),
+        )
         conv.kernel[...] = kernel
         conv.bias[...] = bias
         self.reparam_conv = conv
@@ -126,16 +149,26 @@ class RepVggBlock(nnx.Module):
 
 class RepVGG(Classifier):
     """RepVGG: a RepVGG-block stem (s2), four stages (first block s2), avg pool, fc."""
+
     timm_head = "head.fc"
     size_divisor = 1
     min_size = 32
 
-    def __init__(self, cfg: RepVGGConfig, *, num_classes: int = 1000, in_chans: int = 3,
-                 drop_rate: float = 0.0, drop_path_rate: float = 0.0, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cfg: RepVGGConfig,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.in_chans, self.num_classes, self.drop_rate = in_chans, num_classes, drop_rate
-        self.stem = RepVggBlock(in_chans, cfg.stem_chs, stride=2, se_ratio=cfg.se_ratio,
-                                dtype=dtype, rngs=rngs)
+        self.stem = RepVggBlock(
+            in_chans, cfg.stem_chs, stride=2, se_ratio=cfg.se_ratio, dtype=dtype, rngs=rngs
+        )
         dpr = np.linspace(0.0, drop_path_rate, sum(cfg.depths)).tolist()
         prev, stages, idx = cfg.stem_chs, [], 0
         for depth, base, wf in zip(cfg.depths, (64, 128, 256, 512), cfg.widths):
@@ -143,9 +176,18 @@ class RepVGG(Classifier):
             blocks = []
             for j in range(depth):
                 groups = cfg.groups if (cfg.groups and (j + 1) % 2 == 0) else 1
-                blocks.append(RepVggBlock(prev, chs, stride=2 if j == 0 else 1, groups=groups,
-                                          drop_path_rate=dpr[idx], se_ratio=cfg.se_ratio,
-                                          dtype=dtype, rngs=rngs))
+                blocks.append(
+                    RepVggBlock(
+                        prev,
+                        chs,
+                        stride=2 if j == 0 else 1,
+                        groups=groups,
+                        drop_path_rate=dpr[idx],
+                        se_ratio=cfg.se_ratio,
+                        dtype=dtype,
+                        rngs=rngs,
+                    )
+                )
                 prev, idx = chs, idx + 1
             stages.append(nnx.List(blocks))
         self.stages = nnx.List(stages)
@@ -200,6 +242,16 @@ _VARIANTS = {
 
 for _name, (_cfg, _top1) in _VARIANTS.items():
     _size = 320 if _name == "repvgg_d2se" else 224
-    register_model(_name, _build, family="repvgg", cfg=_cfg, info=dict(
-        input_size=(3, _size, _size), crop_pct=1.0 if _name == "repvgg_d2se" else 0.875,
-        interpolation="bilinear", hf_hub_id=f"timm/{_name}.rvgg_in1k", top1=_top1))
+    register_model(
+        _name,
+        _build,
+        family="repvgg",
+        cfg=_cfg,
+        info=dict(
+            input_size=(3, _size, _size),
+            crop_pct=1.0 if _name == "repvgg_d2se" else 0.875,
+            interpolation="bilinear",
+            hf_hub_id=f"timm/{_name}.rvgg_in1k",
+            top1=_top1,
+        ),
+    )

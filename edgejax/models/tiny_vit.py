@@ -17,6 +17,7 @@ timm's default pretrained tag for the 224 px models is ``dist_in22k`` with a 21,
 ``edgejax.convert.from_timm`` infers the head width from the state dict, so such checkpoints load
 as 21,841-class models while ``create_model`` defaults to 1,000 classes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,14 +30,35 @@ import numpy as np
 from flax import nnx
 
 from ..layers import init as _init
-from ..layers import (BatchNorm2d, Conv2d, DropPath, Dropout, Identity, LayerNorm, Linear, cast, get_act,
-                      global_avg_pool)
+from ..layers import (
+    BatchNorm2d,
+    Conv2d,
+    DropPath,
+    Dropout,
+    Identity,
+    LayerNorm,
+    Linear,
+    cast,
+    get_act,
+    global_avg_pool,
+)
 from ..layers.core import channels_first_enabled, channels_last_op as _channels_last_op
 from ..registry import register_model
 from .base import Classifier
 
-__all__ = ["TinyVitConfig", "TinyVit", "TinyVitBlock", "MBConv", "PatchMerging", "PatchEmbed",
-           "ConvNorm", "Attention", "NormMlp", "relative_bias_index", "build_tiny_vit"]
+__all__ = [
+    "TinyVitConfig",
+    "TinyVit",
+    "TinyVitBlock",
+    "MBConv",
+    "PatchMerging",
+    "PatchEmbed",
+    "ConvNorm",
+    "Attention",
+    "NormMlp",
+    "relative_bias_index",
+    "build_tiny_vit",
+]
 
 _BN_EPS = 1e-5
 _LN_EPS = 1e-5
@@ -48,6 +70,7 @@ def _conv_init():
     1/sqrt(fan_in)) with fan_in = kh * kw * in/groups, which timm keeps for TinyViT's convs (its
     _init_weights only touches nn.Linear). HWIO kernel. Drawn with numpy when the key is concrete
     (no XLA compile per layer shape, see edgejax.layers.init)."""
+
     def init(key, shape, dtype=jnp.float32):
         kh, kw, cin, _ = shape
         bound = 1.0 / np.sqrt(max(kh * kw * cin, 1))
@@ -55,6 +78,7 @@ def _conv_init():
         if g is None:
             return jax.random.uniform(key, shape, dtype, -bound, bound)
         return jnp.asarray(g.uniform(-bound, bound, shape), dtype)
+
     return init
 
 
@@ -81,11 +105,31 @@ class ConvNorm(nnx.Module):
 
     fuse_pairs = (("conv", "bn"),)
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1,
-                 padding: int = 0, groups: int = 1, bn_weight_init: float = 1.0, *, dtype=None,
-                 rngs: nnx.Rngs):
-        self.conv = Conv2d(in_chs, out_chs, kernel_size, stride, padding=padding, groups=groups,
-                           bias=False, dtype=dtype, rngs=rngs, kernel_init=_conv_init())
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        padding: int = 0,
+        groups: int = 1,
+        bn_weight_init: float = 1.0,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
+        self.conv = Conv2d(
+            in_chs,
+            out_chs,
+            kernel_size,
+            stride,
+            padding=padding,
+            groups=groups,
+            bias=False,
+            dtype=dtype,
+            rngs=rngs,
+            kernel_init=_conv_init(),
+        )
         self.bn = BatchNorm2d(out_chs, eps=_BN_EPS, dtype=dtype, scale_init=bn_weight_init)
 
     def __call__(self, x):
@@ -112,8 +156,16 @@ class MBConv(nnx.Module):
     """Stage-0 inverted residual: 1x1 -> GELU -> dw3x3 -> GELU -> 1x1 (BN gamma init 0) ->
     drop path -> add the input -> GELU (the activation comes after the add). Shape preserving."""
 
-    def __init__(self, in_chs: int, out_chs: int, expand_ratio: float, drop_path: float, *,
-                 dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        expand_ratio: float,
+        drop_path: float,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         mid = int(in_chs * expand_ratio)
         self.conv1 = ConvNorm(in_chs, mid, 1, dtype=dtype, rngs=rngs)
         self.conv2 = ConvNorm(mid, mid, 3, 1, 1, groups=mid, dtype=dtype, rngs=rngs)
@@ -152,27 +204,39 @@ class Attention(nnx.Module):
     [heads*kd] blocks. Scale is key_dim^-0.5. [B', ws*ws, dim] -> [B', ws*ws, dim].
     """
 
-    def __init__(self, dim: int, key_dim: int, num_heads: int, window_size: int,
-                 attn_ratio: float = 1.0, *, dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        key_dim: int,
+        num_heads: int,
+        window_size: int,
+        attn_ratio: float = 1.0,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.num_heads, self.key_dim = num_heads, key_dim
         self.val_dim = int(attn_ratio * key_dim)
-        self.scale = key_dim ** -0.5
+        self.scale = key_dim**-0.5
         self.window_size = window_size
         self.dtype = dtype
         self.norm = LayerNorm(dim, eps=_LN_EPS, dtype=dtype)
         self.qkv = Linear(dim, num_heads * (2 * key_dim + self.val_dim), dtype=dtype, rngs=rngs)
         self.proj = Linear(num_heads * self.val_dim, dim, dtype=dtype, rngs=rngs)
         # timm initialises the table to zeros. Shape [heads, ws^2], as timm's state dict.
-        self.attention_biases = nnx.Param(jnp.zeros((num_heads, window_size * window_size),
-                                                    jnp.float32))
+        self.attention_biases = nnx.Param(
+            jnp.zeros((num_heads, window_size * window_size), jnp.float32)
+        )
         relative_bias_index(window_size)  # build (and cache) the index table now
 
     def __call__(self, x, normed: bool = False):
         """``normed``: ``x`` has been through ``self.norm`` already (a token-wise op, so callers
         may apply it before partitioning a map into windows)."""
         b, n, _ = x.shape
-        if n != self.window_size ** 2:
-            raise ValueError(f"Attention: expected {self.window_size ** 2} tokens per window, got {n}")
+        if n != self.window_size**2:
+            raise ValueError(
+                f"Attention: expected {self.window_size**2} tokens per window, got {n}"
+            )
         dtype = self.dtype or x.dtype
         x = self.qkv(x if normed else self.norm(x))
         x = x.reshape(b, n, self.num_heads, 2 * self.key_dim + self.val_dim)
@@ -180,7 +244,7 @@ class Attention(nnx.Module):
         # Batched matmuls over (b, h) with the contraction in matmul position, not einsums: the
         # same XLA program, but ONNX gets MatMul ops, which onnxruntime runs much faster than Einsum.
         attn = self._weights(q.transpose(0, 2, 1, 3), k.transpose(0, 2, 3, 1), dtype)
-        out = jnp.matmul(attn, v.astype(dtype).transpose(0, 2, 1, 3))          # [b, h, n, dv]
+        out = jnp.matmul(attn, v.astype(dtype).transpose(0, 2, 1, 3))  # [b, h, n, dv]
         out = out.transpose(0, 2, 1, 3)
         return self.proj(out.reshape(b, n, self.num_heads * self.val_dim))
 
@@ -200,14 +264,16 @@ class Attention(nnx.Module):
         computed transposed (``v^T attn^T``) so that its output is NCHW again."""
         b, c, hh, ww = x.shape
         n = hh * ww
-        if n != self.window_size ** 2:
-            raise ValueError(f"Attention: expected {self.window_size ** 2} tokens per window, got {n}")
+        if n != self.window_size**2:
+            raise ValueError(
+                f"Attention: expected {self.window_size**2} tokens per window, got {n}"
+            )
         dtype = self.dtype or x.dtype
         x = self.qkv.call_nchw(_channels_last_op(self.norm, x).astype(dtype))
         x = x.reshape(b, self.num_heads, 2 * self.key_dim + self.val_dim, n)
         q, k, v = jnp.split(x, [self.key_dim, 2 * self.key_dim], axis=2)  # each [b, h, d, n]
         attn = self._weights(q.transpose(0, 1, 3, 2), k, dtype)
-        out = jnp.matmul(v.astype(dtype), attn.transpose(0, 1, 3, 2))        # [b, h, dv, n]
+        out = jnp.matmul(v.astype(dtype), attn.transpose(0, 1, 3, 2))  # [b, h, dv, n]
         return self.proj.call_nchw(out.reshape(b, self.num_heads * self.val_dim, hh, ww))
 
     def reparameterize(self):
@@ -216,7 +282,7 @@ class Attention(nnx.Module):
         if self.scale == 1.0:
             return
         per_head = jnp.ones((2 * self.key_dim + self.val_dim,), jnp.float32)
-        cols = jnp.tile(per_head.at[:self.key_dim].set(self.scale), self.num_heads)
+        cols = jnp.tile(per_head.at[: self.key_dim].set(self.scale), self.num_heads)
         self.qkv.kernel[...] = self.qkv.kernel[...] * cols
         if self.qkv.bias is not None:
             self.qkv.bias[...] = self.qkv.bias[...] * cols
@@ -253,21 +319,33 @@ class TinyVitBlock(nnx.Module):
     [B, H, W, dim] -> [B, H, W, dim], any H, W.
     """
 
-    def __init__(self, dim: int, num_heads: int, window_size: int = 7, mlp_ratio: float = 4.0,
-                 drop: float = 0.0, drop_path: float = 0.0, local_conv_size: int = 3, *,
-                 dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int = 7,
+        mlp_ratio: float = 4.0,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+        local_conv_size: int = 3,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         if window_size <= 0:
             raise ValueError(f"TinyVitBlock: window_size must be > 0, got {window_size}")
         if dim % num_heads:
             raise ValueError(f"TinyVitBlock: dim {dim} is not divisible by num_heads {num_heads}")
         self.dim, self.num_heads, self.window_size = dim, num_heads, window_size
-        self.attn = Attention(dim, dim // num_heads, num_heads, window_size, attn_ratio=1.0,
-                              dtype=dtype, rngs=rngs)
+        self.attn = Attention(
+            dim, dim // num_heads, num_heads, window_size, attn_ratio=1.0, dtype=dtype, rngs=rngs
+        )
         self.drop_path1 = DropPath(drop_path, rngs=rngs)
         self.mlp = NormMlp(dim, int(dim * mlp_ratio), drop, dtype=dtype, rngs=rngs)
         self.drop_path2 = DropPath(drop_path, rngs=rngs)
-        self.local_conv = ConvNorm(dim, dim, local_conv_size, 1, local_conv_size // 2, groups=dim,
-                                   dtype=dtype, rngs=rngs)
+        self.local_conv = ConvNorm(
+            dim, dim, local_conv_size, 1, local_conv_size // 2, groups=dim, dtype=dtype, rngs=rngs
+        )
 
     def _window_attention(self, x):
         b, h, w, c = x.shape
@@ -286,9 +364,17 @@ class TinyVitBlock(nnx.Module):
         normed = not (pad_b or pad_r)
         if normed:
             x = self.attn.norm(x)
-        x = x.reshape(b, nh, ws, nw, ws, c).transpose(0, 1, 3, 2, 4, 5).reshape(b * nh * nw, ws * ws, c)
+        x = (
+            x.reshape(b, nh, ws, nw, ws, c)
+            .transpose(0, 1, 3, 2, 4, 5)
+            .reshape(b * nh * nw, ws * ws, c)
+        )
         x = self.attn(x, normed=normed)
-        x = x.reshape(b, nh, nw, ws, ws, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, nh * ws, nw * ws, c)
+        x = (
+            x.reshape(b, nh, nw, ws, ws, c)
+            .transpose(0, 1, 3, 2, 4, 5)
+            .reshape(b, nh * ws, nw * ws, c)
+        )
         return x[:, :h, :w]
 
     def __call__(self, x):
@@ -314,10 +400,22 @@ class TinyVitBlock(nnx.Module):
 class ConvStage(nnx.Module):
     """Stage 0 (timm ``ConvLayer``): MBConv blocks only, no downsample."""
 
-    def __init__(self, dim: int, depth: int, expand_ratio: float, drop_path: list[float], *,
-                 dtype=None, rngs: nnx.Rngs):
-        self.blocks = nnx.List([MBConv(dim, dim, expand_ratio, drop_path[i], dtype=dtype, rngs=rngs)
-                                for i in range(depth)])
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        expand_ratio: float,
+        drop_path: list[float],
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
+        self.blocks = nnx.List(
+            [
+                MBConv(dim, dim, expand_ratio, drop_path[i], dtype=dtype, rngs=rngs)
+                for i in range(depth)
+            ]
+        )
 
     def __call__(self, x):
         for blk in self.blocks:
@@ -329,14 +427,38 @@ class TinyVitStage(nnx.Module):
     """Stages 1-3: PatchMerging (``downsample``) then TinyVitBlocks. [B,H,W,dim] ->
     [B, ceil(H/2), ceil(W/2), out_dim]."""
 
-    def __init__(self, dim: int, out_dim: int, depth: int, num_heads: int, window_size: int,
-                 mlp_ratio: float, drop: float, drop_path: list[float], local_conv_size: int, *,
-                 dtype=None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float,
+        drop: float,
+        drop_path: list[float],
+        local_conv_size: int,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.downsample = PatchMerging(dim, out_dim, dtype=dtype, rngs=rngs)
-        self.blocks = nnx.List([
-            TinyVitBlock(out_dim, num_heads, window_size, mlp_ratio, drop, drop_path[i],
-                         local_conv_size, dtype=dtype, rngs=rngs)
-            for i in range(depth)])
+        self.blocks = nnx.List(
+            [
+                TinyVitBlock(
+                    out_dim,
+                    num_heads,
+                    window_size,
+                    mlp_ratio,
+                    drop,
+                    drop_path[i],
+                    local_conv_size,
+                    dtype=dtype,
+                    rngs=rngs,
+                )
+                for i in range(depth)
+            ]
+        )
 
     def __call__(self, x):
         x = self.downsample(x)
@@ -360,11 +482,20 @@ class ClassifierHead(nnx.Module):
     """timm ``NormMlpClassifierHead`` without hidden layer: pool -> LayerNorm -> dropout -> fc.
     [B, H, W, C] -> [B, classes] (or [B, C] normalised features when ``fc`` is None)."""
 
-    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0, *, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        drop_rate: float = 0.0,
+        *,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
         self.norm = LayerNorm(in_features, eps=_LN_EPS, dtype=dtype)
         self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
-        self.fc = Linear(in_features, num_classes, dtype=dtype, rngs=rngs) if num_classes > 0 else None
+        self.fc = (
+            Linear(in_features, num_classes, dtype=dtype, rngs=rngs) if num_classes > 0 else None
+        )
 
     def __call__(self, x, pre_logits: bool = False):
         x = self.norm(global_avg_pool(x))
@@ -400,13 +531,27 @@ class TinyVit(Classifier):
     # attention_bias_idxs: timm's non-persistent buffer (present in the original MS checkpoints).
     timm_ignore = ("num_batches_tracked", "attention_bias_idxs")
 
-    def __init__(self, cfg: TinyVitConfig, *, num_classes: int = 1000, in_chans: int = 3,
-                 drop_rate: float = 0.0, proj_drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 dtype=None, rngs: nnx.Rngs):
-        if len(cfg.embed_dims) != len(cfg.depths) or len(cfg.num_heads) != len(cfg.depths) \
-                or len(cfg.window_sizes) != len(cfg.depths):
-            raise ValueError("TinyVitConfig: embed_dims, depths, num_heads and window_sizes must "
-                             f"have one entry per stage, got {cfg}")
+    def __init__(
+        self,
+        cfg: TinyVitConfig,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
+        if (
+            len(cfg.embed_dims) != len(cfg.depths)
+            or len(cfg.num_heads) != len(cfg.depths)
+            or len(cfg.window_sizes) != len(cfg.depths)
+        ):
+            raise ValueError(
+                "TinyVitConfig: embed_dims, depths, num_heads and window_sizes must "
+                f"have one entry per stage, got {cfg}"
+            )
         self.cfg = cfg
         self.in_chans, self.num_classes = in_chans, num_classes
         self.num_features = cfg.embed_dims[-1]
@@ -416,18 +561,39 @@ class TinyVit(Classifier):
         dpr = [float(r) for r in np.linspace(0.0, drop_path_rate, total)] if total else []
         stages, start = [], 0
         for i, depth in enumerate(cfg.depths):
-            rates = dpr[start:start + depth]
+            rates = dpr[start : start + depth]
             start += depth
             if i == 0:
-                stages.append(ConvStage(cfg.embed_dims[0], depth, cfg.mbconv_expand_ratio, rates,
-                                        dtype=dtype, rngs=rngs))
+                stages.append(
+                    ConvStage(
+                        cfg.embed_dims[0],
+                        depth,
+                        cfg.mbconv_expand_ratio,
+                        rates,
+                        dtype=dtype,
+                        rngs=rngs,
+                    )
+                )
             else:
-                stages.append(TinyVitStage(cfg.embed_dims[i - 1], cfg.embed_dims[i], depth,
-                                           cfg.num_heads[i], cfg.window_sizes[i], cfg.mlp_ratio,
-                                           proj_drop_rate, rates, cfg.local_conv_size,
-                                           dtype=dtype, rngs=rngs))
+                stages.append(
+                    TinyVitStage(
+                        cfg.embed_dims[i - 1],
+                        cfg.embed_dims[i],
+                        depth,
+                        cfg.num_heads[i],
+                        cfg.window_sizes[i],
+                        cfg.mlp_ratio,
+                        proj_drop_rate,
+                        rates,
+                        cfg.local_conv_size,
+                        dtype=dtype,
+                        rngs=rngs,
+                    )
+                )
         self.stages = nnx.List(stages)
-        self.head = ClassifierHead(self.num_features, num_classes, drop_rate, dtype=dtype, rngs=rngs)
+        self.head = ClassifierHead(
+            self.num_features, num_classes, drop_rate, dtype=dtype, rngs=rngs
+        )
 
     def forward_features(self, x):
         """[B, H, W, in_chans] -> [B, ceil(H/32), ceil(W/32), num_features]."""
@@ -468,9 +634,9 @@ class TinyVit(Classifier):
                 i += 1
             return f"stages.{i}." + _conv_bn_rename(rest)
         if key.startswith("norm_head."):
-            return "head.norm." + key[len("norm_head."):]
+            return "head.norm." + key[len("norm_head.") :]
         if key in ("head.weight", "head.bias"):
-            return "head.fc." + key[len("head."):]
+            return "head.fc." + key[len("head.") :]
         return key
 
 
@@ -483,24 +649,43 @@ def _conv_bn_rename(rest: str) -> str:
 _CFG_FIELDS = {f.name for f in dataclasses.fields(TinyVitConfig)}
 
 
-def build_tiny_vit(cfg: TinyVitConfig, *, num_classes: int = 1000, rngs: nnx.Rngs, dtype=None,
-                   in_chans: int = 3, drop_rate: float = 0.0, proj_drop_rate: float = 0.0,
-                   drop_path_rate: float = 0.0, **cfg_overrides) -> TinyVit:
+def build_tiny_vit(
+    cfg: TinyVitConfig,
+    *,
+    num_classes: int = 1000,
+    rngs: nnx.Rngs,
+    dtype=None,
+    in_chans: int = 3,
+    drop_rate: float = 0.0,
+    proj_drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    **cfg_overrides,
+) -> TinyVit:
     """Registry builder. ``drop_rate``: dropout before the classifier; ``proj_drop_rate``:
     dropout in the MLPs; ``drop_path_rate``: stochastic depth (timm trains with
     ``cfg.drop_path_rate``). Other keyword arguments replace fields of ``cfg`` (e.g.
     ``window_sizes=(8, 8, 16, 8)``)."""
     unknown = sorted(set(cfg_overrides) - _CFG_FIELDS)
     if unknown:
-        raise TypeError(f"build_tiny_vit() got an unexpected keyword argument {unknown[0]!r} "
-                        f"(TinyViT options: drop_rate, proj_drop_rate, drop_path_rate, in_chans, "
-                        f"{', '.join(sorted(_CFG_FIELDS - {'drop_path_rate'}))})")
+        raise TypeError(
+            f"build_tiny_vit() got an unexpected keyword argument {unknown[0]!r} "
+            f"(TinyViT options: drop_rate, proj_drop_rate, drop_path_rate, in_chans, "
+            f"{', '.join(sorted(_CFG_FIELDS - {'drop_path_rate'}))})"
+        )
     if cfg_overrides:
-        cfg = dataclasses.replace(cfg, **{k: tuple(v) if isinstance(v, list) else v
-                                          for k, v in cfg_overrides.items()})
-    return TinyVit(cfg, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                   proj_drop_rate=proj_drop_rate, drop_path_rate=drop_path_rate, dtype=dtype,
-                   rngs=rngs)
+        cfg = dataclasses.replace(
+            cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_overrides.items()}
+        )
+    return TinyVit(
+        cfg,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        drop_rate=drop_rate,
+        proj_drop_rate=proj_drop_rate,
+        drop_path_rate=drop_path_rate,
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,16 +710,28 @@ _INFO = {
     "tiny_vit_5m_224": dict(hf_hub_id="timm/tiny_vit_5m_224.dist_in22k", num_classes=21841),
     "tiny_vit_11m_224": dict(hf_hub_id="timm/tiny_vit_11m_224.dist_in22k", num_classes=21841),
     "tiny_vit_21m_224": dict(hf_hub_id="timm/tiny_vit_21m_224.dist_in22k", num_classes=21841),
-    "tiny_vit_21m_384": dict(hf_hub_id="timm/tiny_vit_21m_384.dist_in22k_ft_in1k",
-                             input_size=(3, 384, 384), crop_pct=1.0),
-    "tiny_vit_21m_512": dict(hf_hub_id="timm/tiny_vit_21m_512.dist_in22k_ft_in1k",
-                             input_size=(3, 512, 512), crop_pct=1.0, crop_mode="squash"),
+    "tiny_vit_21m_384": dict(
+        hf_hub_id="timm/tiny_vit_21m_384.dist_in22k_ft_in1k", input_size=(3, 384, 384), crop_pct=1.0
+    ),
+    "tiny_vit_21m_512": dict(
+        hf_hub_id="timm/tiny_vit_21m_512.dist_in22k_ft_in1k",
+        input_size=(3, 512, 512),
+        crop_pct=1.0,
+        crop_mode="squash",
+    ),
 }
 
 for _name, _cfg in TINY_VIT_CONFIGS.items():
-    _info = dict(input_size=(3, 224, 224), crop_pct=0.95, crop_mode="center",
-                 interpolation="bicubic", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                 num_classes=1000, top1=None)
+    _info = dict(
+        input_size=(3, 224, 224),
+        crop_pct=0.95,
+        crop_mode="center",
+        interpolation="bicubic",
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        num_classes=1000,
+        top1=None,
+    )
     _info.update(_INFO[_name])
     register_model(_name, build_tiny_vit, family="tiny_vit", cfg=_cfg, info=_info)
 del _name, _cfg, _info

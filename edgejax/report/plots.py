@@ -1,5 +1,6 @@
 """PNG plots (matplotlib, Agg): curves per run and per study, confusion matrix, accuracy vs
 latency with the Pareto front, Optuna parameter importances and optimisation history."""
+
 from __future__ import annotations
 
 import math
@@ -9,16 +10,24 @@ import numpy as np
 
 from .runs import RunRecord, StudyRecord
 
-__all__ = ["plot_run_curves", "plot_study_curves", "plot_confusion", "plot_pareto",
-           "plot_importances", "plot_history"]
+__all__ = [
+    "plot_run_curves",
+    "plot_study_curves",
+    "plot_confusion",
+    "plot_pareto",
+    "plot_importances",
+    "plot_history",
+]
 
 DPI = 80
 
 
 def _plt():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -43,8 +52,11 @@ def plot_run_curves(run: RunRecord, path: Path) -> Path | None:
             ax1.plot(ep, ys, style, ms=3, label=key)
     ax1.set_xlabel("epoch"), ax1.set_ylabel("accuracy (%)"), ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8)
-    tr = [(r.get("epoch"), r.get("loss")) for r in run.trains
-          if r.get("epoch") is not None and isinstance(r.get("loss"), (int, float))]
+    tr = [
+        (r.get("epoch"), r.get("loss"))
+        for r in run.trains
+        if r.get("epoch") is not None and isinstance(r.get("loss"), (int, float))
+    ]
     if tr:
         ax2.plot(*zip(*tr), "-", lw=1, label="train loss")
     ev = [(r.get("epoch"), r.get("loss")) for r in run.evals if isinstance(r.get("loss"), float)]
@@ -64,19 +76,27 @@ def plot_study_curves(study: StudyRecord, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in runs:
         from edgejax.sweep.study import score_of
-        label = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                         for k, v in r.params.items())
-        ax.plot([e.get("epoch") for e in r.evals], [score_of(e, "top1") for e in r.evals],
-                "--" if r.state == "pruned" else "-", marker="o", ms=3,
-                label=f"#{r.number} {label}"[:60])
+
+        label = " ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.params.items()
+        )
+        ax.plot(
+            [e.get("epoch") for e in r.evals],
+            [score_of(e, "top1") for e in r.evals],
+            "--" if r.state == "pruned" else "-",
+            marker="o",
+            ms=3,
+            label=f"#{r.number} {label}"[:60],
+        )
     ax.set_xlabel("epoch"), ax.set_ylabel("top-1 (%, best of raw / EMA)"), ax.grid(alpha=0.3)
     ax.set_title(study.name, fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
 
 
-def plot_confusion(labels: np.ndarray, preds: np.ndarray, class_names: list[str], path: Path,
-                   title: str = "") -> Path:
+def plot_confusion(
+    labels: np.ndarray, preds: np.ndarray, class_names: list[str], path: Path, title: str = ""
+) -> Path:
     n = len(class_names)
     cm = np.zeros((n, n), np.int64)
     np.add.at(cm, (labels, preds), 1)
@@ -91,8 +111,15 @@ def plot_confusion(labels: np.ndarray, preds: np.ndarray, class_names: list[str]
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6,
-                            color="white" if rates[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if rates[i, j] > 0.5 else "black",
+                    )
     ax.set_xlabel("predicted"), ax.set_ylabel("true")
     acc = 100.0 * np.trace(cm) / max(cm.sum(), 1)
     ax.set_title(f"{title} (top-1 {acc:.2f}%, n={cm.sum()})", fontsize=9)
@@ -122,8 +149,9 @@ def plot_pareto(items: list[tuple[str, float, float]], path: Path, xlabel: str) 
     for name, x, y in items:
         ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     front = pareto_front(pts)
-    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "r--", lw=1,
-            label="Pareto front")
+    ax.plot(
+        [pts[i][0] for i in front], [pts[i][1] for i in front], "r--", lw=1, label="Pareto front"
+    )
     ax.set_xscale("log"), ax.set_xlabel(xlabel), ax.set_ylabel("top-1 (%)")
     ax.grid(alpha=0.3, which="both"), ax.legend(fontsize=8)
     return _save(fig, path)
@@ -147,12 +175,16 @@ def plot_history(study: StudyRecord, path: Path) -> Path | None:
     if not runs:
         return None
     from edgejax.sweep.study import score_of
+
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     minimize = study.metric == "loss"
     best, xs, bests = None, [], []
-    for state, marker, color in (("complete", "o", "tab:blue"), ("pruned", "x", "tab:orange"),
-                                 ("failed", "v", "tab:red")):
+    for state, marker, color in (
+        ("complete", "o", "tab:blue"),
+        ("pruned", "x", "tab:orange"),
+        ("failed", "v", "tab:red"),
+    ):
         sel = [r for r in runs if r.state == state]
         vals = []
         for r in sel:

@@ -5,6 +5,7 @@ The training loop saves no predictions, so they are computed here: the run's res
 ``<run>/best`` (raw or EMA, whichever evaluated better), and the result is cached as
 ``predictions.npz`` (labels, preds, class_names) beside the run or in the report folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,11 +45,15 @@ def predict_run(workdir, *, batch_size: int = 256) -> dict:
     image_size = d.eval_image_size or d.image_size or minfo["input_size"][1]
     mean = tuple(float(v) for v in (d.mean or minfo["mean"]))
     std = tuple(float(v) for v in (d.std or minfo["std"]))
-    mdef, _, _, _ = split_model(nnx.eval_shape(lambda: edgejax.create_model(
-        config.model.name, num_classes=num_classes, rngs=0)))
+    mdef, _, _, _ = split_model(
+        nnx.eval_shape(
+            lambda: edgejax.create_model(config.model.name, num_classes=num_classes, rngs=0)
+        )
+    )
     # the better of raw and EMA at the best evaluation
     use_ema = False
     from edgejax.sweep.study import read_metrics
+
     rows = read_metrics(workdir)  # a torn line (a run killed mid-write) is skipped
     evals = [r for r in rows if r.get("kind") == "eval"]
     if evals and weights.get("ema_params") is not None:
@@ -63,32 +68,46 @@ def predict_run(workdir, *, batch_size: int = 256) -> dict:
         model = merge(mdef, params, stats, model_state, train=False)
         return jnp.argmax(model(augment.normalize(images, mean, std, jnp.float32)), -1)
 
-    loader = data.make_eval_loader(src, global_batch_size=batch_size, image_size=image_size,
-                                   crop_pct=d.crop_pct or minfo["crop_pct"],
-                                   interpolation=d.interpolation or minfo["interpolation"])
+    loader = data.make_eval_loader(
+        src,
+        global_batch_size=batch_size,
+        image_size=image_size,
+        crop_pct=d.crop_pct or minfo["crop_pct"],
+        interpolation=d.interpolation or minfo["interpolation"],
+    )
     labels, preds = [], []
     for batch in loader:
         mask = np.asarray(batch["mask"]).astype(bool)
         p = np.asarray(predict(params, stats, model_state, jnp.asarray(batch["image"])))
         labels.append(np.asarray(batch["label"])[mask])
         preds.append(p[mask])
-    return {"labels": np.concatenate(labels).astype(np.int64),
-            "preds": np.concatenate(preds).astype(np.int64),
-            "class_names": list(info["class_names"]), "ema": use_ema}
+    return {
+        "labels": np.concatenate(labels).astype(np.int64),
+        "preds": np.concatenate(preds).astype(np.int64),
+        "class_names": list(info["class_names"]),
+        "ema": use_ema,
+    }
 
 
 def load_or_predict(workdir, cache_dir=None) -> dict:
     """``<run>/predictions.npz`` when present, else :func:`predict_run`, cached beside the run
     (or in ``cache_dir`` when the run folder is read-only)."""
     workdir = Path(workdir)
-    for path in (workdir / "predictions.npz",
-                 Path(cache_dir) / f"predictions_{workdir.name}.npz" if cache_dir else None):
+    for path in (
+        workdir / "predictions.npz",
+        Path(cache_dir) / f"predictions_{workdir.name}.npz" if cache_dir else None,
+    ):
         if path is not None and path.exists():
             z = np.load(path, allow_pickle=False)
-            return {"labels": z["labels"], "preds": z["preds"],
-                    "class_names": [str(c) for c in z["class_names"]]}
+            return {
+                "labels": z["labels"],
+                "preds": z["preds"],
+                "class_names": [str(c) for c in z["class_names"]],
+            }
     out = predict_run(workdir)
-    arrays = dict(labels=out["labels"], preds=out["preds"], class_names=np.array(out["class_names"]))
+    arrays = dict(
+        labels=out["labels"], preds=out["preds"], class_names=np.array(out["class_names"])
+    )
     try:
         np.savez_compressed(workdir / "predictions.npz", **arrays)
     except OSError:

@@ -1,4 +1,5 @@
 """Reading runs (training workdirs) and studies (sweep directories) back from disk / storage."""
+
 from __future__ import annotations
 
 import json
@@ -29,6 +30,7 @@ def _json(path: Path) -> Any:
 class RunRecord:
     """One training run: its config, evaluation / train rows and summary (and, for a trial, the
     study, trial number, parameters and state)."""
+
     path: Path
     name: str
     config: dict
@@ -44,7 +46,9 @@ class RunRecord:
 
     @property
     def model(self) -> str:
-        return (self.config.get("model") or {}).get("name") or (self.summary or {}).get("model", "?")
+        return (self.config.get("model") or {}).get("name") or (self.summary or {}).get(
+            "model", "?"
+        )
 
     def best(self, metric: str = "top1") -> dict | None:
         rows = [r for r in self.evals if math.isfinite(score_of(r, metric))]
@@ -71,6 +75,7 @@ class RunRecord:
 class StudyRecord:
     """One sweep: its description (sweep.json), the Optuna study (when its storage opens) and the
     runs of its trials."""
+
     path: Path
     name: str
     sweep: dict
@@ -100,8 +105,15 @@ def load_run(path: Path, name: str | None = None) -> RunRecord | None:
     evals = [by_step[s] for s in sorted(by_step)]
     trains = [r for r in rows if r.get("kind") == "train"]
     summary = _json(path / "summary.json")
-    run = RunRecord(path=path, name=name or path.name, config=config, evals=evals, trains=trains,
-                    summary=summary, time_s=(summary or {}).get("time_s"))
+    run = RunRecord(
+        path=path,
+        name=name or path.name,
+        config=config,
+        evals=evals,
+        trains=trains,
+        summary=summary,
+        time_s=(summary or {}).get("time_s"),
+    )
     trial = _json(path / "trial.json")
     if trial:
         run.study, run.number = trial.get("study"), trial.get("number")
@@ -115,6 +127,7 @@ def load_run(path: Path, name: str | None = None) -> RunRecord | None:
 def _open_optuna(url: str, name: str):
     try:
         import optuna
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return optuna.load_study(study_name=name, storage=url)
     except Exception:  # no optuna, storage unreachable, study missing: fall back to trial.json
@@ -140,7 +153,8 @@ def load_study(path: Path, storage: str | None = None) -> StudyRecord:
             if not wd.exists():  # a moved study: look beside it
                 wd = trials_dir / wd.name
             run = load_run(wd, f"{name}#{t.number}") or RunRecord(
-                path=wd, name=f"{name}#{t.number}", config={}, evals=[], trains=[], summary=None)
+                path=wd, name=f"{name}#{t.number}", config={}, evals=[], trains=[], summary=None
+            )
             run.study, run.number, run.params = name, t.number, dict(t.params)
             run.state = {"COMPLETE": "complete", "PRUNED": "pruned"}.get(t.state.name, "failed")
             run.error = t.user_attrs.get("error")
@@ -152,8 +166,9 @@ def load_study(path: Path, storage: str | None = None) -> StudyRecord:
             if run is not None and run.number is not None:
                 run.name = f"{name}#{run.number}"
                 runs[run.number] = run
-    return StudyRecord(path=path, name=name, sweep=sweep, runs=[runs[k] for k in sorted(runs)],
-                       optuna_study=study)
+    return StudyRecord(
+        path=path, name=name, sweep=sweep, runs=[runs[k] for k in sorted(runs)], optuna_study=study
+    )
 
 
 def _is_study(p: Path) -> bool:
@@ -194,7 +209,7 @@ def load_dirs(paths, storage: str | None = None) -> tuple[list[RunRecord], list[
 
 
 def recipe_of(config: dict) -> str:
-    """"baseline" (crop + flip only), "optimized" (RandAugment + Mixup/CutMix + label smoothing)
+    """ "baseline" (crop + flip only), "optimized" (RandAugment + Mixup/CutMix + label smoothing)
     or "other", read from a run's resolved config."""
     a = config.get("augment") or {}
     ra, mix = bool(a.get("rand_augment")), (a.get("mixup_alpha", 0) or a.get("cutmix_alpha", 0))

@@ -1,5 +1,6 @@
 """Markdown tables in the study's shape: runs, baseline vs optimized, the cumulative augmentation
 stack, every study's trials, and deployment figures from ``edgejax.bench`` JSON."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,16 @@ from pathlib import Path
 
 from .runs import RunRecord, StudyRecord, recipe_of
 
-__all__ = ["markdown_table", "runs_table", "recipe_table", "augment_table", "trials_table",
-           "bench_table", "load_bench", "best_by_model"]
+__all__ = [
+    "markdown_table",
+    "runs_table",
+    "recipe_table",
+    "augment_table",
+    "trials_table",
+    "bench_table",
+    "load_bench",
+    "best_by_model",
+]
 
 
 def _f(v, nd=2) -> str:
@@ -29,10 +38,21 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def runs_table(runs: list[RunRecord]) -> str:
     rows = []
     for r in runs:
-        rows.append([r.name, r.model, recipe_of(r.config), _f(r.epochs, 1), r.top1, r.top5,
-                     _f(r.time_s, 0), r.state])
-    return markdown_table(["run", "model", "recipe", "epochs", "top-1", "top-5", "time (s)",
-                           "state"], rows)
+        rows.append(
+            [
+                r.name,
+                r.model,
+                recipe_of(r.config),
+                _f(r.epochs, 1),
+                r.top1,
+                r.top5,
+                _f(r.time_s, 0),
+                r.state,
+            ]
+        )
+    return markdown_table(
+        ["run", "model", "recipe", "epochs", "top-1", "top-5", "time (s)", "state"], rows
+    )
 
 
 def best_by_model(runs: list[RunRecord]) -> dict[str, RunRecord]:
@@ -61,11 +81,27 @@ def recipe_table(runs: list[RunRecord]) -> str | None:
     for model, slot in sorted(cells.items()):
         b, o = slot.get("baseline"), slot.get("optimized")
         delta = (o.top1 - b.top1) if (b and o) else None
-        rows.append([model, b.top1 if b else None, b.top5 if b else None,
-                     o.top1 if o else None, o.top5 if o else None,
-                     None if delta is None else f"{delta:+.2f}"])
-    return markdown_table(["model", "baseline top-1", "baseline top-5", "optimized top-1",
-                           "optimized top-5", "Δ top-1"], rows)
+        rows.append(
+            [
+                model,
+                b.top1 if b else None,
+                b.top5 if b else None,
+                o.top1 if o else None,
+                o.top5 if o else None,
+                None if delta is None else f"{delta:+.2f}",
+            ]
+        )
+    return markdown_table(
+        [
+            "model",
+            "baseline top-1",
+            "baseline top-5",
+            "optimized top-1",
+            "optimized top-5",
+            "Δ top-1",
+        ],
+        rows,
+    )
 
 
 def _stack_param(study: StudyRecord):
@@ -106,22 +142,51 @@ def augment_table(studies: list[StudyRecord]) -> str | None:
         blocks.append(rows)
     if not blocks:
         return None
-    return markdown_table(["model", "augmentation (cumulative)", "top-1", "top-5", "Δ vs previous",
-                           "Δ vs baseline", "epochs", "state"], [r for b in blocks for r in b])
+    return markdown_table(
+        [
+            "model",
+            "augmentation (cumulative)",
+            "top-1",
+            "top-5",
+            "Δ vs previous",
+            "Δ vs baseline",
+            "epochs",
+            "state",
+        ],
+        [r for b in blocks for r in b],
+    )
 
 
 def trials_table(study: StudyRecord) -> str:
     names = [p["name"] for p in study.sweep.get("space", [])] or sorted(
-        {k for r in study.runs for k in r.params})
+        {k for r in study.runs for k in r.params}
+    )
     rows = []
     for r in study.runs:
         b = r.best()
-        rows.append([str(r.number), r.state] + [_f(r.params.get(n), 4) if isinstance(
-            r.params.get(n), float) else _f(r.params.get(n)) for n in names] +
-            [r.top1, r.top5, _f(b.get("epoch") if b else None, 1), _f(r.epochs, 1),
-             _f(r.time_s, 0), (r.error or "")[:80].replace("|", "/")])
-    return markdown_table(["trial", "state"] + names + ["top-1", "top-5", "best epoch",
-                                                        "epochs run", "time (s)", "error"], rows)
+        rows.append(
+            [str(r.number), r.state]
+            + [
+                _f(r.params.get(n), 4)
+                if isinstance(r.params.get(n), float)
+                else _f(r.params.get(n))
+                for n in names
+            ]
+            + [
+                r.top1,
+                r.top5,
+                _f(b.get("epoch") if b else None, 1),
+                _f(r.epochs, 1),
+                _f(r.time_s, 0),
+                (r.error or "")[:80].replace("|", "/"),
+            ]
+        )
+    return markdown_table(
+        ["trial", "state"]
+        + names
+        + ["top-1", "top-5", "best epoch", "epochs run", "time (s)", "error"],
+        rows,
+    )
 
 
 _KEYS = {
@@ -171,7 +236,30 @@ def bench_table(bench: list[dict], runs: list[RunRecord]) -> str | None:
     rows = []
     for b in bench:
         r = best.get(b["model"])
-        rows.append([b["model"], _f(b["batch"]), b["device"] or "–", b["latency"], b["fps"],
-                     b["params"], b["gflops"], b["size"], r.top1 if r else None])
-    return markdown_table(["model", "batch", "device", "latency p50 (ms)", "img/s", "params (M)",
-                           "GFLOPs", "size (MB)", "best top-1"], rows)
+        rows.append(
+            [
+                b["model"],
+                _f(b["batch"]),
+                b["device"] or "–",
+                b["latency"],
+                b["fps"],
+                b["params"],
+                b["gflops"],
+                b["size"],
+                r.top1 if r else None,
+            ]
+        )
+    return markdown_table(
+        [
+            "model",
+            "batch",
+            "device",
+            "latency p50 (ms)",
+            "img/s",
+            "params (M)",
+            "GFLOPs",
+            "size (MB)",
+            "best top-1",
+        ],
+        rows,
+    )

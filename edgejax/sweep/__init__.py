@@ -10,13 +10,45 @@
 Pieces: ``space`` (parameter helpers, conditional sampling, grids), ``config`` (sweep configs,
 trial configs), ``study`` (the Optuna study, trials, pruning, resume, failures).
 """
-from .config import (SweepConfigError, load_sweep, load_train_config, parse_overrides,
-                     sweep_config, trial_config)
-from .space import (SpaceError, categorical, cumulative, integer, loguniform, presets, uniform)
-from .study import (SweepInterrupted, SweepRunner, eval_records, open_study, read_metrics,
-                    score_of, trial_workdir)
 
-__all__ = ["SweepRunner", "SweepInterrupted", "SweepConfigError", "SpaceError", "load_sweep",
-           "load_train_config", "parse_overrides", "sweep_config", "trial_config", "categorical",
-           "cumulative", "integer", "loguniform", "presets", "uniform", "eval_records",
-           "open_study", "read_metrics", "score_of", "trial_workdir"]
+from .config import (
+    SweepConfigError,
+    load_sweep,
+    load_train_config,
+    parse_overrides,
+    sweep_config,
+    trial_config,
+)
+from .space import SpaceError, categorical, cumulative, integer, loguniform, presets, uniform
+from .study import (
+    SweepInterrupted,
+    SweepRunner,
+    eval_records,
+    open_study,
+    read_metrics,
+    score_of,
+    trial_workdir,
+)
+
+__all__ = [
+    "SweepRunner",
+    "SweepInterrupted",
+    "SweepConfigError",
+    "SpaceError",
+    "load_sweep",
+    "load_train_config",
+    "parse_overrides",
+    "sweep_config",
+    "trial_config",
+    "categorical",
+    "cumulative",
+    "integer",
+    "loguniform",
+    "presets",
+    "uniform",
+    "eval_records",
+    "open_study",
+    "read_metrics",
+    "score_of",
+    "trial_workdir",
+]

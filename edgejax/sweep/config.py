@@ -1,6 +1,7 @@
 """Sweep configs: ``configs/sweeps/<name>.py`` with ``get_config(arg)`` returning the ConfigDict
 made by :func:`sweep_config` and filled in; loading them and building each trial's training config.
 """
+
 from __future__ import annotations
 
 import ast
@@ -13,8 +14,14 @@ import ml_collections
 
 from .space import check_space, grid_space
 
-__all__ = ["sweep_config", "load_sweep", "load_train_config", "trial_config", "parse_overrides",
-           "SweepConfigError"]
+__all__ = [
+    "sweep_config",
+    "load_sweep",
+    "load_train_config",
+    "trial_config",
+    "parse_overrides",
+    "SweepConfigError",
+]
 
 SAMPLERS = ("tpe", "grid", "random")
 PRUNERS = ("none", "median", "hyperband")
@@ -28,21 +35,21 @@ class SweepConfigError(ValueError):
 def sweep_config() -> ml_collections.ConfigDict:
     """All fields of a sweep config, with defaults."""
     s = ml_collections.ConfigDict()
-    s.name = ""                # study name ("" = the config file's stem and arg)
-    s.description = ""         # one line, shown in reports
-    s.base = ""                # training config: "configs/<model>.py:<recipe>" (cwd- or repo-relative)
-    s.fixed = ()               # ((dotted key, value), ...) applied to every trial before the space
-    s.space = ()               # parameter dicts from edgejax.sweep.space
-    s.sampler = "tpe"          # tpe | grid | random
-    s.tpe_startup_trials = 5   # random trials before TPE models the space
-    s.pruner = "median"        # none | median | hyperband
-    s.pruner_startup_trials = 2    # median: trials that finish before anything is pruned
-    s.pruner_warmup_epochs = 1     # median: epochs a trial runs before it can be pruned
+    s.name = ""  # study name ("" = the config file's stem and arg)
+    s.description = ""  # one line, shown in reports
+    s.base = ""  # training config: "configs/<model>.py:<recipe>" (cwd- or repo-relative)
+    s.fixed = ()  # ((dotted key, value), ...) applied to every trial before the space
+    s.space = ()  # parameter dicts from edgejax.sweep.space
+    s.sampler = "tpe"  # tpe | grid | random
+    s.tpe_startup_trials = 5  # random trials before TPE models the space
+    s.pruner = "median"  # none | median | hyperband
+    s.pruner_startup_trials = 2  # median: trials that finish before anything is pruned
+    s.pruner_warmup_epochs = 1  # median: epochs a trial runs before it can be pruned
     s.hyperband_min_epochs = 1
     s.hyperband_reduction_factor = 3
-    s.metric = "top1"          # top1 | top5 (maximised) | loss (minimised); best of raw and EMA
-    s.n_trials = 0             # 0 = the grid size for grid, else 20
-    s.seed = 0                 # sampler seed
+    s.metric = "top1"  # top1 | top5 (maximised) | loss (minimised); best of raw and EMA
+    s.n_trials = 0  # 0 = the grid size for grid, else 20
+    s.seed = 0  # sampler seed
     return s
 
 
@@ -71,8 +78,10 @@ def _find(path: str, *roots: Path) -> Path:
     for root in roots:
         if (root / p).exists():
             return (root / p).resolve()
-    raise SweepConfigError(f"config file {path!r} not found (looked in the current directory and "
-                           f"{', '.join(str(r) for r in roots)})")
+    raise SweepConfigError(
+        f"config file {path!r} not found (looked in the current directory and "
+        f"{', '.join(str(r) for r in roots)})"
+    )
 
 
 def load_sweep(spec: str) -> ml_collections.ConfigDict:
@@ -84,8 +93,9 @@ def load_sweep(spec: str) -> ml_collections.ConfigDict:
     known = sweep_config()
     for key in s.keys():
         if key not in known:
-            raise SweepConfigError(f"sweep config {file.name}: unknown field {key!r}; known: "
-                                   f"{', '.join(known.keys())}")
+            raise SweepConfigError(
+                f"sweep config {file.name}: unknown field {key!r}; known: {', '.join(known.keys())}"
+            )
     s.unlock() if hasattr(s, "unlock") else None
     if not s.name:
         s.name = file.stem + (f"_{arg}" if arg else "")
@@ -139,6 +149,7 @@ def parse_overrides(items) -> list[tuple[str, Any]]:
 
 def _set(config, key: str, value: Any) -> None:
     from edgejax.train.config import ConfigError
+
     node = config
     *parents, leaf = key.split(".")
     try:
@@ -150,6 +161,7 @@ def _set(config, key: str, value: Any) -> None:
         import difflib
 
         from edgejax.train.config import _flat
+
         known = list(_flat(config.to_dict()))
         close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(close)}?" if close else ""
@@ -169,6 +181,7 @@ def trial_config(base: ml_collections.ConfigDict, *override_lists) -> ml_collect
     """A copy of ``base`` with each ``[(key, value), ...]`` (or dict) applied in order, validated
     against the training schema (``edgejax.train.validate``)."""
     from edgejax.train import validate
+
     c = ml_collections.ConfigDict(base.to_dict())
     for overrides in override_lists:
         items = overrides.items() if isinstance(overrides, dict) else overrides

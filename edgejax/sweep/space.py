@@ -15,12 +15,23 @@ those values (conditional spaces; parameters are sampled in order). ``presets`` 
 named bundles of overrides (the Optuna value is the label), e.g. the cumulative augmentation stack.
 ``grid=[...]`` gives the values a grid sampler tries for float / int parameters.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-__all__ = ["loguniform", "uniform", "integer", "categorical", "presets", "cumulative",
-           "check_space", "sample", "grid_space", "SpaceError"]
+__all__ = [
+    "loguniform",
+    "uniform",
+    "integer",
+    "categorical",
+    "presets",
+    "cumulative",
+    "check_space",
+    "sample",
+    "grid_space",
+    "SpaceError",
+]
 
 
 class SpaceError(ValueError):
@@ -37,40 +48,73 @@ def _param(kind: str, key: str | None, name: str | None, when, grid, **kw) -> di
     return p
 
 
-def loguniform(key: str, low: float, high: float, *, name: str | None = None,
-               when: Mapping | None = None, grid: Iterable | None = None) -> dict:
+def loguniform(
+    key: str,
+    low: float,
+    high: float,
+    *,
+    name: str | None = None,
+    when: Mapping | None = None,
+    grid: Iterable | None = None,
+) -> dict:
     """A float sampled log-uniformly in [low, high] (learning rates, weight decay)."""
     return _param("float", key, name, when, grid, low=float(low), high=float(high), log=True)
 
 
-def uniform(key: str, low: float, high: float, *, step: float | None = None,
-            name: str | None = None, when: Mapping | None = None,
-            grid: Iterable | None = None) -> dict:
+def uniform(
+    key: str,
+    low: float,
+    high: float,
+    *,
+    step: float | None = None,
+    name: str | None = None,
+    when: Mapping | None = None,
+    grid: Iterable | None = None,
+) -> dict:
     """A float sampled uniformly in [low, high] (optionally on a ``step`` lattice)."""
-    return _param("float", key, name, when, grid, low=float(low), high=float(high), log=False,
-                  step=step)
+    return _param(
+        "float", key, name, when, grid, low=float(low), high=float(high), log=False, step=step
+    )
 
 
-def integer(key: str, low: int, high: int, *, step: int = 1, log: bool = False,
-            name: str | None = None, when: Mapping | None = None,
-            grid: Iterable | None = None) -> dict:
+def integer(
+    key: str,
+    low: int,
+    high: int,
+    *,
+    step: int = 1,
+    log: bool = False,
+    name: str | None = None,
+    when: Mapping | None = None,
+    grid: Iterable | None = None,
+) -> dict:
     """An int in [low, high] (``log=True`` for batch sizes and other scale-like integers)."""
-    return _param("int", key, name, when, grid, low=int(low), high=int(high), step=int(step),
-                  log=bool(log))
+    return _param(
+        "int", key, name, when, grid, low=int(low), high=int(high), step=int(step), log=bool(log)
+    )
 
 
-def categorical(key: str, choices: Iterable, *, name: str | None = None,
-                when: Mapping | None = None) -> dict:
+def categorical(
+    key: str, choices: Iterable, *, name: str | None = None, when: Mapping | None = None
+) -> dict:
     """One of ``choices`` (None, bool, int, float or str values)."""
     return _param("categorical", key, name, when, None, choices=list(choices))
 
 
-def presets(name: str, options: Mapping[str, Mapping[str, Any]], *,
-            when: Mapping | None = None) -> dict:
+def presets(
+    name: str, options: Mapping[str, Mapping[str, Any]], *, when: Mapping | None = None
+) -> dict:
     """One of several named bundles of config overrides; the Optuna parameter is the label.
     ``options`` keeps its order (tables list the labels in that order)."""
-    return _param("presets", None, name, when, None, choices=list(options),
-                  options={k: dict(v) for k, v in options.items()})
+    return _param(
+        "presets",
+        None,
+        name,
+        when,
+        None,
+        choices=list(options),
+        options={k: dict(v) for k, v in options.items()},
+    )
 
 
 def cumulative(steps: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, dict]:
@@ -104,20 +148,25 @@ def check_space(space) -> list[dict]:
                 raise SpaceError(f"parameter {name!r}: a log range needs low > 0, got {p['low']}")
             for v in p.get("grid", ()):
                 if not p["low"] <= v <= p["high"]:
-                    raise SpaceError(f"parameter {name!r}: grid value {v} outside "
-                                     f"[{p['low']}, {p['high']}]")
+                    raise SpaceError(
+                        f"parameter {name!r}: grid value {v} outside [{p['low']}, {p['high']}]"
+                    )
         elif not p.get("choices"):
             raise SpaceError(f"parameter {name!r}: no choices")
         for cond, values in p.get("when", {}).items():
             if cond not in seen:
-                raise SpaceError(f"parameter {name!r} depends on {cond!r}, which is not an earlier "
-                                 f"parameter (known: {', '.join(seen) or 'none'})")
+                raise SpaceError(
+                    f"parameter {name!r} depends on {cond!r}, which is not an earlier "
+                    f"parameter (known: {', '.join(seen) or 'none'})"
+                )
             src = seen[cond]
             if src["type"] in ("categorical", "presets"):
                 bad = [v for v in values if v not in src["choices"]]
                 if bad:
-                    raise SpaceError(f"parameter {name!r}: condition {cond}={bad[0]!r} is not one "
-                                     f"of {src['choices']}")
+                    raise SpaceError(
+                        f"parameter {name!r}: condition {cond}={bad[0]!r} is not one "
+                        f"of {src['choices']}"
+                    )
         seen[name] = p
         out.append(p)
     return out
@@ -131,7 +180,9 @@ def sample(trial, space: list[dict]) -> tuple[dict, dict]:
     params: dict[str, Any] = {}
     overrides: dict[str, Any] = {}
     for p in space:
-        if any(params.get(cond, _MISSING) not in values for cond, values in p.get("when", {}).items()):
+        if any(
+            params.get(cond, _MISSING) not in values for cond, values in p.get("when", {}).items()
+        ):
             continue
         name, kind = p["name"], p["type"]
         if kind == "float":
@@ -154,11 +205,15 @@ def grid_space(space: list[dict]) -> dict[str, list]:
     out = {}
     for p in space:
         if p.get("when"):
-            raise SpaceError(f"parameter {p['name']!r} is conditional: the grid sampler needs an "
-                             f"unconditional space (use sampler 'tpe' or 'random')")
+            raise SpaceError(
+                f"parameter {p['name']!r} is conditional: the grid sampler needs an "
+                f"unconditional space (use sampler 'tpe' or 'random')"
+            )
         if p["type"] in ("float", "int"):
             if "grid" not in p:
-                raise SpaceError(f"parameter {p['name']!r}: the grid sampler needs grid=[...] values")
+                raise SpaceError(
+                    f"parameter {p['name']!r}: the grid sampler needs grid=[...] values"
+                )
             out[p["name"]] = list(p["grid"])
         else:
             out[p["name"]] = list(p["choices"])

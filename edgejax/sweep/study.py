@@ -12,6 +12,7 @@ failed and re-queued with the same parameters; the re-queued trial reuses the fi
 workdir, so training resumes from its last checkpoint and earlier evaluations are re-reported to
 the pruner.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,12 +26,27 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import (METRICS, SweepConfigError, default_n_trials, describe, load_train_config,
-                     study_dir_storage, trial_config)
+from .config import (
+    METRICS,
+    SweepConfigError,
+    default_n_trials,
+    describe,
+    load_train_config,
+    study_dir_storage,
+    trial_config,
+)
 from .space import grid_space, sample
 
-__all__ = ["SweepRunner", "SweepInterrupted", "read_metrics", "eval_records", "score_of",
-           "open_study", "trial_workdir", "root_number"]
+__all__ = [
+    "SweepRunner",
+    "SweepInterrupted",
+    "read_metrics",
+    "eval_records",
+    "score_of",
+    "open_study",
+    "trial_workdir",
+    "root_number",
+]
 
 TrainFn = Callable[..., dict]
 
@@ -63,9 +79,13 @@ def read_metrics(workdir) -> list[dict]:
             bad.append(i)
     if bad:
         import logging
+
         logging.getLogger("edgejax").warning(
-            "%s: skipped %d unreadable line(s): %s", path, len(bad),
-            ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else ""))
+            "%s: skipped %d unreadable line(s): %s",
+            path,
+            len(bad),
+            ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else ""),
+        )
     return rows
 
 
@@ -108,6 +128,7 @@ def trial_workdir(study_dir, number: int) -> Path:
 
 def _optuna():
     import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
@@ -119,11 +140,14 @@ def _driver_url(url: str) -> str:
     if not url.startswith("postgresql://"):
         return url
     import importlib.util
+
     for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
         if importlib.util.find_spec(module) is not None:
-            return f"postgresql+{dialect}://" + url[len("postgresql://"):]
-    raise SweepConfigError(f"--storage {_masked(url)}: no PostgreSQL driver is installed "
-                           f"(pip install 'edgejax[postgres]')")
+            return f"postgresql+{dialect}://" + url[len("postgresql://") :]
+    raise SweepConfigError(
+        f"--storage {_masked(url)}: no PostgreSQL driver is installed "
+        f"(pip install 'edgejax[postgres]')"
+    )
 
 
 def _masked(url: str) -> str:
@@ -144,22 +168,34 @@ def make_storage(url: str, heartbeat_s: int = 60):
     else:
         kw["engine_kwargs"] = {"pool_pre_ping": True}
     import inspect
+
     retry = _retry_callback(optuna)(max_retry=3)
     params = inspect.signature(optuna.storages.RDBStorage).parameters
-    key = ("heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params
-           else "failed_trial_callback")
+    key = (
+        "heartbeat_stale_trial_callback"
+        if "heartbeat_stale_trial_callback" in params
+        else "failed_trial_callback"
+    )
     try:
-        return optuna.storages.RDBStorage(_driver_url(url), heartbeat_interval=heartbeat_s,
-                                          grace_period=3 * heartbeat_s, **{key: retry}, **kw)
+        return optuna.storages.RDBStorage(
+            _driver_url(url),
+            heartbeat_interval=heartbeat_s,
+            grace_period=3 * heartbeat_s,
+            **{key: retry},
+            **kw,
+        )
     except ModuleNotFoundError as e:
-        raise SweepConfigError(f"--storage {_masked(url)}: its database driver is not "
-                               f"installed ({e})") from None
+        raise SweepConfigError(
+            f"--storage {_masked(url)}: its database driver is not installed ({e})"
+        ) from None
     except Exception as e:  # sqlalchemy's OperationalError / ArgumentError: a long message
         if type(e).__module__.split(".")[0] != "sqlalchemy":
             raise
         first = str(getattr(e, "orig", None) or e).strip().splitlines()
-        raise SweepConfigError(f"cannot open the study storage {_masked(url)}: "
-                               f"{first[0] if first else type(e).__name__}") from None
+        raise SweepConfigError(
+            f"cannot open the study storage {_masked(url)}: "
+            f"{first[0] if first else type(e).__name__}"
+        ) from None
 
 
 def make_sampler(s):
@@ -170,9 +206,13 @@ def make_sampler(s):
         sampler = optuna.samplers.RandomSampler(seed=s.seed)
     else:
         conditional = any(p.get("when") for p in s.space)
-        sampler = optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.tpe_startup_trials,
-                                             multivariate=True, group=conditional,
-                                             constant_liar=True)
+        sampler = optuna.samplers.TPESampler(
+            seed=s.seed,
+            n_startup_trials=s.tpe_startup_trials,
+            multivariate=True,
+            group=conditional,
+            constant_liar=True,
+        )
     return _seeded_per_trial(sampler, s.seed)
 
 
@@ -181,9 +221,14 @@ def _seeded_per_trial(sampler, seed: int):
     draw the same values in the same order: two workers would train the same configurations.
     Reseeding the sampler's generators from (seed, trial number) before each trial keeps a
     study reproducible and gives every trial its own draws, whatever worker runs it."""
-    rngs = [r for r in (getattr(sampler, "_rng", None),
-                        getattr(getattr(sampler, "_random_sampler", None), "_rng", None))
-            if r is not None and hasattr(r, "rng")]
+    rngs = [
+        r
+        for r in (
+            getattr(sampler, "_rng", None),
+            getattr(getattr(sampler, "_random_sampler", None), "_rng", None),
+        )
+        if r is not None and hasattr(r, "rng")
+    ]
     if not rngs:  # another Optuna's internals: keep its own seeding
         return sampler
     inner = sampler.before_trial
@@ -200,12 +245,15 @@ def _seeded_per_trial(sampler, seed: int):
 def make_pruner(s, max_epochs: int):
     optuna = _optuna()
     if s.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=s.pruner_startup_trials,
-                                           n_warmup_steps=s.pruner_warmup_epochs)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=s.pruner_startup_trials, n_warmup_steps=s.pruner_warmup_epochs
+        )
     if s.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=s.hyperband_min_epochs, max_resource=max(max_epochs, 1),
-            reduction_factor=s.hyperband_reduction_factor)
+            min_resource=s.hyperband_min_epochs,
+            max_resource=max(max_epochs, 1),
+            reduction_factor=s.hyperband_reduction_factor,
+        )
     return optuna.pruners.NopPruner()
 
 
@@ -214,9 +262,14 @@ def open_study(storage, name: str, s=None, max_epochs: int = 1):
     optuna = _optuna()
     if s is None:
         return optuna.load_study(study_name=name, storage=storage)
-    return optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                               direction=METRICS[s.metric], sampler=make_sampler(s),
-                               pruner=make_pruner(s, max_epochs))
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        load_if_exists=True,
+        direction=METRICS[s.metric],
+        sampler=make_sampler(s),
+        pruner=make_pruner(s, max_epochs),
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -249,11 +302,21 @@ class SweepRunner:
     as its ``mode``), each trial reporting its own evaluations to the pruner.
     """
 
-    def __init__(self, sweep, study_dir, *, storage: str | None = None, overrides=(),
-                 train_fn: TrainFn | None = None, keep_checkpoints: str = "best",
-                 heartbeat_s: int = 60, log: Callable[[str], None] | None = None,
-                 group_size: int = 1, group_mode: str = "auto",
-                 group_train_fn: Callable[..., list] | None = None):
+    def __init__(
+        self,
+        sweep,
+        study_dir,
+        *,
+        storage: str | None = None,
+        overrides=(),
+        train_fn: TrainFn | None = None,
+        keep_checkpoints: str = "best",
+        heartbeat_s: int = 60,
+        log: Callable[[str], None] | None = None,
+        group_size: int = 1,
+        group_mode: str = "auto",
+        group_train_fn: Callable[..., list] | None = None,
+    ):
         if keep_checkpoints not in ("best", "all", "none"):
             raise ValueError(f"keep_checkpoints {keep_checkpoints!r}: use best, all or none")
         self.sweep = sweep
@@ -276,6 +339,7 @@ class SweepRunner:
         self.max_epochs = int(math.ceil(probe.num_epochs))
         if train_fn is None:  # real training: a missing dataset fails here, not in every trial
             from edgejax.train.config import resolve_dataset
+
             resolve_dataset(probe.data.dataset)
         self.storage = make_storage(self.storage_url, heartbeat_s)
         self.study = open_study(self.storage, sweep.name, sweep, self.max_epochs)
@@ -293,9 +357,11 @@ class SweepRunner:
         if old is None:
             self.study.set_user_attr("sweep", info)
         elif any(old.get(k) != info[k] for k in ("space", "base", "fixed", "overrides")):
-            self.log(f"[sweep {self.sweep.name}] warning: the stored study was made with a "
-                     f"different base, search space or overrides; its finished trials are not "
-                     f"comparable with new ones (use a new --study-dir); continuing")
+            self.log(
+                f"[sweep {self.sweep.name}] warning: the stored study was made with a "
+                f"different base, search space or overrides; its finished trials are not "
+                f"comparable with new ones (use a new --study-dir); continuing"
+            )
             self.study.set_user_attr("sweep", info)
         path = self.study_dir / "sweep.json"
         with open(path, "w") as f:
@@ -342,8 +408,10 @@ class SweepRunner:
         optuna = _optuna()
         frozen = self.study.get_trials(deepcopy=False)[number]
         _retry_callback(optuna)()(self.study, frozen)
-        self.log(f"[sweep {self.sweep.name}] trial {number} re-queued ({why}); its workdir "
-                 f"{trial_workdir(self.study_dir, root_number(frozen)).name} resumes")
+        self.log(
+            f"[sweep {self.sweep.name}] trial {number} re-queued ({why}); its workdir "
+            f"{trial_workdir(self.study_dir, root_number(frozen)).name} resumes"
+        )
 
     # -- one trial ---------------------------------------------------------------------------
     def _prepare(self, trial):
@@ -377,8 +445,10 @@ class SweepRunner:
             trial.set_user_attr("epochs_done", epoch)
             prune = trial.should_prune()
             if prune:
-                self.log(f"[sweep {s.name}] trial {trial.number} pruned at epoch {epoch} "
-                         f"({s.metric} {value:.2f})")
+                self.log(
+                    f"[sweep {s.name}] trial {trial.number} pruned at epoch {epoch} "
+                    f"({s.metric} {value:.2f})"
+                )
             return prune
 
         return params, config, workdir, report_fn
@@ -388,8 +458,10 @@ class SweepRunner:
         trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
         trial.set_user_attr("time_s", round(time.time() - t0, 2))
         self._write_trial_json(trial, workdir, params, "failed", None)
-        self.log(f"[sweep {self.sweep.name}] trial {trial.number} FAILED after "
-                 f"{time.time() - t0:.0f}s: {type(e).__name__}: {e}")
+        self.log(
+            f"[sweep {self.sweep.name}] trial {trial.number} FAILED after "
+            f"{time.time() - t0:.0f}s: {type(e).__name__}: {e}"
+        )
 
     def _finish(self, trial, workdir, params, t0, summary) -> float:
         """Record a finished run; -> the value, or raise ``TrialPruned`` / ``RuntimeError``."""
@@ -402,14 +474,23 @@ class SweepRunner:
             raise FloatingPointError(f"non-finite loss at step {summary.get('failed_step')}")
         best = _best_eval(eval_records(workdir), s.metric)
         value = score_of(best, s.metric) if best else summary.get("best_top1")
-        attrs = {"status": status, "time_s": round(time.time() - t0, 2),
-                 "num_params": summary.get("num_params"), "model": summary.get("model"),
-                 "epochs_done": summary.get("epoch"), "group_size": summary.get("group_size"),
-                 "group_dir": summary.get("group_dir")}
+        attrs = {
+            "status": status,
+            "time_s": round(time.time() - t0, 2),
+            "num_params": summary.get("num_params"),
+            "model": summary.get("model"),
+            "epochs_done": summary.get("epoch"),
+            "group_size": summary.get("group_size"),
+            "group_dir": summary.get("group_dir"),
+        }
         if best:
-            attrs.update(best_epoch=best.get("epoch"), best_step=best.get("step"),
-                         top1=score_of(best, "top1"), top5=score_of(best, "top5"),
-                         loss=score_of(best, "loss"))
+            attrs.update(
+                best_epoch=best.get("epoch"),
+                best_step=best.get("step"),
+                top1=score_of(best, "top1"),
+                top5=score_of(best, "top5"),
+                loss=score_of(best, "loss"),
+            )
         for k, v in attrs.items():
             if v is not None:
                 trial.set_user_attr(k, _jsonable(v))
@@ -420,10 +501,11 @@ class SweepRunner:
             raise RuntimeError(f"trial {trial.number}: the run produced no evaluation")
         state = "pruned" if status == "pruned" else "complete"
         self._write_trial_json(trial, workdir, params, state, value)
-        tail = (f"pruned at epoch {attrs['epochs_done']:.0f}" if state == "pruned"
-                else "complete")
-        self.log(f"[sweep {s.name}] trial {trial.number} {tail}: {s.metric} {float(value):.2f} "
-                 f"(best epoch {attrs.get('best_epoch')}) in {attrs['time_s']:.0f}s")
+        tail = f"pruned at epoch {attrs['epochs_done']:.0f}" if state == "pruned" else "complete"
+        self.log(
+            f"[sweep {s.name}] trial {trial.number} {tail}: {s.metric} {float(value):.2f} "
+            f"(best epoch {attrs.get('best_epoch')}) in {attrs['time_s']:.0f}s"
+        )
         if state == "pruned":
             optuna = _optuna()
             raise optuna.TrialPruned(f"{s.metric} {float(value):.2f}")
@@ -431,8 +513,10 @@ class SweepRunner:
 
     def _start_log(self, trial, params, workdir, extra=""):
         c = self._counts()
-        self.log(f"[sweep {self.sweep.name}] trial {trial.number} start "
-                 f"({c['finished']}/{self.n_trials} finished){extra}: {_fmt(params)} -> {workdir}")
+        self.log(
+            f"[sweep {self.sweep.name}] trial {trial.number} start "
+            f"({c['finished']}/{self.n_trials} finished){extra}: {_fmt(params)} -> {workdir}"
+        )
 
     # -- one trial ---------------------------------------------------------------------------
     def objective(self, trial) -> float:
@@ -460,6 +544,7 @@ class SweepRunner:
         """Ask Optuna for ``n`` trials at once (batch ask / tell), train those that share group
         keys as one trial group, tell each its result. Returns how many were asked."""
         from edgejax.train.hparams import group_key
+
         optuna = _optuna()
         S = optuna.trial.TrialState
         with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize":
@@ -510,9 +595,13 @@ class SweepRunner:
             from edgejax.train import run_group as train_fn
         fns = [p[4] for p in part]
         try:
-            summaries = train_fn([p[2] for p in part], [str(p[3]) for p in part],
-                                 report_fn=lambda k, epoch, m: fns[k](epoch, m),
-                                 group_dir=str(group_dir), mode=self.group_mode)
+            summaries = train_fn(
+                [p[2] for p in part],
+                [str(p[3]) for p in part],
+                report_fn=lambda k, epoch, m: fns[k](epoch, m),
+                group_dir=str(group_dir),
+                mode=self.group_mode,
+            )
         except KeyboardInterrupt:
             for trial, *_ in part:
                 trial.set_user_attr("interrupted", True)
@@ -542,10 +631,15 @@ class SweepRunner:
     def _write_trial_json(self, trial, workdir: Path, params, state, value):
         workdir.mkdir(parents=True, exist_ok=True)
         frozen = self.study._storage.get_trial(trial._trial_id)
-        data = {"study": self.sweep.name, "number": trial.number, "state": state,
-                "value": value, "metric": self.sweep.metric,
-                "params": {k: _jsonable(v) for k, v in params.items()},
-                "user_attrs": frozen.user_attrs}
+        data = {
+            "study": self.sweep.name,
+            "number": trial.number,
+            "state": state,
+            "value": value,
+            "metric": self.sweep.metric,
+            "params": {k: _jsonable(v) for k, v in params.items()},
+            "user_attrs": frozen.user_attrs,
+        }
         with open(workdir / "trial.json", "w") as f:
             json.dump(data, f, indent=2)
 
@@ -575,25 +669,28 @@ class SweepRunner:
             remaining = self.n_trials - c["finished"] - c["running"] - c["waiting"]
             if remaining <= 0 and c["waiting"] == 0:
                 if c["running"]:
-                    self.log(f"[sweep {s.name}] {c['running']} trial(s) still running in other "
-                             f"workers; this worker is done")
+                    self.log(
+                        f"[sweep {s.name}] {c['running']} trial(s) still running in other "
+                        f"workers; this worker is done"
+                    )
                 break
             if s.sampler == "grid" and c["waiting"] == 0 and self._grid_exhausted():
                 break
             self._current_trial_id = None
             try:
                 if self.group_size > 1:
-                    ran += self._run_group(max(1, min(self.group_size,
-                                                      remaining + c["waiting"])))
+                    ran += self._run_group(max(1, min(self.group_size, remaining + c["waiting"])))
                 else:
-                    self.study.optimize(self.objective, n_trials=1, catch=(Exception,),
-                                        gc_after_trial=True)
+                    self.study.optimize(
+                        self.objective, n_trials=1, catch=(Exception,), gc_after_trial=True
+                    )
                     ran += 1
             except KeyboardInterrupt:
                 interrupted = True
                 S = optuna.trial.TrialState
                 ids = list(self._group_trial_ids) or (
-                    [self._current_trial_id] if self._current_trial_id is not None else [])
+                    [self._current_trial_id] if self._current_trial_id is not None else []
+                )
                 for tid in ids:
                     frozen = self.study._storage.get_trial(tid)
                     if frozen.state == S.RUNNING:  # a group's trials: ask/tell, not optimize
@@ -608,17 +705,30 @@ class SweepRunner:
         best = None
         try:
             b = self.study.best_trial
-            best = {"number": b.number, "value": b.value, "params": b.params,
-                    "workdir": b.user_attrs.get("workdir")}
+            best = {
+                "number": b.number,
+                "value": b.value,
+                "params": b.params,
+                "workdir": b.user_attrs.get("workdir"),
+            }
         except ValueError:
             pass
-        summary = {"study": s.name, "study_dir": str(self.study_dir), "storage": self.storage_url,
-                   "ran": ran, "interrupted": interrupted, "time_s": round(time.time() - t0, 1),
-                   **c, "best": best}
+        summary = {
+            "study": s.name,
+            "study_dir": str(self.study_dir),
+            "storage": self.storage_url,
+            "ran": ran,
+            "interrupted": interrupted,
+            "time_s": round(time.time() - t0, 1),
+            **c,
+            "best": best,
+        }
         if best:
-            self.log(f"[sweep {s.name}] {c['complete']} complete, {c['pruned']} pruned, "
-                     f"{c['failed']} failed; best trial {best['number']}: {s.metric} "
-                     f"{best['value']:.2f} {_fmt(best['params'])}")
+            self.log(
+                f"[sweep {s.name}] {c['complete']} complete, {c['pruned']} pruned, "
+                f"{c['failed']} failed; best trial {best['number']}: {s.metric} "
+                f"{best['value']:.2f} {_fmt(best['params'])}"
+            )
         return summary
 
     def _grid_exhausted(self) -> bool:
@@ -629,8 +739,11 @@ class SweepRunner:
             return False
         done = set()
         for t in self.study.get_trials(deepcopy=False):
-            if t.state.is_finished() and "grid_id" in t.system_attrs and not (
-                    t.state == optuna.trial.TrialState.FAIL and "error" not in t.user_attrs):
+            if (
+                t.state.is_finished()
+                and "grid_id" in t.system_attrs
+                and not (t.state == optuna.trial.TrialState.FAIL and "error" not in t.user_attrs)
+            ):
                 done.add(t.system_attrs["grid_id"])
         return len(done) >= len(sampler._all_grids)
 
@@ -641,6 +754,7 @@ class _Heartbeat:
 
     def __init__(self, storage, trial_ids, interval_s: int):
         import threading
+
         self._stop = threading.Event()
         self._thread = None
         if not hasattr(storage, "record_heartbeat") or not storage.get_heartbeat_interval():
@@ -668,10 +782,13 @@ class _Heartbeat:
 def _fmt(params: dict) -> str:
     def one(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
+
     return " ".join(f"{k}={one(v)}" for k, v in params.items()) or "(no parameters)"
 
 
 def _retry_callback(optuna):
     """Optuna >= 4.9 names it RetryHeartbeatStaleTrialCallback; before, RetryFailedTrialCallback."""
-    return getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
-        optuna.storages.RetryFailedTrialCallback
+    return (
+        getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+        or optuna.storages.RetryFailedTrialCallback
+    )

@@ -10,9 +10,20 @@ Pieces: ``config`` (schema, validation), ``optim`` (schedules, optimizers, decay
 (``TrainState``), ``step`` (pure train / eval steps), ``checkpoint`` (orbax), ``logging``,
 ``hparams`` (per-trial values, group keys), ``loop`` (``run``, ``run_group``).
 """
+
 from .config import ConfigError, base_config, validate
 from .loop import NonFiniteLossError, Pruned, Run, build, run, run_group
 from .state import TrainState
 
-__all__ = ["run", "run_group", "build", "Run", "Pruned", "NonFiniteLossError", "ConfigError", "base_config",
-           "validate", "TrainState"]
+__all__ = [
+    "run",
+    "run_group",
+    "build",
+    "Run",
+    "Pruned",
+    "NonFiniteLossError",
+    "ConfigError",
+    "base_config",
+    "validate",
+    "TrainState",
+]

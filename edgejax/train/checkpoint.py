@@ -9,6 +9,7 @@ the previous checkpoint as the latest.
 
 ``<workdir>/best/<step>/``: the weights only (params, batch stats, EMA), of the best evaluation.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,14 @@ class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (disk full, read-only or unwritable directory)."""
 
 
-_WRITE_FAILURES = ("RESOURCE_EXHAUSTED", "No space left", "os_error_code='28'",
-                   "Read-only file system", "Permission denied", "PERMISSION_DENIED")
+_WRITE_FAILURES = (
+    "RESOURCE_EXHAUSTED",
+    "No space left",
+    "os_error_code='28'",
+    "Read-only file system",
+    "Permission denied",
+    "PERMISSION_DENIED",
+)
 
 
 class _OrbaxNoise(logging.Filter):
@@ -48,10 +55,20 @@ def _install_log_filter() -> None:
     if not any(isinstance(f, _OrbaxNoise) for f in absl.filters):
         absl.addFilter(_OrbaxNoise())
 
+
 # ``hparams`` is not saved: it comes from the config at every start (each leaf would be one more
 # array file per checkpoint).
-_FIELDS = ("step", "params", "batch_stats", "model_state", "opt_state", "ema_params",
-           "ema_batch_stats", "rng", "active")
+_FIELDS = (
+    "step",
+    "params",
+    "batch_stats",
+    "model_state",
+    "opt_state",
+    "ema_params",
+    "ema_batch_stats",
+    "rng",
+    "active",
+)
 
 
 def _as_dict(state: TrainState, fields=_FIELDS) -> dict:
@@ -61,14 +78,22 @@ def _as_dict(state: TrainState, fields=_FIELDS) -> dict:
 def _abstract(tree):
     return jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-        tree)
+        tree,
+    )
 
 
 class Checkpointer:
     """The run's two checkpoint managers (latest N, best 1)."""
 
-    def __init__(self, workdir: str, *, keep: int = 2, keep_best: bool = True,
-                 async_save: bool = True, latest: bool = True):
+    def __init__(
+        self,
+        workdir: str,
+        *,
+        keep: int = 2,
+        keep_best: bool = True,
+        async_save: bool = True,
+        latest: bool = True,
+    ):
         self.dir = os.path.join(os.path.abspath(workdir), "checkpoints")
         self.best_dir = os.path.join(os.path.abspath(workdir), "best")
         # Several processes: save synchronously. Two managers' async saves each end in a
@@ -78,17 +103,26 @@ class Checkpointer:
         _install_log_filter()
         if latest and jax.process_index() == 0:
             _set_aside_partial_saves(self.dir)
-        opts = dict(enable_async_checkpointing=async_save, create=True,
-                    cleanup_tmp_directories=True)
+        opts = dict(
+            enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True
+        )
         # latest=False: only best/ (a trial of a group, whose latest state is the group's).
-        self.manager = ocp.CheckpointManager(
-            self.dir, options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts),
-            item_names=("state", "meta")) if latest else None
+        self.manager = (
+            ocp.CheckpointManager(
+                self.dir,
+                options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts),
+                item_names=("state", "meta"),
+            )
+            if latest
+            else None
+        )
         self.best = None
         if keep_best:
             self.best = ocp.CheckpointManager(
-                self.best_dir, options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts),
-                item_names=("state", "meta"))
+                self.best_dir,
+                options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts),
+                item_names=("state", "meta"),
+            )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step() if self.manager is not None else None
@@ -100,15 +134,19 @@ class Checkpointer:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         os.replace(os.path.join(self.dir, str(step)), dest)
         self.manager.reload()
-        print(f"edgejax.train: checkpoint step {step} in {self.dir} is unreadable ({why}); "
-              f"moved it to {dest} and resuming from the newest readable one", flush=True)
+        print(
+            f"edgejax.train: checkpoint step {step} in {self.dir} is unreadable ({why}); "
+            f"moved it to {dest} and resuming from the newest readable one",
+            flush=True,
+        )
         return dest
 
     def read_meta(self, step: int | None = None) -> dict:
         """The JSON ``meta`` of the latest (or ``step``'s) checkpoint, without its arrays."""
         step = self.manager.latest_step() if step is None else step
-        return dict(self.manager.restore(step, args=ocp.args.Composite(
-            meta=ocp.args.JsonRestore()))["meta"])
+        return dict(
+            self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        )
 
     @contextlib.contextmanager
     def _writing(self, directory: str, step: int | None):
@@ -120,33 +158,44 @@ class Checkpointer:
             text = str(e)
             if not (isinstance(e, OSError) or any(m in text for m in _WRITE_FAILURES)):
                 raise
-            why = ("no space left on device" if ("RESOURCE_EXHAUSTED" in text or
-                                                 "No space" in text or "'28'" in text)
-                   else "the directory is not writable")
+            why = (
+                "no space left on device"
+                if ("RESOURCE_EXHAUSTED" in text or "No space" in text or "'28'" in text)
+                else "the directory is not writable"
+            )
             try:
                 free = f"{shutil.disk_usage(directory).free / 2**20:.1f} MB free"
             except OSError:
                 free = "free space unknown"
             import re
+
             failed = re.search(r"/(\d+)\.orbax-checkpoint-tmp", text)
             step = int(failed.group(1)) if failed else step  # an earlier asynchronous save
-            good = [st for st in (self.manager.all_steps(read=True) if self.manager else [])
-                    if os.path.isdir(os.path.join(self.dir, str(st)))]
+            good = [
+                st
+                for st in (self.manager.all_steps(read=True) if self.manager else [])
+                if os.path.isdir(os.path.join(self.dir, str(st)))
+            ]
             last = f"step {max(good)} in {self.dir}" if good else "none"
             raise CheckpointWriteError(
                 f"could not write a checkpoint{f' of step {step}' if step is not None else ''} "
                 f"to {directory}: {why} ({free}). Last good checkpoint: {last}. Free some space "
                 f"(or give another --workdir) and run the same command again: it resumes from "
-                f"the last good checkpoint") from None
+                f"the last good checkpoint"
+            ) from None
 
     def save(self, state: TrainState, meta: dict, *, force: bool = True) -> None:
         step = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])  # a group: [K] steps
         if step in self.manager.all_steps():
             return
         with self._writing(self.dir, step):
-            self.manager.save(step, args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_as_dict(state)), meta=ocp.args.JsonSave(meta)),
-                force=force)
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(_as_dict(state)), meta=ocp.args.JsonSave(meta)
+                ),
+                force=force,
+            )
 
     def save_best(self, state: TrainState, meta: dict) -> None:
         if self.best is None:
@@ -156,22 +205,35 @@ class Checkpointer:
             return
         fields = ("step", "params", "batch_stats", "model_state", "ema_params", "ema_batch_stats")
         with self._writing(self.best_dir, step):
-            self.best.save(step, args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_as_dict(state, fields)),
-                meta=ocp.args.JsonSave(meta)), force=True)
+            self.best.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(_as_dict(state, fields)),
+                    meta=ocp.args.JsonSave(meta),
+                ),
+                force=True,
+            )
 
     def restore(self, like: TrainState, step: int | None = None) -> tuple[TrainState, dict]:
         """Restore into the shapes, dtypes and shardings of ``like`` (a freshly built state)."""
         step = self.manager.latest_step() if step is None else step
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_abstract(_as_dict(like))), meta=ocp.args.JsonRestore()))
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(_abstract(_as_dict(like))),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
         return like.replace(**restored["state"]), dict(restored["meta"])
 
     def best_meta(self) -> dict | None:
         if self.best is None or self.best.latest_step() is None:
             return None
-        return dict(self.best.restore(self.best.latest_step(), args=ocp.args.Composite(
-            meta=ocp.args.JsonRestore()))["meta"])
+        return dict(
+            self.best.restore(
+                self.best.latest_step(), args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+            )["meta"]
+        )
 
     def wait(self) -> None:
         if self.manager is not None:
@@ -206,8 +268,11 @@ def _set_aside_partial_saves(ckpt_dir: str) -> None:
             dest = _aside_path(ckpt_dir, name)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             os.replace(os.path.join(ckpt_dir, name), dest)
-            print(f"edgejax.train: {name} in {ckpt_dir} is a save that did not finish; moved "
-                  f"it to {dest}", flush=True)
+            print(
+                f"edgejax.train: {name} in {ckpt_dir} is a save that did not finish; moved "
+                f"it to {dest}",
+                flush=True,
+            )
 
 
 def describe_error(e: BaseException) -> str:
@@ -221,6 +286,7 @@ def _quiet_orbax():
     """Reading a finished run, orbax logs what a reader does not act on (a read-only manager,
     "setting create=False", a metadata file it does not need): hide its INFO / WARNING lines."""
     from absl import logging as absl_logging
+
     old = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.ERROR)
     try:
@@ -240,8 +306,11 @@ def load_weights(path: str, step: int | None = None) -> dict[str, Any]:
 
 
 def _load_weights(path: str, step: int | None) -> dict[str, Any]:
-    with ocp.CheckpointManager(os.path.abspath(path), item_names=("state", "meta"),
-                               options=ocp.CheckpointManagerOptions(read_only=True)) as mgr:
+    with ocp.CheckpointManager(
+        os.path.abspath(path),
+        item_names=("state", "meta"),
+        options=ocp.CheckpointManagerOptions(read_only=True),
+    ) as mgr:
         step = mgr.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {path}")
@@ -254,8 +323,9 @@ def _load_weights(path: str, step: int | None) -> dict[str, Any]:
         tree = getattr(tree, "item_metadata", tree)
         tree = getattr(tree, "tree", tree)
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                              tree)
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree
+        )
         return dict(jax.device_get(ckptr.restore(item, target)))
     finally:
         ckptr.close()
@@ -265,25 +335,38 @@ def _newest_readable(path: str, dirs: list[str]) -> tuple[dict, str]:
     """The weights of the newest readable step of ``dirs`` (best/ first, then checkpoints/),
     saying in one line each unreadable one it passes over; nothing is moved (a reader)."""
     import logging
+
     log = logging.getLogger("edgejax")
     tried = []
     for d in dirs:
-        steps = sorted((int(n) for n in os.listdir(d) if n.isdigit()), reverse=True) \
-            if os.path.isdir(d) else []
+        steps = (
+            sorted((int(n) for n in os.listdir(d) if n.isdigit()), reverse=True)
+            if os.path.isdir(d)
+            else []
+        )
         for step in steps:
             try:
                 return load_weights(d, step), d
             except Exception as e:  # orbax / TensorStore: missing, truncated or torn files
                 tried.append(f"{os.path.basename(d)}/{step}")
-                log.warning("%s step %d is unreadable (%s); trying an older checkpoint", d,
-                            step, describe_error(e))
+                log.warning(
+                    "%s step %d is unreadable (%s); trying an older checkpoint",
+                    d,
+                    step,
+                    describe_error(e),
+                )
     if tried:
         raise ValueError(f"no readable checkpoint in {path} (unreadable: {', '.join(tried)})")
     raise FileNotFoundError(f"no checkpoint in {path}")
 
 
-def load_model(path: str, model_name: str | None = None, *, ema: bool | None = None,
-               num_classes: int | None = None):
+def load_model(
+    path: str,
+    model_name: str | None = None,
+    *,
+    ema: bool | None = None,
+    num_classes: int | None = None,
+):
     """An eval-mode ``nnx.Module`` from a training run.
 
     ``path``: a run's workdir (its ``best/`` is used when present, else ``checkpoints/``) or one of
@@ -299,15 +382,22 @@ def load_model(path: str, model_name: str | None = None, *, ema: bool | None = N
 
     path = os.path.abspath(path)
     workdir, dirs = path, [path]
-    if os.path.isdir(os.path.join(path, "best")) or os.path.isdir(os.path.join(path, "checkpoints")):
-        dirs = [os.path.join(path, d) for d in ("best", "checkpoints")
-                if os.path.isdir(os.path.join(path, d))]
+    if os.path.isdir(os.path.join(path, "best")) or os.path.isdir(
+        os.path.join(path, "checkpoints")
+    ):
+        dirs = [
+            os.path.join(path, d)
+            for d in ("best", "checkpoints")
+            if os.path.isdir(os.path.join(path, d))
+        ]
     else:
         workdir = os.path.dirname(path)
     if model_name is None:
         cfg_path = os.path.join(workdir, "config.json")
         if not os.path.exists(cfg_path):
-            raise FileNotFoundError(f"{path}: no config.json beside the checkpoint; pass model_name")
+            raise FileNotFoundError(
+                f"{path}: no config.json beside the checkpoint; pass model_name"
+            )
         with open(cfg_path) as f:
             model_name = json.load(f)["model"]["name"]
     weights, ckpt = _newest_readable(path, dirs)
@@ -318,13 +408,20 @@ def load_model(path: str, model_name: str | None = None, *, ema: bool | None = N
     stats = (weights.get("ema_batch_stats") if use_ema else weights.get("batch_stats")) or {}
     if num_classes is None:  # the width of the classifier named by the model's ``timm_head``
         from ..registry import get_entry
+
         entry = get_entry(model_name)
-        head_path = getattr(entry.builder(entry.cfg, num_classes=1, rngs=nnx.Rngs(0), dtype=None),
-                            "timm_head", "head.fc")
+        head_path = getattr(
+            entry.builder(entry.cfg, num_classes=1, rngs=nnx.Rngs(0), dtype=None),
+            "timm_head",
+            "head.fc",
+        )
         node = params
         for part in head_path.split("."):
-            node = node.get(int(part) if part.isdigit() and int(part) in node else part, {}) \
-                if isinstance(node, dict) else {}
+            node = (
+                node.get(int(part) if part.isdigit() and int(part) in node else part, {})
+                if isinstance(node, dict)
+                else {}
+            )
         kernel = node.get("kernel") if isinstance(node, dict) else None
         num_classes = int(kernel.shape[-1]) if kernel is not None else 0
     model = create_model(model_name, num_classes=num_classes, rngs=0)

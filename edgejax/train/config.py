@@ -5,6 +5,7 @@ so the schema here is the single list of what a run can be told. ``validate`` re
 schema does not know (naming them, with the closest known key) and values out of range, before
 anything compiles.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -12,14 +13,23 @@ import os
 
 import ml_collections
 
-__all__ = ["base_config", "validate", "lr_for_batch", "data_seed", "resolve_dtype", "ConfigError", "IMAGENET_HELP"]
+__all__ = [
+    "base_config",
+    "validate",
+    "lr_for_batch",
+    "data_seed",
+    "resolve_dtype",
+    "ConfigError",
+    "IMAGENET_HELP",
+]
 
 IMAGENET_HELP = (
     "Point the run at ImageNet with one of:\n"
     "  --config.data.dataset=/path/to/imagenet       (ImageFolder: train/<wnid>/*.JPEG, val/<wnid>/*.JPEG)\n"
     "  --config.data.dataset=/path/to/arrayrecord    (prepared with edgejax.data; train/ and val/ shards)\n"
     "  --config.data.dataset=tfds:imagenet2012       (needs tensorflow-datasets and a built dataset)\n"
-    "or set the environment variable EDGEJAX_IMAGENET to one of these.")
+    "or set the environment variable EDGEJAX_IMAGENET to one of these."
+)
 
 
 class ConfigError(ValueError):
@@ -30,60 +40,69 @@ def base_config() -> ml_collections.ConfigDict:
     """All keys a training config may have, with defaults (a small CPU-friendly run)."""
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.dtype = "float32"              # compute dtype: float32 | bfloat16 | auto (parameters stay float32)
+    c.dtype = "float32"  # compute dtype: float32 | bfloat16 | auto (parameters stay float32)
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "mobilenetv3_small_050"
-    c.model.drop_rate = 0.0          # classifier dropout
-    c.model.drop_path_rate = 0.0     # stochastic depth
-    c.model.pretrained = ""          # "" = random init; a .safetensors path; "hub" = timm weights
+    c.model.drop_rate = 0.0  # classifier dropout
+    c.model.drop_path_rate = 0.0  # stochastic depth
+    c.model.pretrained = ""  # "" = random init; a .safetensors path; "hub" = timm weights
 
     c.data = ml_collections.ConfigDict()
-    c.data.dataset = "digits"        # digits | ImageFolder path | ArrayRecord dir | tfds:<name> | imagenet
+    c.data.dataset = (
+        "digits"  # digits | ImageFolder path | ArrayRecord dir | tfds:<name> | imagenet
+    )
     c.data.train_split = "train"
     c.data.eval_split = "val"
-    c.data.image_size = 0            # 0 = the model's input size
-    c.data.eval_image_size = 0       # 0 = image_size
-    c.data.crop_pct = 0.0            # 0 = the model's crop_pct
-    c.data.interpolation = ""        # "" = the model's interpolation
-    c.data.mean = ()                 # () = the model's mean
+    c.data.image_size = 0  # 0 = the model's input size
+    c.data.eval_image_size = 0  # 0 = image_size
+    c.data.crop_pct = 0.0  # 0 = the model's crop_pct
+    c.data.interpolation = ""  # "" = the model's interpolation
+    c.data.mean = ()  # () = the model's mean
     c.data.std = ()
-    c.data.scale = (0.08, 1.0)       # RandomResizedCrop area range
+    c.data.scale = (0.08, 1.0)  # RandomResizedCrop area range
     c.data.ratio = (3 / 4, 4 / 3)
     c.data.hflip = 0.5
-    c.data.workers = 0               # Grain worker processes (0 = in the main process)
-    c.data.seed = -1                 # data order and crops; -1 = seed (trials of a group share it)
+    c.data.workers = 0  # Grain worker processes (0 = in the main process)
+    c.data.seed = -1  # data order and crops; -1 = seed (trials of a group share it)
 
     c.global_batch_size = 128
     c.num_epochs = 1.0
-    c.num_steps = 0                  # > 0 overrides num_epochs
+    c.num_steps = 0  # > 0 overrides num_epochs
 
     c.optimizer = ml_collections.ConfigDict()
-    c.optimizer.name = "sgd"         # sgd | adamw | lamb | lion | rmsprop_tf
-    c.optimizer.lr = 0.1             # at batch size lr_base_batch (scaled by lr_scaling)
+    c.optimizer.name = "sgd"  # sgd | adamw | lamb | lion | rmsprop_tf
+    c.optimizer.lr = 0.1  # at batch size lr_base_batch (scaled by lr_scaling)
     c.optimizer.lr_base_batch = 512
     c.optimizer.lr_scaling = "linear"  # linear | sqrt | none
     c.optimizer.momentum = 0.9
     c.optimizer.nesterov = False
     c.optimizer.weight_decay = 0.0
-    c.optimizer.b1 = 0.9             # adamw / lamb / lion
+    c.optimizer.b1 = 0.9  # adamw / lamb / lion
     c.optimizer.b2 = 0.999
     c.optimizer.eps = 1e-8
-    c.optimizer.rms_decay = 0.9      # rmsprop_tf
+    c.optimizer.rms_decay = 0.9  # rmsprop_tf
     c.optimizer.clip_grad_norm = 0.0  # 0 = off
     c.optimizer.grad_accum_steps = 1
     # Substrings of parameter paths never decayed, in addition to every 0/1-D parameter (biases,
     # norm scales, layer scale).
-    c.optimizer.no_decay = ("attention_biases", "attention_bias", "rel_pos", "pos_embed",
-                            "layer_scale", "gamma", "cls_token")
+    c.optimizer.no_decay = (
+        "attention_biases",
+        "attention_bias",
+        "rel_pos",
+        "pos_embed",
+        "layer_scale",
+        "gamma",
+        "cls_token",
+    )
 
     c.schedule = ml_collections.ConfigDict()
-    c.schedule.name = "cosine"       # cosine | step | linear | constant
+    c.schedule.name = "cosine"  # cosine | step | linear | constant
     c.schedule.warmup_epochs = 0.0
-    c.schedule.warmup_steps = 0      # > 0 overrides warmup_epochs
+    c.schedule.warmup_steps = 0  # > 0 overrides warmup_epochs
     c.schedule.warmup_init_lr = 0.0  # absolute lr at step 0 of warmup
-    c.schedule.min_lr = 0.0          # absolute floor of cosine / linear decay
-    c.schedule.decay_epochs = 2.4    # step schedule: multiply by decay_rate every decay_epochs
+    c.schedule.min_lr = 0.0  # absolute floor of cosine / linear decay
+    c.schedule.decay_epochs = 2.4  # step schedule: multiply by decay_rate every decay_epochs
     c.schedule.decay_rate = 0.97
 
     c.augment = ml_collections.ConfigDict()
@@ -101,17 +120,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.augment.random_erasing = 0.0
 
     c.ema = ml_collections.ConfigDict()
-    c.ema.decay = 0.0                # 0 = no EMA; e.g. 0.9998
-    c.ema.warmup = True              # decay = min(decay, (1 + t) / (10 + t)), as timm's ModelEmaV3
+    c.ema.decay = 0.0  # 0 = no EMA; e.g. 0.9998
+    c.ema.warmup = True  # decay = min(decay, (1 + t) / (10 + t)), as timm's ModelEmaV3
 
     c.eval = ml_collections.ConfigDict()
-    c.eval.every_epochs = 1.0        # 0 = only at the end
-    c.eval.every_steps = 0           # > 0 overrides every_epochs
-    c.eval.batch_size = 0            # 0 = global_batch_size
-    c.eval.best_metric = "top1"      # the larger of raw / EMA top-1 picks the best checkpoint
+    c.eval.every_epochs = 1.0  # 0 = only at the end
+    c.eval.every_steps = 0  # > 0 overrides every_epochs
+    c.eval.batch_size = 0  # 0 = global_batch_size
+    c.eval.best_metric = "top1"  # the larger of raw / EMA top-1 picks the best checkpoint
 
     c.checkpoint = ml_collections.ConfigDict()
-    c.checkpoint.every_steps = 0     # 0 = at every evaluation and at the end
+    c.checkpoint.every_steps = 0  # 0 = at every evaluation and at the end
     c.checkpoint.keep = 2
     c.checkpoint.keep_best = True
     c.checkpoint.async_save = True
@@ -151,7 +170,9 @@ def validate(config) -> ml_collections.ConfigDict:
     """
     base = base_config()
     known = _flat(base.to_dict())
-    given = _flat(config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config))
+    given = _flat(
+        config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+    )
     for key in given:
         if key not in known:
             close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
@@ -179,9 +200,11 @@ def validate(config) -> ml_collections.ConfigDict:
         (c.num_epochs > 0 or c.num_steps > 0, "num_epochs or num_steps must be > 0"),
         (c.optimizer.lr >= 0, "optimizer.lr must be >= 0"),
         (c.optimizer.grad_accum_steps >= 1, "optimizer.grad_accum_steps must be >= 1"),
-        (c.global_batch_size % c.optimizer.grad_accum_steps == 0,
-         f"global_batch_size {c.global_batch_size} must be divisible by optimizer.grad_accum_steps "
-         f"{c.optimizer.grad_accum_steps}"),
+        (
+            c.global_batch_size % c.optimizer.grad_accum_steps == 0,
+            f"global_batch_size {c.global_batch_size} must be divisible by optimizer.grad_accum_steps "
+            f"{c.optimizer.grad_accum_steps}",
+        ),
         (0 <= c.ema.decay < 1, "ema.decay must be in [0, 1)"),
         (0 <= c.augment.label_smoothing < 1, "augment.label_smoothing must be in [0, 1)"),
         (c.checkpoint.keep >= 1, "checkpoint.keep must be >= 1"),
@@ -202,11 +225,14 @@ def resolve_dtype(config, log=None):
     import sys
 
     import jax
+
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cpu = jax.default_backend() == "cpu"
     if config.dtype == "bfloat16" and cpu:
-        say("edgejax.train: dtype bfloat16 on the CPU backend runs as asked; float32 is usually "
-            "about 2-3x faster there (dtype=auto picks it)")
+        say(
+            "edgejax.train: dtype bfloat16 on the CPU backend runs as asked; float32 is usually "
+            "about 2-3x faster there (dtype=auto picks it)"
+        )
     if config.dtype != "auto":
         return config
     chosen = "float32" if cpu else "bfloat16"
@@ -230,7 +256,7 @@ def lr_for_batch(config) -> float:
     if o.lr_scaling == "linear":
         return o.lr * ratio
     if o.lr_scaling == "sqrt":
-        return o.lr * ratio ** 0.5
+        return o.lr * ratio**0.5
     return o.lr
 
 
@@ -239,8 +265,10 @@ def resolve_dataset(spec: str) -> str:
     if spec == "imagenet":
         env = os.environ.get("EDGEJAX_IMAGENET", "")
         if not env:
-            raise ConfigError("This config trains on ImageNet, but no ImageNet dataset was given.\n"
-                              + IMAGENET_HELP)
+            raise ConfigError(
+                "This config trains on ImageNet, but no ImageNet dataset was given.\n"
+                + IMAGENET_HELP
+            )
         spec = env
     if not spec:
         raise ConfigError("config.data.dataset is empty.\n" + IMAGENET_HELP)

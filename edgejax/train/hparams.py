@@ -14,6 +14,7 @@ A config splits in three:
   run length, data, ...). Trials that differ there cannot share a step: :func:`check_group` names
   the key.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,41 +24,97 @@ import numpy as np
 
 from .config import ConfigError, _flat, data_seed, lr_for_batch
 
-__all__ = ["HPARAMS", "PER_TRIAL_KEYS", "Features", "hparams", "check_group", "group_key",
-           "total_steps"]
+__all__ = [
+    "HPARAMS",
+    "PER_TRIAL_KEYS",
+    "Features",
+    "hparams",
+    "check_group",
+    "group_key",
+    "total_steps",
+]
 
 HPARAMS = (
-    "peak_lr", "warmup_steps", "warmup_init_lr", "min_lr", "decay_every", "decay_rate",
-    "weight_decay", "momentum", "b1", "b2", "eps", "rms_decay", "clip_grad_norm",
-    "label_smoothing", "mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob",
-    "ra_num_ops", "ra_magnitude", "ra_magnitude_std", "ra_prob", "random_erasing",
-    "drop_path_rate", "drop_rate", "ema_decay",
+    "peak_lr",
+    "warmup_steps",
+    "warmup_init_lr",
+    "min_lr",
+    "decay_every",
+    "decay_rate",
+    "weight_decay",
+    "momentum",
+    "b1",
+    "b2",
+    "eps",
+    "rms_decay",
+    "clip_grad_norm",
+    "label_smoothing",
+    "mixup_alpha",
+    "cutmix_alpha",
+    "mix_prob",
+    "switch_prob",
+    "ra_num_ops",
+    "ra_magnitude",
+    "ra_magnitude_std",
+    "ra_prob",
+    "random_erasing",
+    "drop_path_rate",
+    "drop_rate",
+    "ema_decay",
 )
 
 # Config keys that may differ between the trials of one group (all become HPARAMS or features,
 # or only touch the host: the seed, the best-checkpoint metric).
-PER_TRIAL_KEYS = frozenset({
-    "seed", "eval.best_metric",
-    "optimizer.lr", "optimizer.lr_base_batch", "optimizer.lr_scaling", "optimizer.momentum",
-    "optimizer.weight_decay", "optimizer.b1", "optimizer.b2", "optimizer.eps",
-    "optimizer.rms_decay", "optimizer.clip_grad_norm",
-    "schedule.warmup_epochs", "schedule.warmup_steps", "schedule.warmup_init_lr",
-    "schedule.min_lr", "schedule.decay_epochs", "schedule.decay_rate",
-    "augment.rand_augment", "augment.ra_num_ops", "augment.ra_magnitude",
-    "augment.ra_magnitude_std", "augment.ra_prob", "augment.mixup_alpha", "augment.cutmix_alpha",
-    "augment.mix_prob", "augment.switch_prob", "augment.label_smoothing",
-    "augment.random_erasing", "model.drop_rate", "model.drop_path_rate", "ema.decay",
-})
+PER_TRIAL_KEYS = frozenset(
+    {
+        "seed",
+        "eval.best_metric",
+        "optimizer.lr",
+        "optimizer.lr_base_batch",
+        "optimizer.lr_scaling",
+        "optimizer.momentum",
+        "optimizer.weight_decay",
+        "optimizer.b1",
+        "optimizer.b2",
+        "optimizer.eps",
+        "optimizer.rms_decay",
+        "optimizer.clip_grad_norm",
+        "schedule.warmup_epochs",
+        "schedule.warmup_steps",
+        "schedule.warmup_init_lr",
+        "schedule.min_lr",
+        "schedule.decay_epochs",
+        "schedule.decay_rate",
+        "augment.rand_augment",
+        "augment.ra_num_ops",
+        "augment.ra_magnitude",
+        "augment.ra_magnitude_std",
+        "augment.ra_prob",
+        "augment.mixup_alpha",
+        "augment.cutmix_alpha",
+        "augment.mix_prob",
+        "augment.switch_prob",
+        "augment.label_smoothing",
+        "augment.random_erasing",
+        "model.drop_rate",
+        "model.drop_path_rate",
+        "ema.decay",
+    }
+)
 
 
 def total_steps(config, steps_per_epoch: int) -> int:
-    return int(config.num_steps) if config.num_steps > 0 else int(
-        math.ceil(config.num_epochs * steps_per_epoch))
+    return (
+        int(config.num_steps)
+        if config.num_steps > 0
+        else int(math.ceil(config.num_epochs * steps_per_epoch))
+    )
 
 
 @dataclass(frozen=True)
 class Features:
     """The parts of the train step that exist at all (static: they shape the program)."""
+
     rand_augment: bool = False
     ra_max_ops: int = 0
     random_erasing: bool = False
@@ -79,7 +136,8 @@ class Features:
             ema=any(c.ema.decay > 0 for c in configs),
             clip=any(x.clip_grad_norm > 0 for x in o),
             weight_decay=any(x.weight_decay > 0 for x in o),
-            momentum=any(x.momentum > 0 for x in o))
+            momentum=any(x.momentum > 0 for x in o),
+        )
 
 
 def hparams(config, steps_per_epoch: int, total: int) -> dict:
@@ -101,16 +159,23 @@ def hparams(config, steps_per_epoch: int, total: int) -> dict:
         "decay_rate": s.decay_rate,
         "weight_decay": o.weight_decay,
         "momentum": o.momentum,
-        "b1": o.b1, "b2": o.b2, "eps": o.eps, "rms_decay": o.rms_decay,
+        "b1": o.b1,
+        "b2": o.b2,
+        "eps": o.eps,
+        "rms_decay": o.rms_decay,
         "clip_grad_norm": o.clip_grad_norm if o.clip_grad_norm > 0 else math.inf,
         "label_smoothing": a.label_smoothing,
-        "mixup_alpha": a.mixup_alpha, "cutmix_alpha": a.cutmix_alpha,
-        "mix_prob": a.mix_prob if mixing else 0.0, "switch_prob": a.switch_prob,
+        "mixup_alpha": a.mixup_alpha,
+        "cutmix_alpha": a.cutmix_alpha,
+        "mix_prob": a.mix_prob if mixing else 0.0,
+        "switch_prob": a.switch_prob,
         "ra_num_ops": a.ra_num_ops if a.rand_augment else 0,
-        "ra_magnitude": a.ra_magnitude, "ra_magnitude_std": a.ra_magnitude_std,
+        "ra_magnitude": a.ra_magnitude,
+        "ra_magnitude_std": a.ra_magnitude_std,
         "ra_prob": a.ra_prob if a.rand_augment else 0.0,
         "random_erasing": a.random_erasing,
-        "drop_path_rate": config.model.drop_path_rate, "drop_rate": config.model.drop_rate,
+        "drop_path_rate": config.model.drop_path_rate,
+        "drop_rate": config.model.drop_rate,
         "ema_decay": config.ema.decay,
     }
     return {k: np.float32(values[k]) for k in HPARAMS}
@@ -142,5 +207,9 @@ def check_group(configs) -> None:
                     f"trial {i} cannot join the group of trial 0: {k} differs ({other[k]!r} vs "
                     f"{ref[k]!r}); trials of one group share the model, input size, batch size, "
                     f"optimizer and schedule kind, run length and data"
-                    + ("; set data.seed to share one data stream across seeds"
-                       if k == "data.seed" else ""))
+                    + (
+                        "; set data.seed to share one data stream across seeds"
+                        if k == "data.seed"
+                        else ""
+                    )
+                )

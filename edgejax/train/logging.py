@@ -3,6 +3,7 @@
 
 Only process 0 writes; other processes get a logger that does nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,17 @@ class MetricLogger:
     """``log(kind, step, metrics)`` appends ``{"kind", "step", "time", **metrics}`` to
     ``metrics.jsonl`` and writes scalars ``<kind>/<name>`` to TensorBoard."""
 
-    def __init__(self, workdir: str, *, total_steps: int, start_step: int = 0,
-                 global_batch_size: int = 0, tensorboard: bool = True, progress: bool = True,
-                 active: bool = True):
+    def __init__(
+        self,
+        workdir: str,
+        *,
+        total_steps: int,
+        start_step: int = 0,
+        global_batch_size: int = 0,
+        tensorboard: bool = True,
+        progress: bool = True,
+        active: bool = True,
+    ):
         self.active = active
         self.total_steps, self.batch = total_steps, global_batch_size
         self._jsonl = self._tb = self._bar = None
@@ -48,16 +57,29 @@ class MetricLogger:
             self._tb = _tb_writer(os.path.join(workdir, "tb"))
         if progress:
             from tqdm import tqdm
-            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                             file=sys.stderr, mininterval=1.0, smoothing=0.1)
+
+            self._bar = tqdm(
+                total=total_steps,
+                initial=start_step,
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                mininterval=1.0,
+                smoothing=0.1,
+            )
         self._t0, self._s0 = time.perf_counter(), start_step
 
     def log(self, kind: str, step: int, metrics: dict) -> None:
         if not self.active:
             return
         row = {"kind": kind, "step": int(step), "time": round(time.time(), 3)}
-        row.update({k: (_clean(v) if isinstance(v, (int, float)) or hasattr(v, "dtype") else v)
-                    for k, v in metrics.items() if k not in row})
+        row.update(
+            {
+                k: (_clean(v) if isinstance(v, (int, float)) or hasattr(v, "dtype") else v)
+                for k, v in metrics.items()
+                if k not in row
+            }
+        )
         self._jsonl.write(json.dumps(row) + "\n")
         if self._tb is not None:
             for k, v in row.items():
@@ -70,8 +92,12 @@ class MetricLogger:
             return
         dt = time.perf_counter() - self._t0
         ips = (step - self._s0) * self.batch / dt if dt > 0 else 0.0
-        self._bar.set_postfix(loss=f"{metrics.get('loss', float('nan')):.4f}",
-                              lr=f"{metrics.get('lr', 0.0):.3g}", img_s=f"{ips:.0f}", refresh=False)
+        self._bar.set_postfix(
+            loss=f"{metrics.get('loss', float('nan')):.4f}",
+            lr=f"{metrics.get('lr', 0.0):.3g}",
+            img_s=f"{ips:.0f}",
+            refresh=False,
+        )
         self._bar.update(step - self._bar.n)
 
     def reset_rate(self, step: int) -> None:

@@ -5,6 +5,7 @@ Everything around the jitted step lives here: data, the mesh and shardings, eval
 checkpoints, logging, preemption (SIGTERM) and stopping (or, in a group, freezing) on a
 non-finite loss.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,9 +49,11 @@ def _host(tree):
 
 def _replicate(tree, sharding):
     """Host arrays (identical on every process) -> global arrays laid out with ``sharding``."""
+
     def put(x):
         x = np.asarray(x)
         return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
     return jax.tree.map(put, tree)
 
 
@@ -76,9 +79,18 @@ class Run:
     what the step computes (default: the config's own; a group passes the union of its trials').
     """
 
-    def __init__(self, config, *, num_classes: int, steps_per_epoch: int, total_steps: int,
-                 devices=None, features: Features | None = None):
+    def __init__(
+        self,
+        config,
+        *,
+        num_classes: int,
+        steps_per_epoch: int,
+        total_steps: int,
+        devices=None,
+        features: Features | None = None,
+    ):
         import edgejax
+
         if config.dtype == "auto":
             config = resolve_dtype(config, print_once())
         self.config = config
@@ -98,12 +110,16 @@ class Run:
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
         n = len(devices)
         if config.global_batch_size % n:
-            raise ConfigError(f"global_batch_size {config.global_batch_size} must be divisible by "
-                              f"the {n} devices of the mesh")
+            raise ConfigError(
+                f"global_batch_size {config.global_batch_size} must be divisible by "
+                f"the {n} devices of the mesh"
+            )
         micro = config.global_batch_size // config.optimizer.grad_accum_steps
         if micro % n:
-            raise ConfigError(f"micro-batch {micro} (global_batch_size / grad_accum_steps) must be "
-                              f"divisible by the {n} devices")
+            raise ConfigError(
+                f"micro-batch {micro} (global_batch_size / grad_accum_steps) must be "
+                f"divisible by the {n} devices"
+            )
 
         kwargs = {}
         if config.model.drop_rate:
@@ -117,10 +133,19 @@ class Run:
         self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
 
         def make_model(seed=None):
-            rngs = int(config.seed) if seed is None else nnx.Rngs(
-                params=jax.random.key(seed), dropout=jax.random.key(seed + 1))
-            return edgejax.create_model(config.model.name, num_classes=num_classes,
-                                        pretrained=pretrained, rngs=rngs, dtype=dtype, **kwargs)
+            rngs = (
+                int(config.seed)
+                if seed is None
+                else nnx.Rngs(params=jax.random.key(seed), dropout=jax.random.key(seed + 1))
+            )
+            return edgejax.create_model(
+                config.model.name,
+                num_classes=num_classes,
+                pretrained=pretrained,
+                rngs=rngs,
+                dtype=dtype,
+                **kwargs,
+            )
 
         ema = self.features.ema
         hp0 = self.hparams(config)
@@ -131,9 +156,10 @@ class Run:
             self.model_def, params, batch_stats, model_state = split_model(make_model())
             self.tx = make_optimizer(config, params, self.features)
             weights = _replicate((params, batch_stats, model_state), self.replicated)
-            init = jax.jit(lambda w, seed, hp: init_train_state(*w, self.tx, seed=seed, ema=ema,
-                                                                hparams=hp),
-                           out_shardings=self.replicated)
+            init = jax.jit(
+                lambda w, seed, hp: init_train_state(*w, self.tx, seed=seed, ema=ema, hparams=hp),
+                out_shardings=self.replicated,
+            )
             self._init = lambda seed, hp: init(weights, seed, hp)
         else:
             # Build the model inside one jit: one compilation instead of one per initializer op
@@ -149,20 +175,26 @@ class Run:
         self.schedule = make_schedule(config, steps_per_epoch, total_steps)
         self.state: TrainState = self.init_state(config)
 
-        step_fn = make_train_step(config, self.model_def, self.tx, total_steps, self.mean,
-                                  self.std, self.features)
+        step_fn = make_train_step(
+            config, self.model_def, self.tx, total_steps, self.mean, self.std, self.features
+        )
         r, b = self.replicated, self.batch_sharding
-        self.train_step = jax.jit(step_fn, in_shardings=(r, b), out_shardings=(r, r),
-                                  donate_argnums=(0,))
+        self.train_step = jax.jit(
+            step_fn, in_shardings=(r, b), out_shardings=(r, r), donate_argnums=(0,)
+        )
         eval_fn = make_eval_step(config, self.model_def, self.mean, self.std)
         self.eval_step = jax.jit(eval_fn, in_shardings=(r, r, r, b), out_shardings=r)
         # A trial group in one program: the state (and so the hyperparameters) carry a leading
         # trial axis, the batch is shared.
-        self.group_train_step = jax.jit(jax.vmap(step_fn, in_axes=(0, None)),
-                                        in_shardings=(r, b), out_shardings=(r, r),
-                                        donate_argnums=(0,))
-        self.group_eval_step = jax.jit(jax.vmap(eval_fn, in_axes=(0, 0, 0, None)),
-                                       in_shardings=(r, r, r, b), out_shardings=r)
+        self.group_train_step = jax.jit(
+            jax.vmap(step_fn, in_axes=(0, None)),
+            in_shardings=(r, b),
+            out_shardings=(r, r),
+            donate_argnums=(0,),
+        )
+        self.group_eval_step = jax.jit(
+            jax.vmap(eval_fn, in_axes=(0, 0, 0, None)), in_shardings=(r, r, r, b), out_shardings=r
+        )
 
     def hparams(self, config) -> dict:
         """``config``'s per-trial values for this run's length (float32 numpy scalars)."""
@@ -174,27 +206,37 @@ class Run:
 
     def put_batch(self, batch: dict) -> dict:
         """Process-local numpy batch -> global arrays sharded over the ``data`` axis."""
-        return {k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(v))
-                for k, v in batch.items()}
+        return {
+            k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(v))
+            for k, v in batch.items()
+        }
 
 
 def print_once():
     """A logger that prints each distinct line once (K trials, one message)."""
     import sys
+
     seen = set()
 
     def say(msg):
         if msg not in seen and jax.process_index() == 0:
             seen.add(msg)
             print(msg, file=sys.stderr, flush=True)
+
     return say
 
 
-def build(config, *, num_classes: int, steps_per_epoch: int = 100, total_steps: int = 100,
-          devices=None) -> Run:
+def build(
+    config, *, num_classes: int, steps_per_epoch: int = 100, total_steps: int = 100, devices=None
+) -> Run:
     """Validate ``config`` and build model, optimizer, state and jitted steps (no data)."""
-    return Run(resolve_dtype(validate(config), print_once()), num_classes=num_classes, steps_per_epoch=steps_per_epoch,
-               total_steps=total_steps, devices=devices)
+    return Run(
+        resolve_dtype(validate(config), print_once()),
+        num_classes=num_classes,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        devices=devices,
+    )
 
 
 class _Preemption:
@@ -234,8 +276,9 @@ def _stack(trees):
 class _Trial:
     """One trial's host side: its config, workdir, logger, best checkpoint and bookkeeping."""
 
-    def __init__(self, index, config, workdir, *, spe, total, start, is_main, progress,
-                 ckpt: Checkpointer):
+    def __init__(
+        self, index, config, workdir, *, spe, total, start, is_main, progress, ckpt: Checkpointer
+    ):
         self.index, self.config, self.workdir = index, config, workdir
         self.ckpt = ckpt
         self.ema = config.ema.decay > 0
@@ -244,14 +287,23 @@ class _Trial:
         self.best = {"score": -math.inf, "top1": None, "step": None, "epoch": None}
         self.last_eval: dict = {}
         self.window: list[dict] = []
-        self.logger = MetricLogger(workdir, total_steps=total, start_step=start,
-                                   global_batch_size=int(config.global_batch_size),
-                                   tensorboard=config.log.tensorboard, progress=progress,
-                                   active=is_main)
+        self.logger = MetricLogger(
+            workdir,
+            total_steps=total,
+            start_step=start,
+            global_batch_size=int(config.global_batch_size),
+            tensorboard=config.log.tensorboard,
+            progress=progress,
+            active=is_main,
+        )
 
     def record(self) -> dict:
-        return {"status": self.status, "failed_step": self.failed_step, "best": self.best,
-                "last_eval": self.last_eval}
+        return {
+            "status": self.status,
+            "failed_step": self.failed_step,
+            "best": self.best,
+            "last_eval": self.last_eval,
+        }
 
     def load(self, rec: dict) -> None:
         self.status, self.failed_step = rec["status"], rec.get("failed_step")
@@ -286,9 +338,14 @@ class _Group:
         if mode == "vmap":
             self.state = self._place(states if isinstance(states, TrainState) else _stack(states))
         else:
-            self.states = [self._place(s) for s in (
-                states if isinstance(states, (list, tuple)) else
-                [_slice(states, i) for i in range(len(members))])]
+            self.states = [
+                self._place(s)
+                for s in (
+                    states
+                    if isinstance(states, (list, tuple))
+                    else [_slice(states, i) for i in range(len(members))]
+                )
+            ]
 
     def _place(self, tree):
         # Every leaf laid out as the step's outputs are (replicated on the mesh): an array
@@ -352,8 +409,9 @@ class _Group:
                 st = self.state
                 out = {"": r.group_eval_step(st.params, st.batch_stats, st.model_state, batch)}
                 if ema:
-                    out["ema_"] = r.group_eval_step(st.ema_params, st.ema_batch_stats,
-                                                    st.model_state, batch)
+                    out["ema_"] = r.group_eval_step(
+                        st.ema_params, st.ema_batch_stats, st.model_state, batch
+                    )
                 out = {f"{p}{k}": v for p, sums in out.items() for k, v in sums.items()}
             else:
                 per = {}
@@ -361,8 +419,9 @@ class _Group:
                     st = self.trial_state(k)
                     o = {"": r.eval_step(st.params, st.batch_stats, st.model_state, batch)}
                     if trials[k].ema:
-                        o["ema_"] = r.eval_step(st.ema_params, st.ema_batch_stats,
-                                                st.model_state, batch)
+                        o["ema_"] = r.eval_step(
+                            st.ema_params, st.ema_batch_stats, st.model_state, batch
+                        )
                     per[k] = {f"{p}{n}": v for p, sums in o.items() for n, v in sums.items()}
                 out = per
             totals = out if not totals else jax.tree.map(jnp.add, totals, out)
@@ -405,8 +464,14 @@ def run(config, workdir: str, *, report_fn: Callable[[int, dict], bool] | None =
     return _train([config], [workdir], report_fn=fn, mode="sequential", group_dir=None)[0]
 
 
-def run_group(configs, workdirs, *, report_fn: Callable[[int, int, dict], bool] | None = None,
-              mode: str = "auto", group_dir: str | None = None) -> list[dict]:
+def run_group(
+    configs,
+    workdirs,
+    *,
+    report_fn: Callable[[int, int, dict], bool] | None = None,
+    mode: str = "auto",
+    group_dir: str | None = None,
+) -> list[dict]:
     """Train (or resume) K trials of one model, input size, batch size and optimizer kind at once.
 
     The trials share one input pipeline (each batch is decoded once, from the first trial's data
@@ -434,6 +499,7 @@ def run_group(configs, workdirs, *, report_fn: Callable[[int, int, dict], bool] 
         names = "+".join(os.path.basename(w) for w in workdirs)
         if len(names) > 80:
             import hashlib
+
             names = hashlib.sha1(names.encode()).hexdigest()[:12]
         group_dir = os.path.join(os.path.dirname(workdirs[0]), f"group_{names}")
     group_dir = os.path.abspath(os.fspath(group_dir))
@@ -460,7 +526,9 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
     num_classes = int(train_info["num_classes"])
     gbs = int(config.global_batch_size)
     spe = data.steps_per_epoch(len(train_src), gbs)
-    total = int(config.num_steps) if config.num_steps > 0 else int(math.ceil(config.num_epochs * spe))
+    total = (
+        int(config.num_steps) if config.num_steps > 0 else int(math.ceil(config.num_epochs * spe))
+    )
     if config.eval.every_steps > 0:
         eval_every = int(config.eval.every_steps)
     elif config.eval.every_epochs > 0:
@@ -487,16 +555,23 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
         if not solo:
             os.makedirs(group_dir, exist_ok=True)
 
-    r = Run(config, num_classes=num_classes, steps_per_epoch=spe, total_steps=total,
-            features=Features.of(configs))
+    r = Run(
+        config,
+        num_classes=num_classes,
+        steps_per_epoch=spe,
+        total_steps=total,
+        features=Features.of(configs),
+    )
     opts = dict(keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
     if solo:
         ckpt = Checkpointer(workdirs[0], keep_best=config.checkpoint.keep_best, **opts)
         best_ckpts = [ckpt]
     else:
         ckpt = Checkpointer(group_dir, keep_best=False, **opts)
-        best_ckpts = [Checkpointer(w, latest=False, keep_best=c.checkpoint.keep_best, **opts)
-                      for c, w in zip(configs, workdirs)]
+        best_ckpts = [
+            Checkpointer(w, latest=False, keep_best=c.checkpoint.keep_best, **opts)
+            for c, w in zip(configs, workdirs)
+        ]
 
     members = list(range(K))
     records = None
@@ -511,15 +586,16 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
                     members = list(meta0.get("members", members))
                     records = meta0.get("trials")
                     if records is not None and len(records) != K:
-                        raise ConfigError(f"{group_dir} holds a group of {len(records)} "
-                                          f"trials, not {K}: pass another group_dir")
+                        raise ConfigError(
+                            f"{group_dir} holds a group of {len(records)} "
+                            f"trials, not {K}: pass another group_dir"
+                        )
             # Run built trial 0's state already; the others start from their own seeds.
             states = [r.state if k == 0 else r.init_state(configs[k]) for k in members]
             if step0 is not None:
                 like = states[0] if solo else _stack(states)
                 restored, meta0 = ckpt.restore(like, step0)
-                states = [restored] if solo else [_slice(restored, i)
-                                                  for i in range(len(members))]
+                states = [restored] if solo else [_slice(restored, i) for i in range(len(members))]
             break
         except ConfigError:
             raise
@@ -527,61 +603,114 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
             if step0 is None:
                 raise
             from .checkpoint import describe_error
+
             if re.search(r"shape.*(not compatible|mismatch)|structure", str(e), re.I | re.S):
                 raise ConfigError(  # a readable checkpoint of another config: left in place
                     f"checkpoint step {step0} in {ckpt.dir} does not fit this config "
-                    f"({describe_error(e)}): give another --workdir") from None
+                    f"({describe_error(e)}): give another --workdir"
+                ) from None
             ckpt.set_aside(step0, describe_error(e))
     if had_checkpoints and ckpt.latest_step() is None:
         raise ConfigError(
             f"no readable checkpoint is left in {ckpt.dir} (the unreadable ones are in "
             f"{ckpt.dir}.damaged): run the command again to start this run afresh, or give "
-            f"another --workdir")
+            f"another --workdir"
+        )
     group = _Group(r, mode, members, states)
     group.set_hparams([r.hparams(configs[k]) for k in members])
     start = group.step_count() if members else 0
 
     progress_here = solo or K == 1
-    trials = {k: _Trial(k, configs[k], workdirs[k], spe=spe, total=total, start=start,
-                        is_main=is_main, progress=bool(configs[k].log.progress and progress_here),
-                        ckpt=best_ckpts[k]) for k in range(K)}
+    trials = {
+        k: _Trial(
+            k,
+            configs[k],
+            workdirs[k],
+            spe=spe,
+            total=total,
+            start=start,
+            is_main=is_main,
+            progress=bool(configs[k].log.progress and progress_here),
+            ckpt=best_ckpts[k],
+        )
+        for k in range(K)
+    }
     if ckpt.latest_step() is not None:
         if solo:
-            trials[0].load({"status": "running", "best": meta0.get("best", {}),
-                            "last_eval": meta0.get("last_eval", {})})
+            trials[0].load(
+                {
+                    "status": "running",
+                    "best": meta0.get("best", {}),
+                    "last_eval": meta0.get("last_eval", {}),
+                }
+            )
         elif records is not None:
             for k, rec in enumerate(records):
                 trials[k].load(rec)
     # A group's own progress bar and log (mean loss over the running trials).
-    glog = trials[0].logger if solo else MetricLogger(
-        group_dir, total_steps=total, start_step=start, global_batch_size=gbs * K,
-        tensorboard=False, progress=config.log.progress, active=is_main)
+    glog = (
+        trials[0].logger
+        if solo
+        else MetricLogger(
+            group_dir,
+            total_steps=total,
+            start_step=start,
+            global_batch_size=gbs * K,
+            tensorboard=False,
+            progress=config.log.progress,
+            active=is_main,
+        )
+    )
     running = {k for k in members if trials[k].status in ("running", "preempted")}
     for k in running:
         trials[k].status = "running"
     if start:
-        glog.write(f"edgejax.train: resuming {group_dir or workdirs[0]} at step {start} "
-                   f"(epoch {start / spe:.2f})")
+        glog.write(
+            f"edgejax.train: resuming {group_dir or workdirs[0]} at step {start} "
+            f"(epoch {start / spe:.2f})"
+        )
     d = config.data
     train_loader = data.make_train_loader(
-        train_src, global_batch_size=gbs, image_size=r.image_size, seed=data_seed(config),
-        start_step=start, workers=d.workers, scale=tuple(d.scale), ratio=tuple(d.ratio),
-        hflip=d.hflip, interpolation=r.interpolation, sharding=r.batch_sharding)
+        train_src,
+        global_batch_size=gbs,
+        image_size=r.image_size,
+        seed=data_seed(config),
+        start_step=start,
+        workers=d.workers,
+        scale=tuple(d.scale),
+        ratio=tuple(d.ratio),
+        hflip=d.hflip,
+        interpolation=r.interpolation,
+        sharding=r.batch_sharding,
+    )
     eval_bs = int(config.eval.batch_size) or gbs
     eval_bs = int(math.ceil(eval_bs / jax.device_count()) * jax.device_count())
     eval_loader = data.make_eval_loader(
-        eval_src, global_batch_size=eval_bs, image_size=r.eval_image_size, crop_pct=r.crop_pct,
-        interpolation=r.interpolation, workers=d.workers, sharding=r.batch_sharding)
+        eval_src,
+        global_batch_size=eval_bs,
+        image_size=r.eval_image_size,
+        crop_pct=r.crop_pct,
+        interpolation=r.interpolation,
+        workers=d.workers,
+        sharding=r.batch_sharding,
+    )
 
     def meta(step, t: _Trial | None = None):
-        m = {"step": step, "epoch": step / spe, "data_position": step * gbs,
-             "global_batch_size": gbs, "seed": int(config.seed),
-             "data_seed": data_seed(config)}
+        m = {
+            "step": step,
+            "epoch": step / spe,
+            "data_position": step * gbs,
+            "global_batch_size": gbs,
+            "seed": int(config.seed),
+            "data_seed": data_seed(config),
+        }
         if solo or t is not None:
             t = t or trials[0]
             m.update(best=t.best, last_eval=t.last_eval)
         if not solo:
-            m.update(members=group.members, mode=mode, trials=[trials[k].record() for k in range(K)])
+            m.update(
+                members=group.members, mode=mode, trials=[trials[k].record() for k in range(K)]
+            )
         return m
 
     def save(step):
@@ -596,12 +725,13 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
 
     def fail(k: int, s: int, host: dict):
         t = trials[k]
-        msg = (f"non-finite loss at step {s} (loss={host['loss']}, "
-               f"grad_norm={host['grad_norm']})")
+        msg = f"non-finite loss at step {s} (loss={host['loss']}, grad_norm={host['grad_norm']})"
         if solo:
             ckpt.wait()
-            raise NonFiniteLossError(f"{msg}; stopping. The last good checkpoint is step "
-                                     f"{ckpt.latest_step()} in {ckpt.dir}")
+            raise NonFiniteLossError(
+                f"{msg}; stopping. The last good checkpoint is step "
+                f"{ckpt.latest_step()} in {ckpt.dir}"
+            )
         t.status, t.failed_step = "failed", s
         running.discard(k)
         glog.write(f"edgejax.train: trial {k} ({t.workdir}): {msg}; frozen, the others go on")
@@ -625,8 +755,12 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
             trials[k].window.append(host)
             losses.append(host)
         if losses:
-            glog.progress(s, losses[0] if solo else {
-                "loss": float(np.mean([h["loss"] for h in losses])), "lr": losses[0]["lr"]})
+            glog.progress(
+                s,
+                losses[0]
+                if solo
+                else {"loss": float(np.mean([h["loss"] for h in losses])), "lr": losses[0]["lr"]},
+            )
 
     def stop_trial(k: int, status: str):
         running.discard(k)
@@ -653,7 +787,8 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
                     ckpt.wait()
                     raise data.DataWorkerError(
                         f"{e}. Saved step {step} in {ckpt.dir}: run the same command again to "
-                        f"resume") from None
+                        f"resume"
+                    ) from None
                 metrics = group.step(batch, running)
                 flush()  # the previous step's metrics, while this one runs
                 step += 1
@@ -682,9 +817,11 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
                     new_skips = train_loader.stats["skipped"] - train_skips_said
                     if new_skips or eval_skipped:
                         train_skips_said += new_skips
-                        glog.write(f"edgejax.train: unreadable records skipped: {new_skips} in "
-                                   f"training since the last evaluation (each replaced by another "
-                                   f"record), {eval_skipped} in this evaluation (not scored)")
+                        glog.write(
+                            f"edgejax.train: unreadable records skipped: {new_skips} in "
+                            f"training since the last evaluation (each replaced by another "
+                            f"record), {eval_skipped} in this evaluation (not scored)"
+                        )
                     for k, res in results.items():
                         t = trials[k]
                         res.update(step=step, epoch=epoch)
@@ -694,12 +831,18 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
                         t.logger.log("eval", step, res)
                         ema_txt = f", EMA top-1 {res['ema_top1']:.2f}" if "ema_top1" in res else ""
                         who = "" if solo else f"trial {k}: "
-                        glog.write(f"{who}step {step} epoch {epoch:.2f}: top-1 {res['top1']:.2f} "
-                                   f"top-5 {res['top5']:.2f} loss {res['loss']:.4f}{ema_txt}")
+                        glog.write(
+                            f"{who}step {step} epoch {epoch:.2f}: top-1 {res['top1']:.2f} "
+                            f"top-5 {res['top5']:.2f} loss {res['loss']:.4f}{ema_txt}"
+                        )
                         score = _score(res, t.config.eval.best_metric)
                         if score > t.best["score"]:
-                            t.best.update(score=score, step=step, epoch=epoch,
-                                          top1=max(res["top1"], res.get("ema_top1", -1.0)))
+                            t.best.update(
+                                score=score,
+                                step=step,
+                                epoch=epoch,
+                                top1=max(res["top1"], res.get("ema_top1", -1.0)),
+                            )
                             improved.append(k)
                     for k in list(results):
                         if report_fn is None:
@@ -741,27 +884,45 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
             t.status = "completed"
         best = t.best
         summary = {
-            "status": t.status, "step": t.failed_step or step, "epoch": (t.failed_step or step) / spe,
-            "total_steps": total, "steps_per_epoch": spe, "best_top1": best["top1"],
-            "best_epoch": best["epoch"], "best_step": best["step"], "last_eval": t.last_eval,
-            "workdir": t.workdir, "model": config.model.name, "num_params": num_params,
-            "time_s": round(elapsed, 2), "compile_s": round(compiled_at or 0.0, 2),
+            "status": t.status,
+            "step": t.failed_step or step,
+            "epoch": (t.failed_step or step) / spe,
+            "total_steps": total,
+            "steps_per_epoch": spe,
+            "best_top1": best["top1"],
+            "best_epoch": best["epoch"],
+            "best_step": best["step"],
+            "last_eval": t.last_eval,
+            "workdir": t.workdir,
+            "model": config.model.name,
+            "num_params": num_params,
+            "time_s": round(elapsed, 2),
+            "compile_s": round(compiled_at or 0.0, 2),
             # records that could not be read or decoded (this process, since it started)
-            "skipped_records": {"train": train_loader.stats["skipped"],
-                                "eval": eval_loader.stats["skipped"]},
+            "skipped_records": {
+                "train": train_loader.stats["skipped"],
+                "eval": eval_loader.stats["skipped"],
+            },
         }
         if not solo:
-            summary.update(trial=k, failed_step=t.failed_step, group_dir=group_dir,
-                           group_size=K, group_mode=mode)
+            summary.update(
+                trial=k,
+                failed_step=t.failed_step,
+                group_dir=group_dir,
+                group_size=K,
+                group_mode=mode,
+            )
         summaries.append(summary)
         if is_main:
             with open(os.path.join(t.workdir, "summary.json"), "w") as f:
                 json.dump(summary, f, indent=2)
             top = "n/a" if best["top1"] is None else f"{best['top1']:.2f}"
             who = "" if solo else f"trial {k} "
-            print(f"edgejax.train: {who}{t.status} {config.model.name} step {summary['step']}/"
-                  f"{total} in {elapsed:.0f}s; best top-1 {top} (epoch {best['epoch']})",
-                  flush=True)
+            print(
+                f"edgejax.train: {who}{t.status} {config.model.name} step {summary['step']}/"
+                f"{total} in {elapsed:.0f}s; best top-1 {top} (epoch {best['epoch']})",
+                flush=True,
+            )
     return summaries
 
 
@@ -785,8 +946,9 @@ def _check_writable(workdir: str) -> None:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise ConfigError(f"workdir {workdir} is not writable ({e.strerror or e}): give another "
-                          f"--workdir") from None
+        raise ConfigError(
+            f"workdir {workdir} is not writable ({e.strerror or e}): give another --workdir"
+        ) from None
 
 
 def _has_checkpoint(workdir: str) -> bool:
@@ -800,6 +962,7 @@ def _check_workdir(config, workdir: str, class_names: list[str]) -> None:
     into (another model, class count, optimizer or EMA state): a ConfigError naming the keys,
     before anything compiles."""
     from .config import _flat
+
     path = os.path.join(workdir, "config.json")
     if not (os.path.exists(path) and _has_checkpoint(workdir)):
         return
@@ -809,9 +972,14 @@ def _check_workdir(config, workdir: str, class_names: list[str]) -> None:
     except (OSError, ValueError):
         return  # a torn config.json: the checkpoints decide
     new = _flat(json.loads(config.to_json_best_effort()))
-    changed = {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
-               if old.get(k) != new.get(k)}
-    bad = [k for k, f in _STATE_KEYS.items() if k in changed and f(changed[k][0]) != f(changed[k][1])]
+    changed = {
+        k: (old.get(k), new.get(k))
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k) != new.get(k)
+    }
+    bad = [
+        k for k, f in _STATE_KEYS.items() if k in changed and f(changed[k][0]) != f(changed[k][1])
+    ]
     classes_path = os.path.join(workdir, "classes.json")
     old_classes = None
     if os.path.exists(classes_path):
@@ -826,17 +994,24 @@ def _check_workdir(config, workdir: str, class_names: list[str]) -> None:
     if what:
         raise ConfigError(
             f"{workdir} holds a run whose checkpoints cannot be restored into this config "
-            f"({'; '.join(what)}): give another --workdir, or remove {workdir} to start over")
+            f"({'; '.join(what)}): give another --workdir, or remove {workdir} to start over"
+        )
     if old_classes is not None and len(old_classes) == len(class_names):
         from edgejax.data.sources import class_difference
+
         differ = class_difference(old_classes, class_names)
         if differ:
-            print(f"edgejax.train: {workdir} was trained on other class names than the data has "
-                  f"(index: run / data): {differ}; resuming, its labels now mean the data's",
-                  flush=True)
+            print(
+                f"edgejax.train: {workdir} was trained on other class names than the data has "
+                f"(index: run / data): {differ}; resuming, its labels now mean the data's",
+                flush=True,
+            )
     if changed:
-        print(f"edgejax.train: resuming {workdir} with a changed config: "
-              + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()), flush=True)
+        print(
+            f"edgejax.train: resuming {workdir} with a changed config: "
+            + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
+            flush=True,
+        )
 
 
 def _write_config(config, workdir: str) -> None:

@@ -4,6 +4,7 @@ Schedules are functions of the optimizer step and of the per-trial values in
 ``TrainState.hparams`` (:func:`schedule_value`); the optimizer keeps its hyperparameters in its
 state (``optax.inject_hyperparams``), so nothing a trial may change is a compile-time constant.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["make_schedule", "schedule_value", "make_optimizer", "set_hyperparams",
-           "weight_decay_mask", "path_str"]
+__all__ = [
+    "make_schedule",
+    "schedule_value",
+    "make_optimizer",
+    "set_hyperparams",
+    "weight_decay_mask",
+    "path_str",
+]
 
 
 def schedule_value(name: str, step, hp: dict, total_steps: int):
@@ -33,7 +40,9 @@ def schedule_value(name: str, step, hp: dict, total_steps: int):
         frac = jnp.clip((t - warmup) / decay_steps, 0.0, 1.0)
         after = peak + (floor - peak) * frac
     elif name == "step":
-        after = peak * hp["decay_rate"] ** jnp.floor(jnp.maximum(t - warmup, 0.0) / hp["decay_every"])
+        after = peak * hp["decay_rate"] ** jnp.floor(
+            jnp.maximum(t - warmup, 0.0) / hp["decay_every"]
+        )
         after = jnp.maximum(after, floor)
     else:
         after = peak
@@ -45,6 +54,7 @@ def make_schedule(config, steps_per_epoch: int, total_steps: int) -> Callable:
     """``lr(step)`` for ``config`` (:func:`schedule_value` at the config's own values). Steps
     count optimizer updates from 0 (gradient accumulation happens inside a step)."""
     from .hparams import hparams
+
     hp = {k: jnp.float32(v) for k, v in hparams(config, steps_per_epoch, total_steps).items()}
     return lambda step: schedule_value(config.schedule.name, step, hp, total_steps)
 
@@ -69,9 +79,11 @@ def weight_decay_mask(params, no_decay=()) -> object:
     any whose path contains one of the ``no_decay`` substrings (attention-bias tables, position
     embeddings), as timm's ``param_groups_weight_decay`` plus its no-weight-decay lists.
     """
+
     def decays(path, x):
         name = path_str(path)
         return bool(x.ndim > 1 and not any(s in name for s in no_decay))
+
     return jax.tree_util.tree_map_with_path(decays, params)
 
 
@@ -92,6 +104,7 @@ def make_optimizer(config, params, features=None) -> optax.GradientTransformatio
     clipping, decay and momentum are computed at all.
     """
     from .hparams import Features, hparams
+
     o = config.optimizer
     f = features or Features.of([config])
     mask = weight_decay_mask(params, tuple(o.no_decay))
@@ -108,16 +121,27 @@ def make_optimizer(config, params, features=None) -> optax.GradientTransformatio
         if name == "sgd":
             parts.append(optax.sgd(learning_rate, momentum=mom, nesterov=nesterov))
         elif name == "adamw":
-            parts.append(optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=wd,
-                                     mask=mask))
+            parts.append(
+                optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask)
+            )
         elif name == "lamb":
-            parts.append(optax.lamb(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=wd,
-                                    mask=mask))
+            parts.append(
+                optax.lamb(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask)
+            )
         elif name == "lion":
             parts.append(optax.lion(learning_rate, b1=b1, b2=b2, weight_decay=wd, mask=mask))
         elif name == "rmsprop_tf":
-            parts.append(optax.rmsprop(learning_rate, decay=rms_decay, eps=eps, initial_scale=1.0,
-                                       eps_in_sqrt=True, momentum=mom, nesterov=nesterov))
+            parts.append(
+                optax.rmsprop(
+                    learning_rate,
+                    decay=rms_decay,
+                    eps=eps,
+                    initial_scale=1.0,
+                    eps_in_sqrt=True,
+                    momentum=mom,
+                    nesterov=nesterov,
+                )
+            )
         else:  # validate() rejects other names first
             raise ValueError(f"unknown optimizer {name!r}")
         return optax.chain(*parts)
@@ -125,7 +149,8 @@ def make_optimizer(config, params, features=None) -> optax.GradientTransformatio
     hp = hparams(config, 1, 1)
     # 0-d arrays (numpy scalars would be taken for static arguments)
     return optax.inject_hyperparams(chain, hyperparam_dtype=jnp.float32)(
-        learning_rate=np.zeros((), np.float32), **{k: np.asarray(hp[k]) for k in OPT_HPARAMS})
+        learning_rate=np.zeros((), np.float32), **{k: np.asarray(hp[k]) for k in OPT_HPARAMS}
+    )
 
 
 def set_hyperparams(opt_state, lr, hp: dict):

@@ -16,6 +16,7 @@
 Each returns a full config (see ``edgejax.train.config.base_config``) on the ``"imagenet"``
 dataset placeholder: set ``EDGEJAX_IMAGENET`` or ``--config.data.dataset=...``.
 """
+
 from __future__ import annotations
 
 from .config import base_config
@@ -44,8 +45,15 @@ MODEL_TRAITS = {
 # The study's cumulative augmentation stack, as (label, overrides) steps: each step adds to the
 # ones before it (``edgejax.sweep.cumulative``); the ``optimized`` recipe applies all of them.
 AUGMENT_STACK = (
-    ("+randaugment", {"augment.rand_augment": True, "augment.ra_num_ops": 2,
-                      "augment.ra_magnitude": 9.0, "augment.ra_magnitude_std": 0.5}),
+    (
+        "+randaugment",
+        {
+            "augment.rand_augment": True,
+            "augment.ra_num_ops": 2,
+            "augment.ra_magnitude": 9.0,
+            "augment.ra_magnitude_std": 0.5,
+        },
+    ),
     ("+mixup", {"augment.mixup_alpha": 0.8, "augment.mix_prob": 1.0}),
     ("+cutmix", {"augment.cutmix_alpha": 1.0, "augment.switch_prob": 0.5}),
     ("+label_smoothing", {"augment.label_smoothing": 0.1}),
@@ -113,7 +121,13 @@ def _reference(c, model):
     c.model.drop_path_rate = MODEL_TRAITS[model]["drop_path_rate"]
     if "efficientnetv2" in model:
         o.name, o.lr, o.lr_base_batch, o.momentum, o.eps, o.weight_decay = (
-            "rmsprop_tf", 0.256, 4096, 0.9, 1e-3, 1e-5)
+            "rmsprop_tf",
+            0.256,
+            4096,
+            0.9,
+            1e-3,
+            1e-5,
+        )
         s.name, s.decay_epochs, s.decay_rate, s.warmup_epochs = "step", 2.4, 0.97, 5.0
         c.num_epochs = 350.0
         a.rand_augment, a.ra_magnitude = True, 10.0
@@ -128,7 +142,12 @@ def _reference(c, model):
         c.ema.decay = 0.9999
     elif model.startswith("mobilevitv2"):
         o.name, o.lr, o.lr_base_batch, o.weight_decay, o.clip_grad_norm = (
-            "adamw", 2e-3, 1024, 0.05, 10.0)
+            "adamw",
+            2e-3,
+            1024,
+            0.05,
+            10.0,
+        )
         s.min_lr, s.warmup_init_lr = 2e-4, 1e-6
         a.rand_augment, a.mixup_alpha, a.cutmix_alpha = True, 0.2, 1.0
         a.label_smoothing, a.random_erasing = 0.1, 0.25
@@ -136,12 +155,23 @@ def _reference(c, model):
         c.data.image_size, c.data.crop_pct = 256, 0.888
     elif model.startswith("mobilenetv3"):
         o.name, o.lr, o.lr_base_batch, o.momentum, o.eps, o.weight_decay = (
-            "rmsprop_tf", 0.1, 4096, 0.9, 1e-3, 1e-5)
+            "rmsprop_tf",
+            0.1,
+            4096,
+            0.9,
+            1e-3,
+            1e-5,
+        )
         s.name, s.decay_epochs, s.decay_rate = "step", 3.0, 0.99
         c.ema.decay = 0.9999
     elif model.startswith("tiny_vit"):
         o.name, o.lr, o.lr_base_batch, o.weight_decay, o.clip_grad_norm = (
-            "adamw", 5e-4, 512, 0.05, 5.0)
+            "adamw",
+            5e-4,
+            512,
+            0.05,
+            5.0,
+        )
         s.warmup_epochs = 20.0
         a.rand_augment, a.mixup_alpha, a.cutmix_alpha = True, 0.8, 1.0
         a.label_smoothing, a.random_erasing = 0.1, 0.25
@@ -166,7 +196,9 @@ def paper_config(model: str, recipe: str | None = None):
     elif recipe == "reference":
         c = _reference(c, model)
     else:
-        raise ValueError(f"unknown recipe {recipe!r} for {model}: use one of {', '.join(RECIPES)} "
-                         f"(e.g. --config=configs/{model}.py:optimized)")
+        raise ValueError(
+            f"unknown recipe {recipe!r} for {model}: use one of {', '.join(RECIPES)} "
+            f"(e.g. --config=configs/{model}.py:optimized)"
+        )
     c.lock()
     return c

@@ -5,6 +5,7 @@ state: parameters, BatchNorm statistics and the rest (the DropPath / dropout RNG
 is kept as pure nested dicts of arrays (PRNG keys as raw ``uint32`` key data), so it shards,
 checkpoints and compares like any pytree; the step functions ``nnx.merge`` inside ``jit``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class TrainState:
     per-trial hyperparameters as float32 scalars (:mod:`edgejax.train.hparams`); active: False
     once a non-finite loss (or a pruner) froze the run: the step then leaves it unchanged.
     A trial group holds the same fields with a leading trial axis."""
+
     step: jax.Array
     params: Any
     batch_stats: Any
@@ -41,9 +43,10 @@ class TrainState:
 @dataclass(frozen=True)
 class ModelDef:
     """The static half of a split model: one graph definition per mode and where the keys are."""
+
     train_graphdef: Any
     eval_graphdef: Any
-    key_mask: Any          # bool tree like model_state: True where the leaf is a PRNG key
+    key_mask: Any  # bool tree like model_state: True where the leaf is a PRNG key
     num_classes: int
 
 
@@ -53,12 +56,14 @@ def _is_key(x) -> bool:
 
 def from_keys(tree):
     """PRNG key leaves -> raw uint32 key data (checkpointable, shardable)."""
+
     def data(x):
         if not _is_key(x):
             return x
         if isinstance(x, jax.ShapeDtypeStruct):  # abstract (nnx.eval_shape) models
             return jax.eval_shape(jax.random.key_data, x)
         return jax.random.key_data(x)
+
     return jax.tree.map(data, tree)
 
 
@@ -82,8 +87,12 @@ def split_model(model: nnx.Module):
 def merge(mdef: ModelDef, params, batch_stats, model_state, *, train: bool) -> nnx.Module:
     """Rebuild the model (inside a traced function) from pure-dict states."""
     gd = mdef.train_graphdef if train else mdef.eval_graphdef
-    return nnx.merge(gd, nnx.State(params), nnx.State(batch_stats),
-                     nnx.State(to_keys(model_state, mdef.key_mask)))
+    return nnx.merge(
+        gd,
+        nnx.State(params),
+        nnx.State(batch_stats),
+        nnx.State(to_keys(model_state, mdef.key_mask)),
+    )
 
 
 def split_back(model: nnx.Module):
@@ -92,15 +101,21 @@ def split_back(model: nnx.Module):
     return nnx.to_pure_dict(bs), from_keys(nnx.to_pure_dict(rest))
 
 
-def init_train_state(params, batch_stats, model_state, tx, *, seed, ema: bool,
-                     hparams: dict) -> TrainState:
+def init_train_state(
+    params, batch_stats, model_state, tx, *, seed, ema: bool, hparams: dict
+) -> TrainState:
     """Fresh state at step 0 (call under ``jax.jit`` with ``out_shardings`` to create it placed).
     ``seed`` may be traced (one compiled initialiser serves every trial)."""
     copy = lambda t: jax.tree.map(jnp.array, t)  # noqa: E731  (EMA must not alias the params)
     return TrainState(
-        step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-        model_state=model_state, opt_state=tx.init(params),
-        ema_params=copy(params) if ema else None, ema_batch_stats=copy(batch_stats) if ema else None,
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=batch_stats,
+        model_state=model_state,
+        opt_state=tx.init(params),
+        ema_params=copy(params) if ema else None,
+        ema_batch_stats=copy(batch_stats) if ema else None,
         rng=jax.random.key_data(jax.random.key(jnp.asarray(seed, jnp.uint32) ^ np.uint32(0x5EED))),
         hparams={k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()},
-        active=jnp.ones((), bool))
+        active=jnp.ones((), bool),
+    )

@@ -7,6 +7,7 @@ donated state and fixed shardings (see :func:`jit_train_step`). Batch-level augm
 ``fold_in(state.rng, state.step)`` so that it is independent of the device count and of resuming.
 The same step serves one trial or, called once per trial (or ``jax.vmap``-ed), a trial group.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -43,29 +44,50 @@ def _augment(config, features, hp, num_classes, mean, std, rng, images, labels):
     What runs is fixed by ``features``; how is read from ``hp`` (float32 arrays), so a trial that
     has a feature off runs it at probability 0 (an exact identity)."""
     from edgejax.data import augment  # imported late: the data package may be swapped in tests
+
     dtype = _DTYPES[config.dtype]
     k_ra, k_erase, k_mix = jax.random.split(rng, 3)
     if features.rand_augment:
         images = augment.rand_augment(
-            k_ra, images, num_ops=features.ra_max_ops, magnitude=hp["ra_magnitude"],
-            magnitude_std=hp["ra_magnitude_std"], prob=hp["ra_prob"],
-            increasing=config.augment.ra_increasing, active_ops=hp["ra_num_ops"])
+            k_ra,
+            images,
+            num_ops=features.ra_max_ops,
+            magnitude=hp["ra_magnitude"],
+            magnitude_std=hp["ra_magnitude_std"],
+            prob=hp["ra_prob"],
+            increasing=config.augment.ra_increasing,
+            active_ops=hp["ra_num_ops"],
+        )
     x = augment.normalize(images, mean, std, dtype)
     if features.random_erasing:
         x = augment.random_erasing(k_erase, x, prob=hp["random_erasing"])
     if features.mix:
         x, targets = augment.mixup_cutmix(
-            k_mix, x, labels, mixup_alpha=hp["mixup_alpha"], cutmix_alpha=hp["cutmix_alpha"],
-            switch_prob=hp["switch_prob"], prob=hp["mix_prob"],
-            label_smoothing=hp["label_smoothing"], num_classes=num_classes)
+            k_mix,
+            x,
+            labels,
+            mixup_alpha=hp["mixup_alpha"],
+            cutmix_alpha=hp["cutmix_alpha"],
+            switch_prob=hp["switch_prob"],
+            prob=hp["mix_prob"],
+            label_smoothing=hp["label_smoothing"],
+            num_classes=num_classes,
+        )
         x = x.astype(dtype)
     else:
         targets = augment.one_hot_smooth(labels, num_classes, hp["label_smoothing"])
     return x, targets.astype(jnp.float32)
 
 
-def make_train_step(config, mdef: ModelDef, tx: optax.GradientTransformation, total_steps: int,
-                    mean, std, features=None) -> Callable:
+def make_train_step(
+    config,
+    mdef: ModelDef,
+    tx: optax.GradientTransformation,
+    total_steps: int,
+    mean,
+    std,
+    features=None,
+) -> Callable:
     """Build ``train_step(state, batch) -> (state, metrics)``.
 
     ``batch``: {"image": uint8 [B, H, W, 3], "label": int32 [B]} (the global batch).
@@ -80,13 +102,16 @@ def make_train_step(config, mdef: ModelDef, tx: optax.GradientTransformation, to
 
     from .hparams import Features
     from .optim import schedule_value, set_hyperparams
+
     features = features or Features.of([config])
     accum = int(config.optimizer.grad_accum_steps)
     ema_warmup = bool(config.ema.warmup)
     num_classes = mdef.num_classes
     schedule_name = config.schedule.name
-    built = dict(built_drop_path=float(config.model.drop_path_rate),
-                 built_dropout=float(config.model.drop_rate))
+    built = dict(
+        built_drop_path=float(config.model.drop_path_rate),
+        built_dropout=float(config.model.drop_rate),
+    )
 
     def loss_fn(params, batch_stats, model_state, x, targets, hp):
         model = merge(mdef, params, batch_stats, model_state, train=True)
@@ -102,11 +127,13 @@ def make_train_step(config, mdef: ModelDef, tx: optax.GradientTransformation, to
         hp = state.hparams
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         labels = batch["label"].astype(jnp.int32)
-        x, targets = _augment(config, features, hp, num_classes, mean, std, rng, batch["image"],
-                              labels)
+        x, targets = _augment(
+            config, features, hp, num_classes, mean, std, rng, batch["image"], labels
+        )
         if accum == 1:
             (loss, (batch_stats, model_state, logits)), grads = grad_fn(
-                state.params, state.batch_stats, state.model_state, x, targets, hp)
+                state.params, state.batch_stats, state.model_state, x, targets, hp
+            )
             correct = topk_correct(logits, labels, 1)
         else:
             # Micro-batch a takes samples a, a + A, a + 2A, ...: every device holds its share of
@@ -122,8 +149,10 @@ def make_train_step(config, mdef: ModelDef, tx: optax.GradientTransformation, to
 
             zeros = jax.tree.map(jnp.zeros_like, state.params)
             (grads, loss, batch_stats, model_state), correct = jax.lax.scan(
-                body, (zeros, jnp.zeros((), jnp.float32), state.batch_stats, state.model_state),
-                (micro(x), micro(targets), micro(labels)))
+                body,
+                (zeros, jnp.zeros((), jnp.float32), state.batch_stats, state.model_state),
+                (micro(x), micro(targets), micro(labels)),
+            )
             grads = jax.tree.map(lambda g: g / accum, grads)
             loss = loss / accum
         lr = schedule_value(schedule_name, state.step, hp, total_steps)
@@ -152,12 +181,15 @@ def make_train_step(config, mdef: ModelDef, tx: optax.GradientTransformation, to
             "param_norm": _global_norm(params).astype(jnp.float32),
         }
         new_state = state.replace(
-            step=state.step + 1, params=keep(params, state.params),
+            step=state.step + 1,
+            params=keep(params, state.params),
             batch_stats=keep(batch_stats, state.batch_stats),
             model_state=keep(model_state, state.model_state),
             opt_state=keep(opt_state, state.opt_state),
             ema_params=keep(ema_params, state.ema_params),
-            ema_batch_stats=keep(ema_bs, state.ema_batch_stats), active=ok)
+            ema_batch_stats=keep(ema_bs, state.ema_batch_stats),
+            active=ok,
+        )
         return new_state, metrics
 
     return train_step
@@ -170,6 +202,7 @@ def make_eval_step(config, mdef: ModelDef, mean, std) -> Callable:
     loss, top1, top5 (counts) and count, so that the loop divides once at the end.
     """
     from edgejax.data import augment
+
     dtype = _DTYPES[config.dtype]
 
     def eval_step(params, batch_stats, model_state, batch):
