@@ -26,17 +26,7 @@ import subprocess
 import time
 import traceback
 
-STUDY_MODELS = (
-    "efficientnetv2_s",
-    "tf_efficientnetv2_s",
-    "convnext_tiny",
-    "mobilevitv2_050",
-    "mobilevitv2_075",
-    "mobilevitv2_100",
-    "mobilenetv3_large_100",
-    "tiny_vit_21m_224",
-    "repvgg_a2",
-)
+from edgejax.layers.constants import STUDY_MODELS  # noqa: E402
 
 
 def prepare(name: str, batch: int, size: int, dtype: str):

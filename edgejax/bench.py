@@ -47,6 +47,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from edgejax.layers.constants import STUDY_MODELS
+
 __all__ = [
     "PAPER_MODELS",
     "benchmark",
@@ -58,17 +60,7 @@ __all__ = [
     "main",
 ]
 
-PAPER_MODELS = (
-    "efficientnetv2_s",
-    "tf_efficientnetv2_s",
-    "convnext_tiny",
-    "mobilevitv2_050",
-    "mobilevitv2_075",
-    "mobilevitv2_100",
-    "mobilenetv3_large_100",
-    "tiny_vit_21m_224",
-    "repvgg_a2",
-)
+PAPER_MODELS = STUDY_MODELS
 _DTYPES = ("float32", "bfloat16", "float16")
 _MODES = ("infer", "train")
 

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from flax import nnx
 
+from .layers.constants import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "register_model",
     "register_alias",
@@ -28,10 +30,6 @@ __all__ = [
 ]
 
 # timm's default pretrained-cfg values; each registration overrides what differs.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-INCEPTION_MEAN = (0.5, 0.5, 0.5)
-INCEPTION_STD = (0.5, 0.5, 0.5)
 _DEFAULT_INFO = dict(
     input_size=(3, 224, 224),
     test_input_size=None,

@@ -246,3 +246,21 @@ def test_damaged_shards_are_named_by_the_loader_and_by_check(tmp_path, caplog):
         timeout=120,
     )
     assert r.returncode == 1 and f"  {third.name}: does not open (" in r.stdout
+
+
+def test_every_split_takes_the_train_splits_class_indices(tmp_path, caplog):
+    X.write_good_tree(tmp_path / "src" / "train", classes=("airplane", "bird", "cat"), per_class=2)
+    X.write_good_tree(tmp_path / "src" / "val", classes=("airplane", "cat"), per_class=2)
+    with caplog.at_level("WARNING", logger="edgejax.data.sources"):
+        meta = P.prepare(
+            str(tmp_path / "src"), str(tmp_path / "out"), short_side=32, workers=0, progress=False
+        )
+    assert meta["class_names"] == ["airplane", "bird", "cat"]
+    assert meta["splits"]["val"]["per_class"] == [2, 0, 2]  # val cats keep label 2
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "has no images of 1 of the 3 classes" in msg and "bird" in msg
+    val, _ = build_source(str(tmp_path / "out"), "val")
+    assert sorted(val[i][1] for i in range(len(val))) == [0, 0, 2, 2]
+    X.write_good_tree(tmp_path / "src" / "val", classes=("dog",), per_class=1)
+    with pytest.raises(S.DatasetError, match="class folder.s. dog are not among the 3 classes"):
+        P.prepare(str(tmp_path / "src"), str(tmp_path / "out2"), workers=0, progress=False)

@@ -50,6 +50,9 @@ def tiny_config(model="mobilenetv3_small_050", size=32, **kw):
 def test_every_paper_config_validates():
     names = sorted(Path(p).stem for p in glob.glob(str(REPO / "configs" / "*.py")))
     assert set(MODEL_TRAITS) <= set(names) and "quickstart" in names
+    from edgejax.layers.constants import STUDY_MODELS
+
+    assert tuple(MODEL_TRAITS) == STUDY_MODELS  # one entry per study model, in its order
     for name in MODEL_TRAITS:
         doc = open(REPO / "configs" / f"{name}.py").read()
         assert "python -m edgejax.train" in doc and "top-1" in doc

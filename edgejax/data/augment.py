@@ -26,8 +26,9 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+from edgejax.layers.constants import IMAGENET_MEAN, IMAGENET_STD
+
+IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD = IMAGENET_MEAN, IMAGENET_STD
 # timm create_transform passes img_mean = round(255 * mean) as the fill colour of geometric ops.
 DEFAULT_FILL = tuple(min(255, round(255 * m)) for m in IMAGENET_DEFAULT_MEAN)  # (124, 116, 104)
 

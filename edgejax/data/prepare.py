@@ -90,12 +90,8 @@ def _collect(src: str) -> tuple[list[str], dict[str, list[tuple[object, int, str
     if not subs:
         subs = {"all": root}
     class_names, splits, ignored = None, {}, []
-    for split, path in subs.items():
-        names, samples, ign = S.find_images(path)
-        if class_names is not None and names != class_names:
-            raise S.DatasetError(
-                f"class folders differ between splits: {sorted(set(names) ^ set(class_names))[:5]}"
-            )
+    for split, path in subs.items():  # train first: every split takes its class names
+        names, samples, ign = S.find_images(path, class_names, str(subs.get("train", "")) or None)
         class_names = names
         ignored += ign
         splits[split] = [(p, label, os.path.relpath(p, root)) for p, label in samples]

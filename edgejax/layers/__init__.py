@@ -18,11 +18,13 @@ from .core import (
     set_depthwise_impl,
     train_rates,
 )
-from . import init
+from . import constants, init
 from .blocks import SqueezeExcite, get_act, global_avg_pool, make_divisible
+from .classifier import ClassifierHead
 
 __all__ = [
     "BatchNorm2d",
+    "ClassifierHead",
     "Conv2d",
     "DropPath",
     "Dropout",
@@ -37,6 +39,7 @@ __all__ = [
     "conv_nchw",
     "depthwise_impl",
     "set_depthwise_impl",
+    "constants",
     "init",
     "SqueezeExcite",
     "get_act",

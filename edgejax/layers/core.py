@@ -225,7 +225,7 @@ class Conv2d(nnx.Module):
         self.dtype = dtype
         shape = (kh, kw, in_chs // groups, out_chs)
         if kernel_init is None:
-            kernel = _init.conv_fan_out_normal()(rngs.params(), shape, jnp.float32, groups=groups)
+            kernel = _init.conv_fan_out_normal(groups)(rngs.params(), shape, jnp.float32)
         else:
             kernel = kernel_init(rngs.params(), shape, jnp.float32)
         self.kernel = nnx.Param(kernel)

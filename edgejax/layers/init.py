@@ -62,14 +62,13 @@ def truncated_normal(std: float = 0.02, a: float = -2.0, b: float = 2.0):
     return init
 
 
-def conv_fan_out_normal(gain: float = 2.0):
-    """He normal on fan-out = kh * kw * out / groups (timm's efficientnet/byobnet conv init).
+def conv_fan_out_normal(groups: int = 1, gain: float = 2.0):
+    """He normal on fan-out: N(0, sqrt(gain / fan_out)), fan_out = kh * kw * out / groups, the
+    kernel HWIO ``[kh, kw, in/groups, out]``. timm's conv init in EfficientNet (``_init_weight_goog``,
+    TF's), MobileNetV3, byobnet (RepVGG, MobileViT) and ``Conv2d`` here; the ``/ groups`` makes
+    depthwise kernels much larger than Flax's fan-out variance scaling would."""
 
-    The kernel is HWIO ``[kh, kw, in/groups, out]``; groups are inferred by the caller passing
-    ``groups`` through ``functools.partial`` when it matters; by default fan-out is kh*kw*out.
-    """
-
-    def init(key, shape, dtype=jnp.float32, groups: int = 1):
+    def init(key, shape, dtype=jnp.float32):
         kh, kw, _, out = shape
         std = math.sqrt(gain / max(kh * kw * out // groups, 1))
         return normal(0.0, std)(key, shape, dtype)

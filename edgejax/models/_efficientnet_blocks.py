@@ -199,15 +199,7 @@ def scale_stage_depth(
 # --------------------------------------------------------------------------------------------
 
 
-def goog_conv_init(groups: int = 1):
-    """N(0, sqrt(2 / fan_out)) with fan_out = kh * kw * out / groups (TF's EfficientNet init)."""
-
-    def init(key, shape, dtype=jnp.float32):
-        kh, kw, _, out = shape
-        fan_out = max(1, kh * kw * out // groups)
-        return layer_init.normal(0.0, math.sqrt(2.0 / fan_out))(key, shape, dtype)
-
-    return init
+goog_conv_init = layer_init.conv_fan_out_normal  # TF's EfficientNet conv init, by its timm name
 
 
 def goog_linear_init(key, shape, dtype=jnp.float32):

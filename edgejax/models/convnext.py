@@ -41,6 +41,7 @@ from flax import nnx
 from ..layers import init as layer_init
 
 from ..layers import (
+    ClassifierHead,
     Conv2d,
     DropPath,
     LayerNorm,
@@ -50,6 +51,7 @@ from ..layers import (
     make_divisible,
     Dropout,
 )
+from ..layers.constants import INCEPTION_MEAN
 from ..layers.core import channels_first_enabled, channels_last_op
 from ..registry import register_model
 from .base import Classifier
@@ -441,30 +443,6 @@ class NormMlpHead(nnx.Module):
         return self.fc(x)
 
 
-class ClassifierHead(nnx.Module):
-    """timm ``ClassifierHead``: avg pool -> dropout -> fc (the ``head_norm_first`` variants, whose
-    norm is ``norm_pre`` on the map). ``[B, H, W, C]`` -> ``[B, classes]``."""
-
-    def __init__(
-        self, in_features: int, num_classes: int, *, drop_rate: float, dtype=None, rngs: nnx.Rngs
-    ):
-        self.num_features = in_features
-        self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
-        self.fc = (
-            Linear(in_features, num_classes, dtype=dtype, rngs=rngs, kernel_init=_INIT)
-            if num_classes > 0
-            else None
-        )
-
-    def __call__(self, x, pre_logits: bool = False):
-        x = global_avg_pool(x)
-        if self.drop is not None:
-            x = self.drop(x)
-        if pre_logits or self.fc is None:
-            return x
-        return self.fc(x)
-
-
 def drop_path_rates(drop_path_rate: float, depths) -> list[list[float]]:
     """Per-stage lists of per-block rates: ``linspace(0, rate, sum(depths))`` split by stage."""
     dpr = np.linspace(0.0, drop_path_rate, sum(depths)).tolist()
@@ -561,8 +539,8 @@ class ConvNeXt(Classifier):
 
         if cfg.head_norm_first:
             self.norm_pre = make_norm(cfg.norm, prev, cfg.norm_eps, dtype)
-            self.head = ClassifierHead(
-                prev, num_classes, drop_rate=drop_rate, dtype=dtype, rngs=rngs
+            self.head = ClassifierHead(  # norm_pre on the map, then pool -> dropout -> fc
+                prev, num_classes, drop_rate, kernel_init=_INIT, dtype=dtype, rngs=rngs
             )
         else:
             self.norm_pre = None
@@ -634,7 +612,7 @@ def _build(cfg: ConvNeXtConfig, *, num_classes, rngs, dtype, **overrides):
 
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-_HALF = (0.5, 0.5, 0.5)
+_HALF = INCEPTION_MEAN  # = INCEPTION_STD
 
 _T = (3, 3, 9, 3)
 _S = (3, 3, 27, 3)

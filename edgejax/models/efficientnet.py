@@ -23,7 +23,8 @@ from flax import nnx
 
 from ..layers import BatchNorm2d, Linear, Dropout
 from ..layers.blocks import get_act, global_avg_pool
-from ..registry import INCEPTION_MEAN, INCEPTION_STD, register_model
+from ..layers.constants import INCEPTION_MEAN, INCEPTION_STD
+from ..registry import register_model
 from ._efficientnet_blocks import (
     BlockDef,
     SeSpec,

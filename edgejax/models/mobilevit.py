@@ -39,7 +39,6 @@ names to reproduce the study's networks.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -50,8 +49,17 @@ from flax import nnx
 
 from ..layers import init as layer_init
 
-from ..layers import BatchNorm2d, Conv2d, DropPath, GroupNorm1, Identity, LayerNorm, Linear, Dropout
-from ..layers.blocks import get_act, global_avg_pool, make_divisible
+from ..layers import (
+    BatchNorm2d,
+    ClassifierHead,
+    Conv2d,
+    DropPath,
+    GroupNorm1,
+    Identity,
+    LayerNorm,
+    Linear,
+)
+from ..layers.blocks import get_act, make_divisible
 from ..registry import register_alias, register_model
 from .base import Classifier
 
@@ -151,13 +159,6 @@ def fold_patches(x, patch: int, nh: int, nw: int):
 # --------------------------------------------------------------------------------------------
 
 
-def _conv_init(kernel_size: int, out_chs: int, groups: int = 1):
-    """timm byobnet init: N(0, sqrt(2 / fan_out)), fan_out = k*k*out/groups (the /groups makes
-    depthwise kernels much larger than Flax's fan_out variance scaling would)."""
-    fan_out = kernel_size * kernel_size * out_chs // groups
-    return layer_init.normal(0.0, math.sqrt(2.0 / fan_out))
-
-
 def _linear_init():
     """timm byobnet init for every nn.Linear (transformer and classifier): N(0, 0.01)."""
     return layer_init.normal(0.0, 0.01)
@@ -173,7 +174,7 @@ def _conv(in_chs, out_chs, k=1, stride=1, groups=1, bias=False, *, dtype, rngs):
         bias=bias,
         dtype=dtype,
         rngs=rngs,
-        kernel_init=_conv_init(k, out_chs, groups),
+        kernel_init=layer_init.conv_fan_out_normal(groups),  # timm byobnet's conv init
     )
 
 
@@ -606,7 +607,12 @@ class MobileViT(Classifier):
             self.final_conv = None
             self.num_features = prev
         self.head = ClassifierHead(
-            self.num_features, num_classes, drop_rate, dtype=dtype, rngs=rngs
+            self.num_features,
+            num_classes,
+            drop_rate,
+            kernel_init=_linear_init(),
+            dtype=dtype,
+            rngs=rngs,
         )
 
     def forward_features(self, x):
@@ -624,34 +630,6 @@ class MobileViT(Classifier):
         """[B, h, w, num_features] -> logits [B, num_classes] (pooled features when
         ``pre_logits`` or num_classes == 0)."""
         return self.head(x, pre_logits=pre_logits)
-
-
-class ClassifierHead(nnx.Module):
-    """timm ``ClassifierHead``: global average pool -> dropout -> ``fc`` (None if no classes)."""
-
-    def __init__(
-        self,
-        in_features: int,
-        num_classes: int,
-        drop_rate: float = 0.0,
-        *,
-        dtype=None,
-        rngs: nnx.Rngs,
-    ):
-        self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
-        self.fc = (
-            Linear(in_features, num_classes, dtype=dtype, rngs=rngs, kernel_init=_linear_init())
-            if num_classes
-            else None
-        )
-
-    def __call__(self, x, pre_logits: bool = False):
-        x = global_avg_pool(x)
-        if self.drop is not None:
-            x = self.drop(x)
-        if pre_logits or self.fc is None:
-            return x
-        return self.fc(x)
 
 
 def build_mobilevit(

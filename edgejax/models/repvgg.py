@@ -16,7 +16,7 @@ import numpy as np
 from flax import nnx
 
 from ..layers import init
-from ..layers import BatchNorm2d, Conv2d, DropPath, Identity, Linear, global_avg_pool, Dropout
+from ..layers import BatchNorm2d, ClassifierHead, Conv2d, DropPath, Identity, global_avg_pool
 from ..registry import register_model
 from .base import Classifier
 
@@ -192,7 +192,7 @@ class RepVGG(Classifier):
             stages.append(nnx.List(blocks))
         self.stages = nnx.List(stages)
         self.num_features = prev
-        self.head = _Head(prev, num_classes, drop_rate, dtype=dtype, rngs=rngs)
+        self.head = ClassifierHead(prev, num_classes, drop_rate, dtype=dtype, rngs=rngs)
 
     def forward_features(self, x):
         x = self.stem(x)
@@ -203,22 +203,6 @@ class RepVGG(Classifier):
 
     def forward_head(self, x, pre_logits: bool = False):
         return self.head(x, pre_logits=pre_logits)
-
-
-class _Head(nnx.Module):
-    """Global average pool -> dropout -> fc (timm ``ClassifierHead``, names ``head.fc``)."""
-
-    def __init__(self, in_chs, num_classes, drop_rate, *, dtype, rngs):
-        self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
-        self.fc = Linear(in_chs, num_classes, dtype=dtype, rngs=rngs) if num_classes > 0 else None
-
-    def __call__(self, x, pre_logits: bool = False):
-        x = global_avg_pool(x)
-        if self.drop is not None:
-            x = self.drop(x)
-        if pre_logits or self.fc is None:
-            return x
-        return self.fc(x)
 
 
 def _build(cfg: RepVGGConfig, *, num_classes, rngs, dtype, **overrides):

@@ -31,6 +31,7 @@ from flax import nnx
 
 from ..layers import init as _init
 from ..layers import (
+    ClassifierHead,
     BatchNorm2d,
     Conv2d,
     DropPath,
@@ -40,8 +41,8 @@ from ..layers import (
     Linear,
     cast,
     get_act,
-    global_avg_pool,
 )
+from ..layers.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..layers.core import channels_first_enabled, channels_last_op as _channels_last_op
 from ..registry import register_model
 from .base import Classifier
@@ -478,34 +479,6 @@ class TinyVitStage(nnx.Module):
         return x
 
 
-class ClassifierHead(nnx.Module):
-    """timm ``NormMlpClassifierHead`` without hidden layer: pool -> LayerNorm -> dropout -> fc.
-    [B, H, W, C] -> [B, classes] (or [B, C] normalised features when ``fc`` is None)."""
-
-    def __init__(
-        self,
-        in_features: int,
-        num_classes: int,
-        drop_rate: float = 0.0,
-        *,
-        dtype=None,
-        rngs: nnx.Rngs,
-    ):
-        self.norm = LayerNorm(in_features, eps=_LN_EPS, dtype=dtype)
-        self.drop = Dropout(drop_rate, rngs=rngs) if drop_rate > 0 else None
-        self.fc = (
-            Linear(in_features, num_classes, dtype=dtype, rngs=rngs) if num_classes > 0 else None
-        )
-
-    def __call__(self, x, pre_logits: bool = False):
-        x = self.norm(global_avg_pool(x))
-        if self.drop is not None:
-            x = self.drop(x)
-        if pre_logits or self.fc is None:
-            return x
-        return self.fc(x)
-
-
 @dataclass(frozen=True)
 class TinyVitConfig:
     """A TinyViT variant. ``drop_path_rate`` is timm's default stochastic-depth rate for training
@@ -591,8 +564,13 @@ class TinyVit(Classifier):
                     )
                 )
         self.stages = nnx.List(stages)
-        self.head = ClassifierHead(
-            self.num_features, num_classes, drop_rate, dtype=dtype, rngs=rngs
+        self.head = ClassifierHead(  # timm NormMlpClassifierHead without its hidden layer
+            self.num_features,
+            num_classes,
+            drop_rate,
+            norm=LayerNorm(self.num_features, eps=_LN_EPS, dtype=dtype),
+            dtype=dtype,
+            rngs=rngs,
         )
 
     def forward_features(self, x):
@@ -727,8 +705,8 @@ for _name, _cfg in TINY_VIT_CONFIGS.items():
         crop_pct=0.95,
         crop_mode="center",
         interpolation="bicubic",
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
         num_classes=1000,
         top1=None,
     )

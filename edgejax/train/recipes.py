@@ -19,13 +19,13 @@ dataset placeholder: set ``EDGEJAX_IMAGENET`` or ``--config.data.dataset=...``.
 
 from __future__ import annotations
 
+from edgejax.layers.constants import IMAGENET_MEAN, IMAGENET_STD
+
 from .config import base_config
 
 __all__ = ["paper_config", "RECIPES", "MODEL_TRAITS"]
 
 RECIPES = ("baseline", "optimized", "reference")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # kind: "cnn" trains with SGD in `optimized`, "transformer" with AdamW.
 # drop_rate / drop_path_rate: timm's defaults for ImageNet training of this model.
