@@ -144,7 +144,7 @@ def main():
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="mobilenetv3_small_050")
-    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--resolution", "--size", dest="size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05)

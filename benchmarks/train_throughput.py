@@ -109,7 +109,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--models", default=",".join(STUDY_MODELS))
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--resolution", "--size", dest="size", type=int, default=224)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))

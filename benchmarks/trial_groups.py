@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--ks", default="1,2,4,8", help="group sizes")
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--resolution", "--size", dest="size", type=int, default=224)
     p.add_argument("--steps", type=int, default=10, help="timed steps per trial")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--modes", default="sequential,vmap")

@@ -269,3 +269,18 @@ def test_winograd_convs_match_the_direct_convs(tmp_path):
     )
     assert [n.op_type for n in onnx.load(path).graph.node].count("Conv") == convs - 13
     assert export.relative_error(export.run_onnx(path, x), ref) <= 1e-5
+
+
+def test_the_quantisers_per_tensor_notes_are_not_shown(caplog):
+    """onnxruntime logs "Axis 1 is out-of-range for weight ..." on the root logger for every 1-D
+    weight it quantises per tensor (17 lines for ConvNeXt-Atto): kept out; other warnings pass."""
+    import logging
+
+    from edgejax.export.quantize import _without_axis_notes
+
+    with caplog.at_level("WARNING"), _without_axis_notes():
+        logging.warning("Axis 1 is out-of-range for weight 'ln_fused_scale_3' with rank 1")
+        logging.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
+    logging.warning("Axis 1 is out-of-range for weight 'w' with rank 1")  # only inside
+    assert len(caplog.records) == 2

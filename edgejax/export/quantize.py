@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import tempfile
 
@@ -140,6 +141,26 @@ def _flat_images(data: str) -> list[str]:
     )
 
 
+class _AxisNote(logging.Filter):
+    """onnxruntime's per-channel quantiser logs, on the root logger, "Axis 1 is out-of-range for
+    weight ..." for each 1-D weight (the fused LayerNorm scales) and quantises it per tensor,
+    which is what such a weight needs: a note that means nothing to a user."""
+
+    def filter(self, record):
+        return "is out-of-range for weight" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_axis_notes():
+    root = logging.getLogger()
+    note = _AxisNote()
+    root.addFilter(note)
+    try:
+        yield
+    finally:
+        root.removeFilter(note)
+
+
 def quantize_onnx(
     src: str,
     dst: str,
@@ -199,7 +220,7 @@ def quantize_onnx(
         pre = os.path.join(tmp, "pre.onnx")
         quant_pre_process(src, pre, skip_symbolic_shape=True)
         try:  # its calibrators print their progress notes: kept out of the user's output
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), _without_axis_notes():
                 quantize_static(
                     pre,
                     dst,
