@@ -3,7 +3,7 @@
     python benchmarks/gpu_suite.py --baseline ../shared/bench/timm_baseline.py \\
         [--precompile 8] [--budget-s 520] [--models paper] [--batch 256] [--out-dir DIR]
 
-Made for a GPU lent for a few minutes: every phase is a subprocess given what is left of
+Made for a GPU held for a few minutes: every phase is a subprocess given what is left of
 ``--budget-s``, writes its records as it goes, and the tables at the end use whatever finished.
 Phases, in order of importance:
 
@@ -202,7 +202,7 @@ def _ratio(a, b, target, higher=True):
     if a is None or not b:
         return "-", "-"
     r = a / b
-    return f"{r:.2f}x", ("met" if (r >= target if higher else r <= target) else "MISSED")
+    return f"{r:.2f}x", ("met" if (r >= target if higher else r <= target) else "not met")
 
 
 def inference_table(infer: list, deploy: list, eager: dict, batch: int, precompiled: dict) -> str:
@@ -230,7 +230,7 @@ def inference_table(infer: list, deploy: list, eager: dict, batch: int, precompi
         ratio, ok = _ratio(big and big["img_s"], ref, INFER_TARGET)
         lats = [r["lat_ms_p50"] for r in (one, one_d) if r]
         best = min(lats) if lats else None
-        lat_ok = "-" if best is None else ("met" if best <= LATENCY_TARGET_MS else "MISSED")
+        lat_ok = "-" if best is None else ("met" if best <= LATENCY_TARGET_MS else "not met")
         rec = big or one or {}
         comp = precompiled.get(("infer", m, batch, bool(big and big.get("deploy"))))
         rows.append(
