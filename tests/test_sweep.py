@@ -520,3 +520,37 @@ def test_a_storage_that_cannot_be_opened_is_one_line(tmp_path):
             storage="postgresql://edgejax:secret@127.0.0.1:1/none",
             log=lambda m: None,
         )
+
+
+def test_workers_racing_to_create_the_tables_open_the_storage(tmp_path, monkeypatch):
+    # Two workers started together on a new PostgreSQL database: the one that loses the race to
+    # create Optuna's tables gets a catalog unique-constraint violation; it opens the storage
+    # again (the tables exist by then). Any other database error is said at once.
+    import optuna
+    import sqlalchemy.exc
+
+    from edgejax.sweep import study
+
+    real, calls = optuna.storages.RDBStorage, []
+    race = 'duplicate key value violates unique constraint "pg_type_typname_nsp_index"'
+
+    def flaky(url, **kw):
+        calls.append(url)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.IntegrityError("CREATE TABLE studies", {}, Exception(race))
+        return real(url, **kw)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", flaky)
+    monkeypatch.setattr(study.time, "sleep", lambda s: None)
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    assert isinstance(study.make_storage(url), real) and len(calls) == 2
+
+    def broken(url, **kw):
+        calls.append(url)
+        raise sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("NOT NULL constraint failed"))
+
+    calls.clear()
+    monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
+    with pytest.raises(SweepConfigError, match="NOT NULL constraint failed"):
+        study.make_storage(url)
+    assert len(calls) == 1

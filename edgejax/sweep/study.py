@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import shutil
 import socket
 import time
@@ -159,6 +160,17 @@ def _masked(url: str) -> str:
     return head + sep + tail
 
 
+_SCHEMA_RACE_TRIES = 5
+
+
+def _schema_race(e: Exception) -> bool:
+    """Whether ``e`` is another worker creating the same tables at the same moment."""
+    if type(e).__module__.split(".")[0] != "sqlalchemy":
+        return False
+    msg = str(getattr(e, "orig", None) or e).lower()
+    return "duplicate key" in msg or "already exists" in msg or "unique constraint" in msg
+
+
 def make_storage(url: str, heartbeat_s: int = 60):
     """An RDB storage with heartbeats (a worker that dies is detected and its trial retried)."""
     optuna = _optuna()
@@ -177,13 +189,22 @@ def make_storage(url: str, heartbeat_s: int = 60):
         else "failed_trial_callback"
     )
     try:
-        return optuna.storages.RDBStorage(
-            _driver_url(url),
-            heartbeat_interval=heartbeat_s,
-            grace_period=3 * heartbeat_s,
-            **{key: retry},
-            **kw,
-        )
+        # Workers started together on a new database race to create Optuna's tables: the losers
+        # see a unique-constraint violation from the server's catalog (PostgreSQL) or "already
+        # exists". The tables are there by then, so opening it again succeeds.
+        for attempt in range(_SCHEMA_RACE_TRIES):
+            try:
+                return optuna.storages.RDBStorage(
+                    _driver_url(url),
+                    heartbeat_interval=heartbeat_s,
+                    grace_period=3 * heartbeat_s,
+                    **{key: retry},
+                    **kw,
+                )
+            except Exception as e:
+                if attempt + 1 == _SCHEMA_RACE_TRIES or not _schema_race(e):
+                    raise
+                time.sleep(0.2 + random.random())
     except ModuleNotFoundError as e:
         raise SweepConfigError(
             f"--storage {_masked(url)}: its database driver is not installed ({e})"
