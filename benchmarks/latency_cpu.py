@@ -119,6 +119,12 @@ class TorchWorker:
         self.proc.wait(timeout=60)
 
 
+def _count_convs(path):
+    import onnx
+
+    return sum(n.op_type == "Conv" for n in onnx.load(path).graph.node)
+
+
 def _time(call, reps):
     import jax
 
@@ -151,9 +157,8 @@ def main(argv=None):
     from flax import nnx
     from edgejax.bench import build_model, resolve_models, validate_resolution, _abstract_model
     from edgejax.deploy import fuse
-    import onnx
     from edgejax.bench import cpu_flags
-    from edgejax.export import export_onnx, onnx_session, relative_error, winograd_convs
+    from edgejax.export import export_onnx, onnx_session, relative_error
 
     flags = cpu_flags()
     float_target = 0.5 if "avx512f" in flags else 0.7
@@ -184,14 +189,12 @@ def main(argv=None):
         ref = np.asarray(f_args(state, xj))
         path = os.path.join(tmp, f"{name}.onnx")
         export_onnx(model, path, resolution=a.resolution, batch_size=1, name=name)
-        proto = onnx.load(path)
-        n_wino = winograd_convs(proto)
+        p_w = path.replace(".onnx", "_winograd.onnx")
+        export_onnx(model, p_w, resolution=a.resolution, batch_size=1, name=name, winograd=True)
+        n_wino = _count_convs(path) - _count_convs(p_w)
         sessions = {"onnx": onnx_session(path, threads=a.threads)}
         if n_wino:
-            onnx.save(proto, path.replace(".onnx", "_winograd.onnx"))
-            sessions["onnx_winograd"] = onnx_session(
-                path.replace(".onnx", "_winograd.onnx"), threads=a.threads
-            )
+            sessions["onnx_winograd"] = onnx_session(p_w, threads=a.threads)
         inp = sessions["onnx"].get_inputs()[0].name
         errs = {k: relative_error(s.run(None, {inp: x})[0], ref) for k, s in sessions.items()}
         sizes = {"onnx_fp32": os.path.getsize(path)}

@@ -200,14 +200,24 @@ def _jaxpr_macs(jaxpr) -> int:
     return total
 
 
-def count_macs(fn: Callable, *args) -> int:
-    """Multiply-accumulates of every convolution and ``dot_general`` in ``fn(*args)`` (traced
-    abstractly; ``args`` may be ``jax.ShapeDtypeStruct``)."""
+def count_macs(model_or_fn, *args) -> int:
+    """Multiply-accumulates of every convolution and ``dot_general`` of a model's forward,
+    ``count_macs(model, x)``, or of ``fn(*args)`` (traced abstractly; ``x`` and ``args`` may be
+    ``jax.ShapeDtypeStruct``; ``model`` may be abstract, from ``nnx.eval_shape``). A model's
+    depthwise convs are counted as convolutions whatever the backend (on the CPU they are traced
+    as shifted multiply-adds unless set to "conv", see ``edgejax.set_depthwise_impl``)."""
     import jax
+    from flax import nnx
+
     from .layers.core import depthwise_impl
 
-    with depthwise_impl("conv"):  # count depthwise convs as convolutions, whatever the backend
-        return _jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr)
+    if isinstance(model_or_fn, nnx.Module):
+        with depthwise_impl(model_or_fn, "conv"):
+            graphdef, state = nnx.split(model_or_fn)
+        fn, args = (lambda s, *a: nnx.merge(graphdef, s)(*a)), (state, *args)
+    else:
+        fn = model_or_fn
+    return _jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
 def _cost_flops(compiled) -> float | None:
@@ -371,7 +381,6 @@ def benchmark_model(
     """
     import jax
     import jax.numpy as jnp
-    from flax import nnx
     from .registry import count_params
 
     if mode not in _MODES:
@@ -383,9 +392,8 @@ def benchmark_model(
         jax.random.PRNGKey(seed), (batch_size, resolution, resolution, model.in_chans), jnp.float32
     ).astype(jdtype)
     x_spec = jax.ShapeDtypeStruct((1, resolution, resolution, model.in_chans), jdtype)
-    graphdef, state = nnx.split(model)
     try:
-        macs = count_macs(lambda s, x: nnx.merge(graphdef, s)(x), state, x_spec)
+        macs = count_macs(model, x_spec)
     except Exception as e:  # noqa: BLE001  (a count is not worth losing the timings over)
         warnings.warn(f"{name}: could not count MACs ({type(e).__name__}: {e})")
         macs = None

@@ -109,40 +109,145 @@ def test_cli_bad_input(tmp_path, capsys):
     assert "--channels-last applies to --format onnx only" in capsys.readouterr().err
 
 
-def test_channels_first_export_writes_1x1_convs(tmp_path, capsys):
+def _map_transposes(proto):
+    """(producer op, consumer ops) of each Transpose of a map (not of a weight) in a graph."""
+    inits = {i.name for i in proto.graph.initializer}
+    producer = {o: n.op_type for n in proto.graph.node for o in n.output}
+    consumers = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.op_type)
+    return [
+        (producer.get(n.input[0], "input"), tuple(consumers.get(n.output[0], ["output"])))
+        for n in proto.graph.node
+        if n.op_type == "Transpose" and n.input[0] not in inits
+    ]
+
+
+# Ops the layout pass can run in NCHW: a Transpose between two of them is one it left undone.
+_LAYOUT_FREE = {"Conv", "Add", "Mul", "Sub", "Div", "Gelu", "Relu", "HardSwish", "HardSigmoid"}
+
+
+@pytest.mark.parametrize(
+    "name,matmuls_on_maps,map_transposes",
+    [
+        # 12 blocks and 4 stem/downsample norms: a Transpose before and after each of the 16
+        # LayerNorms on a map, one for the input; the pooled head reads the NCHW map directly
+        ("convnext_atto", 0, 33),
+        # SE gates (mean, 1x1 convs, hard-sigmoid, multiply) stay NCHW; the input, and the
+        # pooled features before the head's flatten
+        ("mobilenetv3_small_050", 0, 2),
+        # fc1 / fc2 of the 10 TinyViT blocks, and at 64 px the qkv / proj of the 8 blocks of
+        # stages 2-3 (one window each, attended as a map) become 1x1 convs; stage 1's four
+        # windows are tokens
+        ("tiny_vit_5m_224", 36, None),
+    ],
+)
+def test_the_layout_pass_keeps_the_values_and_leaves_no_transpose_between_convs(
+    tmp_path, name, matmuls_on_maps, map_transposes
+):
     import onnx
 
-    # tiny_vit_5m_224 at 64 px: stages 2-3 are one (padded) window each, so with the default
-    # channels_first tracing their qkv, proj, fc1 and fc2 are Conv ops; --channels-last keeps
-    # them MatMuls. Both match JAX.
-    model = fuse(build_model("tiny_vit_5m_224"))
+    model = fuse(build_model(name))
     x = _x(2)
     ref = _jax_logits(model, x)
-    ops = {}
+    graphs = {}
     for cl in (False, True):
-        path = str(tmp_path / f"cl{cl}.onnx")
-        rc = export.main(
-            [
-                "--model",
-                "tiny_vit_5m_224",
-                "--deploy",
-                "--format",
-                "onnx",
-                "--out",
-                path,
-                "--resolution",
-                str(RES),
-                "--dynamic-batch",
-                "--no-verify",
-            ]
-            + ["--channels-last"] * cl
+        path = export.export_onnx(
+            model,
+            str(tmp_path / f"cl{cl}.onnx"),
+            resolution=RES,
+            dynamic_batch=True,
+            channels_first=not cl,
         )
-        assert rc == 0, capsys.readouterr().err
-        ops[cl] = [n.op_type for n in onnx.load(path).graph.node]
-        assert export.relative_error(export.run_onnx(path, x), ref) <= 1e-4
-    n_blocks = sum(len(st.blocks) for st in model.stages[2:])
-    assert ops[True].count("MatMul") - ops[False].count("MatMul") == 4 * n_blocks
-    assert ops[False].count("Conv") - ops[True].count("Conv") == 4 * n_blocks
+        graphs[cl] = onnx.load(path)
+        assert export.relative_error(export.run_onnx(path, x), ref) <= 1e-4, cl
+    assert (
+        export.relative_error(
+            export.run_onnx(str(tmp_path / "clFalse.onnx"), x),
+            export.run_onnx(str(tmp_path / "clTrue.onnx"), x),
+        )
+        <= 1e-5
+    )
+    ops = {cl: [n.op_type for n in g.graph.node] for cl, g in graphs.items()}
+    assert ops[True].count("MatMul") - ops[False].count("MatMul") == matmuls_on_maps
+    assert ops[False].count("Conv") - ops[True].count("Conv") == matmuls_on_maps
+    left, before = _map_transposes(graphs[False]), _map_transposes(graphs[True])
+    assert len(left) < len(before)
+    if map_transposes is not None:
+        assert len(left) == map_transposes, left
+    undone = [t for t in left if t[0] in _LAYOUT_FREE and set(t[1]) <= _LAYOUT_FREE]
+    assert not undone, undone
+
+
+def test_the_layout_pass_on_broadcasts_and_reductions(tmp_path):
+    """Constants of every rank against a map, a left-hand constant, a scalar power, reductions
+    with and without kept axes (over the map's axes and over channels), a value read both in
+    NCHW and in NHWC: the same outputs as the graph before the pass."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgejax.export.layout import nchw_layout
+
+    rng = np.random.default_rng(0)
+    c = 4
+    w = rng.standard_normal((c, c, 1, 1)).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array(rng.standard_normal((c,)).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.standard_normal((1, 1, c)).astype(np.float32), "b3"),
+        numpy_helper.from_array(rng.standard_normal((1, 5, 1, 1)).astype(np.float32), "b4"),
+        numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        numpy_helper.from_array(np.array([1, 2], np.int64), "hw"),
+        numpy_helper.from_array(np.array([3], np.int64), "ch"),
+        numpy_helper.from_array(rng.standard_normal((c, 3)).astype(np.float32), "fc"),
+    ]
+    n = helper.make_node
+    nodes = [
+        n("Transpose", ["x"], ["xt"], perm=[0, 3, 1, 2]),
+        n("Conv", ["xt", "w"], ["y"]),
+        n("Transpose", ["y"], ["a"], perm=[0, 2, 3, 1]),  # [1, 5, 6, c] NHWC
+        n("Add", ["a", "b1"], ["a1"]),
+        n("Sub", ["b3", "a1"], ["a2"]),  # constant on the left
+        n("Mul", ["a2", "b4"], ["a3"]),  # broadcast over H
+        n("Pow", ["a3", "two"], ["a4"]),
+        n("Relu", ["a4"], ["a5"]),
+        n("ReduceMean", ["a5", "hw"], ["pooled"], keepdims=0),  # [1, c]: same in both layouts
+        n("ReduceMean", ["a5", "ch"], ["chmean"], keepdims=1),  # [1, 5, 6, 1]
+        n("Mul", ["a5", "chmean"], ["a6"]),
+        n("Transpose", ["a6"], ["a6t"], perm=[0, 3, 1, 2]),
+        n("Conv", ["a6t", "w"], ["z"]),
+        n("Transpose", ["z"], ["zt"], perm=[0, 2, 3, 1]),
+        n("Add", ["zt", "a5"], ["out_map"]),  # a5 is read in NCHW here and as a graph output
+        n("MatMul", ["out_map", "fc"], ["proj"]),  # a dense layer on a map: a 1x1 conv
+    ]
+    f32 = TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", f32, [1, 5, 6, c])],
+        [
+            helper.make_tensor_value_info("pooled", f32, [1, c]),
+            helper.make_tensor_value_info("a5", f32, [1, 5, 6, c]),
+            helper.make_tensor_value_info("proj", f32, [1, 5, 6, 3]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    onnx.checker.check_model(model)
+    src = str(tmp_path / "g.onnx")
+    onnx.save(model, src)
+    # six map Transposes (four, and two around the MatMul made a conv); three stay: the
+    # input's, and one for each graph output computed in NCHW (a5, proj)
+    assert nchw_layout(model) == (1, 3)
+    assert sorted(t[0] for t in _map_transposes(model)) == ["Conv", "Relu", "input"]
+    dst = str(tmp_path / "g_nchw.onnx")
+    onnx.save(model, dst)
+    x = rng.standard_normal((1, 5, 6, c)).astype(np.float32)
+    sess = [export.onnx_session(p) for p in (src, dst)]
+    got = [s.run(None, {"x": x}) for s in sess]
+    for a, b in zip(*got):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
 
 
 def test_pretrained_that_does_not_fit(tmp_path, capsys):
@@ -206,6 +311,8 @@ def test_layer_norms_become_single_onnx_ops(tmp_path):
             resolution=RES,
             dynamic_batch=True,
             fuse_layer_norms=fused,
+            channels_first=False,  # node for node as jax2onnx writes them (the layout pass
+            # would run the unfused norms' reductions in NCHW)
         )
         ops[fused] = [n.op_type for n in onnx.load(path).graph.node]
         err = export.relative_error(export.run_onnx(path, x), ref)
@@ -225,8 +332,13 @@ def test_winograd_convs_match_the_direct_convs(tmp_path):
     model = fuse(build_model("repvgg_a0"))
     x = _x(3)
     ref = _jax_logits(model, x)
+    # the rewrite takes the graph as jax2onnx writes it (export_onnx runs it before the layout pass)
     path = export.export_onnx(
-        model, str(tmp_path / "direct.onnx"), resolution=RES, dynamic_batch=True
+        model,
+        str(tmp_path / "direct.onnx"),
+        resolution=RES,
+        dynamic_batch=True,
+        channels_first=False,
     )
     direct = onnx.load(path)
     convs = [n.op_type for n in direct.graph.node].count("Conv")
@@ -250,7 +362,11 @@ def test_winograd_convs_match_the_direct_convs(tmp_path):
             path
             if res == RES
             else export.export_onnx(
-                model, str(tmp_path / f"direct{res}.onnx"), resolution=res, dynamic_batch=True
+                model,
+                str(tmp_path / f"direct{res}.onnx"),
+                resolution=res,
+                dynamic_batch=True,
+                channels_first=False,
             )
         )
         proto = onnx.load(src)

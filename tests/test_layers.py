@@ -23,14 +23,14 @@ CASES = [  # kernel, stride, padding (None = timm symmetric), dilation, input si
 
 
 def _run(conv, x, impl):
-    graphdef, state = nnx.split(conv)
+    with edgejax.depthwise_impl(conv, impl):
+        graphdef, state = nnx.split(conv)  # the graph keeps the setting
+        out = conv(x)
 
     def loss(state, x):
         return jnp.sum(jnp.sin(nnx.merge(graphdef, state)(x)))
 
-    with edgejax.depthwise_impl(impl):
-        out = conv(x)
-        gs, gx = jax.grad(loss, argnums=(0, 1))(state, x)
+    gs, gx = jax.grad(loss, argnums=(0, 1))(state, x)
     return out, gs["kernel"][...], gs["bias"][...], gx
 
 
@@ -46,16 +46,32 @@ def test_depthwise_shift_equals_grouped_conv(k, s, p, d, size):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
 
-def test_depthwise_shift_not_used_for_grouped_or_export():
+def test_depthwise_choice_lives_in_the_layer():
+    def traced(m):
+        return str(jax.make_jaxpr(lambda v: m(v))(jnp.ones((1, 5, 5, 8))))
+
     conv = Conv2d(8, 8, 3, groups=2, rngs=nnx.Rngs(0))  # grouped, not depthwise: always a conv
-    x = jnp.ones((1, 5, 5, 8))
-    with edgejax.depthwise_impl("shift"):
-        jaxpr = str(jax.make_jaxpr(lambda v: conv(v))(x))
-    assert "conv_general_dilated" in jaxpr
+    with edgejax.depthwise_impl(conv, "shift"):
+        assert "conv_general_dilated" in traced(conv)
     dw = Conv2d(8, 8, 3, groups=8, rngs=nnx.Rngs(0))
-    with edgejax.depthwise_impl("shift"):
-        assert "conv_general_dilated" not in str(jax.make_jaxpr(lambda v: dw(v))(x))
-    with edgejax.depthwise_impl("conv"):
-        assert "conv_general_dilated" in str(jax.make_jaxpr(lambda v: dw(v))(x))
+    assert dw.depthwise == "auto"
+    # auto on the CPU backend (the tests' backend): the shifted form
+    assert jax.default_backend() != "cpu" or "conv_general_dilated" not in traced(dw)
+    assert "conv_general_dilated" in traced(
+        Conv2d(8, 8, 3, groups=8, depthwise="conv", rngs=nnx.Rngs(0))
+    )
+    # set on a whole model, per layer, and undone after the block; another model is untouched
+    model, other = (
+        nnx.List([dw, Conv2d(8, 8, 1, rngs=nnx.Rngs(1))]),
+        Conv2d(8, 8, 3, groups=8, rngs=nnx.Rngs(2)),
+    )
+    with edgejax.depthwise_impl(model, "conv"):
+        assert model[0].depthwise == model[1].depthwise == "conv"
+        assert "conv_general_dilated" in traced(dw)
+        assert other.depthwise == "auto"
+    assert model[0].depthwise == model[1].depthwise == "auto"
     with pytest.raises(ValueError, match="depthwise impl must be one of"):
-        edgejax.set_depthwise_impl("fast")
+        edgejax.set_depthwise_impl(model, "fast")
+    with pytest.raises(ValueError, match="depthwise impl must be one of"):
+        Conv2d(8, 8, 3, groups=8, depthwise="fast", rngs=nnx.Rngs(0))
+    assert model[0].depthwise == "auto"  # a refused setting changes nothing

@@ -19,8 +19,8 @@ Both formats take NHWC float32 images normalised with the model's mean/std (as t
 and return logits; the weights are embedded. ``--deploy`` exports the fused model
 (``edgejax.deploy.fuse``): fewer, cheaper ops, the same outputs. ``--winograd`` (ONNX) writes
 the wide stride-1 3x3 convs as Winograd F(4x4, 3x3) / F(2x2, 3x3) MatMuls, for CPU runtimes.
-ONNX graphs of ConvNeXt and of TinyViT's one-window stages are traced in NCHW (1x1 convs instead
-of MatMuls; same values) unless ``--channels-last``.
+ONNX graphs go through the layout pass (``edgejax.export.layout``: maps stay NCHW from conv to
+conv, dense layers on maps become 1x1 convs; same values) unless ``--channels-last``.
 """
 
 from __future__ import annotations

@@ -101,9 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--channels-last",
         action="store_true",
-        help="ONNX: trace every stage in the models' NHWC layout (by default ConvNeXt "
-        "and TinyViT's one-window stages are traced in NCHW, which onnxruntime "
-        "runs faster; same values)",
+        help="ONNX: keep the graph in the models' NHWC layout, a Transpose before and "
+        "after each conv (by default the layout pass keeps maps NCHW from conv to conv "
+        "and writes dense layers on maps as 1x1 convs, which onnxruntime runs faster; "
+        "same values)",
     )
     p.add_argument("--opset", type=int, default=21, help="ONNX opset")
     p.add_argument(

@@ -223,7 +223,9 @@ def winograd_convs(
 ) -> int:
     """Rewrite the stride-1, pad-1, 3x3, ungrouped convolutions of a jax2onnx graph (NHWC
     Transpose -> Conv -> Transpose back, static height and width, at least ``min_channels`` in
-    and out) as Winograd F(m x m, 3x3), in place; returns how many.
+    and out) as Winograd F(m x m, 3x3), in place; returns how many. The graph as jax2onnx
+    writes it: ``export_onnx(..., channels_first=False)``, or ``winograd=True``, which runs this
+    before the layout pass.
 
     ``m`` is the first of ``tiles`` (output tile sizes, 2 and/or 4) that divides the map's
     height and width; a map none divides stays a direct conv. F(2x2) does 16 multiplies per

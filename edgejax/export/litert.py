@@ -111,7 +111,8 @@ def export_litert(
     if quantize:
         calibration = _check_calibration(calibration, shape)
     model.eval()
-    graphdef, state = nnx.split(model)
+    with depthwise_impl(model, "conv"):  # one grouped conv per depthwise conv
+        graphdef, state = nnx.split(model)
     state = jax.tree.map(lambda v: np.asarray(v) if isinstance(v, jax.Array) else v, state)
 
     def forward(x):
@@ -119,7 +120,7 @@ def export_litert(
 
     import warnings
 
-    with depthwise_impl("conv"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # jax2tf's native_serialization flag
         fn = tf.function(
             jax2tf.convert(forward, native_serialization=True, with_gradient=False),

@@ -6,9 +6,10 @@ import os
 
 import numpy as np
 
-from ..layers.core import channels_first as _channels_first, depthwise_impl
+from ..layers.core import depthwise_impl
 from .common import _default_resolution, _input_spec
 from .graph import WINOGRAD_MIN_CHANNELS, WINOGRAD_TILES, _fuse_layer_norms, winograd_convs
+from .layout import nchw_layout
 
 
 def export_onnx(
@@ -35,10 +36,10 @@ def export_onnx(
     as Winograd F(4x4, 3x3) / F(2x2, 3x3) MatMuls (``winograd_convs``, ``winograd_tiles``): 4x /
     2.25x fewer multiplies, for CPU runtimes whose convolutions are direct (onnxruntime's MLAS);
     leave it off for runtimes that pick their own conv algorithm (cuDNN, TensorRT). Check with
-    ``run_onnx``. ``channels_first``: families that support it (ConvNeXt, TinyViT's one-window
-    stages) are traced with their stages in NCHW (``edgejax.layers.channels_first``): the same
-    values, and onnxruntime keeps every conv, bias and residual add of a stage in its blocked
-    layout (in A/Bs on CPU: convnext_tiny 71.1 -> 63.3 ms, tiny_vit_21m_224 75.1 -> 71.6 ms).
+    ``run_onnx``. ``channels_first``: the graph goes through ``edgejax.export.layout``: dense
+    layers on maps become 1x1 convs and the maps stay NCHW from conv to conv (the same values;
+    onnxruntime then fuses biases, activations and residual adds into its blocked-layout convs).
+    Off, the graph is as jax2onnx writes it: NHWC, a Transpose before and after every conv.
     """
     import jax
     import jax.numpy as jnp
@@ -51,28 +52,29 @@ def export_onnx(
     resolution = _default_resolution(model, resolution)
     shape = _input_spec(model, resolution, batch_size, dynamic_batch)
     model.eval()
-    graphdef, state = nnx.split(model)
+    with depthwise_impl(model, "conv"):  # one Conv op per depthwise conv, whatever the backend
+        graphdef, state = nnx.split(model)
     state = jax.tree.map(lambda v: np.asarray(v) if isinstance(v, jax.Array) else v, state)
 
     def forward(x):
         return nnx.merge(graphdef, state)(x).astype(jnp.float32)
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    # one Conv op per depthwise conv, whatever the backend
-    with depthwise_impl("conv"), _channels_first(channels_first):
-        proto = to_onnx(
-            forward,
-            [shape],
-            model_name=name,
-            opset=opset,
-            return_mode="proto",
-            input_names=["input"],
-            output_names=["logits"],
-        )
+    proto = to_onnx(
+        forward,
+        [shape],
+        model_name=name,
+        opset=opset,
+        return_mode="proto",
+        input_names=["input"],
+        output_names=["logits"],
+    )
     if fuse_layer_norms and opset >= 17:
         _fuse_layer_norms(proto)
-    if winograd:
+    if winograd:  # before the layout pass: it rewrites the NHWC Transpose -> Conv -> Transpose
         winograd_convs(proto, min_channels=winograd_min_channels, tiles=winograd_tiles)
+    if channels_first:
+        nchw_layout(proto)
     import onnx
 
     onnx.save_model(proto, str(path))

@@ -32,11 +32,11 @@ def export_stablehlo(
     if dynamic_batch:
         shape = jax.export.symbolic_shape(f"b, {shape[1]}, {shape[2]}, {shape[3]}")
     model.eval()
-    graphdef, state = nnx.split(model)
+    with depthwise_impl(model, "conv"):  # portable: one grouped conv, not the CPU's shifted form
+        graphdef, state = nnx.split(model)
     fn = jax.jit(lambda x: nnx.merge(graphdef, state)(x))
     kwargs = {"platforms": tuple(platforms)} if platforms else {}
-    with depthwise_impl("conv"):  # portable: one grouped conv, not the CPU-only shifted form
-        exported = jax.export.export(fn, **kwargs)(jax.ShapeDtypeStruct(shape, jnp.float32))
+    exported = jax.export.export(fn, **kwargs)(jax.ShapeDtypeStruct(shape, jnp.float32))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as f:
         f.write(exported.serialize())

@@ -21,12 +21,10 @@ from . import init as _init
 __all__ = [
     "get_padding",
     "Conv2d",
+    "DEPTHWISE_CHOICES",
     "depthwise_impl",
     "set_depthwise_impl",
-    "channels_first",
-    "channels_first_enabled",
-    "channels_last_op",
-    "conv_nchw",
+    "restore_depthwise_impl",
     "Linear",
     "BatchNorm2d",
     "LayerNorm",
@@ -56,92 +54,47 @@ def get_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
 # convolution to a slow generic loop (a 3x3 depthwise conv on a 128x16x16x64 batch: ~80 ms forward,
 # ~300 ms with its gradient on two cores); the same sum written as k*k shifted multiply-adds runs
 # 5-30x faster there and is identical up to float summation order. GPUs and TPUs have fast grouped
-# convolutions, and exported graphs (ONNX, StableHLO) should carry one Conv op, so "auto" uses the
-# shifted form only when tracing for the CPU backend.
-_DEPTHWISE_IMPL = ["auto"]
-_DEPTHWISE_CHOICES = ("auto", "conv", "shift")
+# convolutions, and exported graphs (ONNX, StableHLO, LiteRT) should carry one Conv op, so a
+# ``Conv2d``'s ``depthwise`` is "auto" (the shifted form when traced for the CPU backend), "conv"
+# or "shift"; exporters set "conv" on the model they trace (``depthwise_impl(model, "conv")``).
+DEPTHWISE_CHOICES = ("auto", "conv", "shift")
 
 
-def set_depthwise_impl(impl: str) -> str:
-    """Choose how depthwise convolutions are traced: "auto" (shifted multiply-adds on the CPU
-    backend, a grouped convolution elsewhere), "conv" or "shift". Returns the previous setting.
-    Takes effect for functions traced afterwards (``jit`` caches keep what they traced)."""
-    if impl not in _DEPTHWISE_CHOICES:
-        raise ValueError(f"depthwise impl must be one of {_DEPTHWISE_CHOICES}, got {impl!r}")
-    old, _DEPTHWISE_IMPL[0] = _DEPTHWISE_IMPL[0], impl
+def _check_depthwise(impl: str) -> str:
+    if impl not in DEPTHWISE_CHOICES:
+        raise ValueError(f"depthwise impl must be one of {DEPTHWISE_CHOICES}, got {impl!r}")
+    return impl
+
+
+def set_depthwise_impl(model, impl: str) -> dict:
+    """Set how every ``Conv2d`` of ``model`` computes a depthwise convolution: "auto" (shifted
+    multiply-adds when traced for the CPU backend, a grouped convolution elsewhere), "conv" or
+    "shift". In place; returns the previous settings (for ``restore_depthwise_impl``). Takes
+    effect for functions traced afterwards (a ``jit`` keeps what it traced)."""
+    _check_depthwise(impl)
+    old = {}
+    for _, m in nnx.iter_graph(model):
+        if isinstance(m, Conv2d):
+            old[id(m)] = (m, m.depthwise)
+            m.depthwise = impl
     return old
 
 
-@contextlib.contextmanager
-def depthwise_impl(impl: str):
-    """Context manager form of :func:`set_depthwise_impl` (export uses ``depthwise_impl("conv")``)."""
-    old = set_depthwise_impl(impl)
-    try:
-        yield
-    finally:
-        set_depthwise_impl(old)
-
-
-# Channels-first stages: NHWC is the models' layout (XLA picks physical layouts itself), but an
-# exported graph is run by a runtime that does not: onnxruntime's CPU convolutions work on a
-# channel-blocked NCHW layout and fuse a bias, an activation or a residual add into the conv only
-# when producer and consumer are convs in that layout. Inside ``channels_first()`` a family that
-# supports it (ConvNeXt; TinyViT's one-window stages) runs its stages in NCHW: same values, fewer
-# layout reorders and element-wise passes in the ONNX graph. Leaves have ``call_nchw``; ONNX
-# export turns it on; nothing else needs it.
-_CHANNELS_FIRST = [False]
+def restore_depthwise_impl(old: dict) -> None:
+    """Undo ``set_depthwise_impl`` (give it what that returned)."""
+    for m, impl in old.values():
+        m.depthwise = impl
 
 
 @contextlib.contextmanager
-def channels_first(enabled: bool = True):
-    """Trace the residual stages of families that support it in NCHW (see above)."""
-    old, _CHANNELS_FIRST[0] = _CHANNELS_FIRST[0], bool(enabled)
+def depthwise_impl(model, impl: str):
+    """``set_depthwise_impl`` for the duration of a ``with`` block (the exporters use
+    ``depthwise_impl(model, "conv")``)."""
+    old = set_depthwise_impl(model, impl)
     try:
-        yield
+        yield model
     finally:
-        _CHANNELS_FIRST[0] = old
-
-
-def channels_first_enabled() -> bool:
-    return _CHANNELS_FIRST[0]
-
-
-def channels_last_op(fn, x):
-    """Apply ``fn``, an op on the last (channel) axis such as a norm, to an NCHW map."""
-    return fn(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-
-
-def conv_nchw(
-    x,
-    kernel,
-    bias=None,
-    *,
-    stride=(1, 1),
-    padding=((0, 0), (0, 0)),
-    dilation=(1, 1),
-    groups: int = 1,
-):
-    """``Conv2d`` arithmetic on an NCHW input: ``kernel`` HWIO (a dense ``[in, out]`` kernel is a
-    1x1 conv), ``bias`` per output channel. Always a grouped convolution (no shifted form)."""
-    if kernel.ndim == 2:
-        kernel = kernel.reshape(1, 1, *kernel.shape)
-    y = jax.lax.conv_general_dilated(
-        x,
-        kernel.astype(x.dtype),
-        window_strides=stride,
-        padding=padding,
-        rhs_dilation=dilation,
-        dimension_numbers=("NCHW", "HWIO", "NCHW"),
-        feature_group_count=groups,
-    )
-    if bias is not None:
-        y = y + bias.astype(x.dtype)[:, None, None]
-    return y
-
-
-def _use_shift() -> bool:
-    impl = _DEPTHWISE_IMPL[0]
-    return impl == "shift" or (impl == "auto" and jax.default_backend() == "cpu")
+        restore_depthwise_impl(old)
 
 
 def _depthwise_shift(x, kernel, stride, padding, dilation):
@@ -184,7 +137,8 @@ class Conv2d(nnx.Module):
     """2-D convolution, NHWC input, HWIO kernel (timm OIHW transposed (2, 3, 1, 0)).
 
     ``padding``: None for timm's symmetric default, an int, or ``'same'`` for TF 'SAME' padding
-    (what timm's ``Conv2dSame`` / ``tf_`` variants compute).
+    (what timm's ``Conv2dSame`` / ``tf_`` variants compute). ``depthwise``: how a depthwise conv
+    is computed, "auto", "conv" or "shift" (see ``set_depthwise_impl``).
     """
 
     def __init__(
@@ -201,8 +155,10 @@ class Conv2d(nnx.Module):
         dtype=None,
         rngs: nnx.Rngs,
         kernel_init=None,
+        depthwise: str = "auto",
     ):
         kh, kw = _pair(kernel_size)
+        self.depthwise = _check_depthwise(depthwise)
         if in_chs % groups or out_chs % groups:
             raise ValueError(
                 f"Conv2d: channels {in_chs}->{out_chs} not divisible by groups={groups}"
@@ -231,9 +187,13 @@ class Conv2d(nnx.Module):
         self.kernel = nnx.Param(kernel)
         self.bias = nnx.Param(jnp.zeros((out_chs,), jnp.float32)) if bias else None
 
+    def _shift(self) -> bool:
+        impl = self.depthwise
+        return impl == "shift" or (impl == "auto" and jax.default_backend() == "cpu")
+
     def __call__(self, x):
         dtype = self.dtype or x.dtype
-        if self.groups > 1 and self.groups == self.in_chs == self.out_chs and _use_shift():
+        if self.groups > 1 and self.groups == self.in_chs == self.out_chs and self._shift():
             y = _depthwise_shift(
                 cast(x, dtype),
                 cast(self.kernel[...], dtype),
@@ -254,19 +214,6 @@ class Conv2d(nnx.Module):
         if self.bias is not None:
             y = y + cast(self.bias[...], dtype)
         return y
-
-    def call_nchw(self, x):
-        """The same convolution on an NCHW input (for ``channels_first`` tracing)."""
-        x = cast(x, self.dtype or x.dtype)
-        return conv_nchw(
-            x,
-            self.kernel[...],
-            None if self.bias is None else self.bias[...],
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-        )
 
 
 class Linear(nnx.Module):
@@ -294,11 +241,6 @@ class Linear(nnx.Module):
         if self.bias is not None:
             y = y + cast(self.bias[...], dtype)
         return y
-
-    def call_nchw(self, x):
-        """The same layer over the channels of an NCHW map, as a 1x1 convolution."""
-        x = cast(x, self.dtype or x.dtype)
-        return conv_nchw(x, self.kernel[...], None if self.bias is None else self.bias[...])
 
 
 class BatchNorm2d(nnx.Module):

@@ -52,7 +52,6 @@ from ..layers import (
     Dropout,
 )
 from ..layers.constants import INCEPTION_MEAN
-from ..layers.core import channels_first_enabled, channels_last_op
 from ..registry import register_model
 from .base import Classifier
 
@@ -216,10 +215,6 @@ class Mlp(nnx.Module):
     def __call__(self, x):
         return self.fc2(get_act(self.act)(self.fc1(x)))
 
-    def call_nchw(self, x):
-        """The same MLP on an NCHW map, as 1x1 convolutions (``Linear`` or ``Conv2d`` layers)."""
-        return self.fc2.call_nchw(get_act(self.act)(self.fc1.call_nchw(x)))
-
 
 class ConvNeXtBlock(nnx.Module):
     """dw conv -> norm -> MLP (ratio 4) -> layer scale ``gamma`` -> drop path -> + input.
@@ -280,17 +275,6 @@ class ConvNeXtBlock(nnx.Module):
         if self.drop_path is not None:
             y = self.drop_path(y)
         return y + shortcut
-
-    def call_nchw(self, x):
-        """``__call__`` on an NCHW map ``[B, C, H, W]`` (``channels_first`` tracing): the norm
-        runs channels-last between two transposes, the MLP as 1x1 convolutions."""
-        y = _layer_nchw(self.norm, self.conv_dw.call_nchw(x))
-        y = self.mlp.call_nchw(y)
-        if self.gamma is not None:
-            y = y * self.gamma[...].astype(y.dtype)[:, None, None]
-        if self.drop_path is not None:
-            y = self.drop_path(y)
-        return y + x
 
     def reparameterize(self):
         """Deploy form (``edgejax.deploy.fuse``): the layer scale folded into ``mlp.fc2``
@@ -371,24 +355,6 @@ class ConvNeXtStage(nnx.Module):
         for block in self.blocks:
             x = block(x)
         return x
-
-    def call_nchw(self, x):
-        """``__call__`` on an NCHW map (``channels_first`` tracing)."""
-        if self.downsample is not None:
-            for layer in self.downsample:
-                x = _layer_nchw(layer, x)
-        for block in self.blocks:
-            x = block.call_nchw(x)
-        return x
-
-
-def _layer_nchw(layer, x):
-    """A stem or downsample layer (conv, activation or channel norm) on an NCHW map."""
-    if isinstance(layer, Conv2d):
-        return layer.call_nchw(x)
-    if isinstance(layer, Activation):
-        return layer(x)
-    return channels_last_op(layer, x)  # norms act on the last axis
 
 
 class PreLogits(nnx.Module):
@@ -558,21 +524,10 @@ class ConvNeXt(Classifier):
 
     def forward_features(self, x):
         """``[B, H, W, in_chans]`` -> ``[B, H/32, W/32, num_features]``."""
-        if channels_first_enabled():
-            # ONNX export: stem and stages in NCHW (one transpose in, one out), so that the
-            # runtime's channel-blocked convs absorb every bias and residual add; the norms run
-            # channels-last between two transposes (see edgejax.layers.channels_first).
-            x = x.transpose(0, 3, 1, 2)
-            for layer in self.stem:
-                x = _layer_nchw(layer, x)
-            for stage in self.stages:
-                x = stage.call_nchw(x)
-            x = x.transpose(0, 2, 3, 1)
-        else:
-            for layer in self.stem:
-                x = layer(x)
-            for stage in self.stages:
-                x = stage(x)
+        for layer in self.stem:
+            x = layer(x)
+        for stage in self.stages:
+            x = stage(x)
         if self.norm_pre is not None:
             x = self.norm_pre(x)
         return x

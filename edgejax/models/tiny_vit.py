@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 
 import jax
@@ -36,14 +37,12 @@ from ..layers import (
     Conv2d,
     DropPath,
     Dropout,
-    Identity,
     LayerNorm,
     Linear,
     cast,
     get_act,
 )
 from ..layers.constants import IMAGENET_MEAN, IMAGENET_STD
-from ..layers.core import channels_first_enabled, channels_last_op as _channels_last_op
 from ..registry import register_model
 from .base import Classifier
 
@@ -136,10 +135,6 @@ class ConvNorm(nnx.Module):
     def __call__(self, x):
         return self.bn(self.conv(x))
 
-    def call_nchw(self, x):
-        y = self.conv.call_nchw(x)
-        return y if isinstance(self.bn, Identity) else _channels_last_op(self.bn, y)
-
 
 class PatchEmbed(nnx.Module):
     """Stem: ConvNorm 3x3 s2 (-> out/2) -> GELU -> ConvNorm 3x3 s2. [B,H,W,in] -> [B,H/4,W/4,out]
@@ -202,7 +197,8 @@ class Attention(nnx.Module):
 
     ``qkv`` is laid out per head: its output reshaped to [..., heads, 2*key_dim + val_dim] splits
     into q, k, v (timm's ``view(B, N, h, -1).split([kd, kd, vd])``), not into three
-    [heads*kd] blocks. Scale is key_dim^-0.5. [B', ws*ws, dim] -> [B', ws*ws, dim].
+    [heads*kd] blocks. Scale is key_dim^-0.5. Windows as tokens [B', ws*ws, dim] or as maps
+    [B', ws, ws, dim], returned in the same form.
     """
 
     def __init__(
@@ -233,21 +229,27 @@ class Attention(nnx.Module):
     def __call__(self, x, normed: bool = False):
         """``normed``: ``x`` has been through ``self.norm`` already (a token-wise op, so callers
         may apply it before partitioning a map into windows)."""
-        b, n, _ = x.shape
+        lead = x.shape[:-1]
+        n = math.prod(lead[1:])
         if n != self.window_size**2:
             raise ValueError(
                 f"Attention: expected {self.window_size**2} tokens per window, got {n}"
             )
         dtype = self.dtype or x.dtype
-        x = self.qkv(x if normed else self.norm(x))
-        x = x.reshape(b, n, self.num_heads, 2 * self.key_dim + self.val_dim)
-        q, k, v = jnp.split(x, [self.key_dim, 2 * self.key_dim], axis=-1)  # each [b, n, h, d]
-        # Batched matmuls over (b, h) with the contraction in matmul position, not einsums: the
-        # same XLA program, but ONNX gets MatMul ops, which onnxruntime runs much faster than Einsum.
-        attn = self._weights(q.transpose(0, 2, 1, 3), k.transpose(0, 2, 3, 1), dtype)
-        out = jnp.matmul(attn, v.astype(dtype).transpose(0, 2, 1, 3))  # [b, h, n, dv]
-        out = out.transpose(0, 2, 1, 3)
-        return self.proj(out.reshape(b, n, self.num_heads * self.val_dim))
+        h, kd, vd = self.num_heads, self.key_dim, self.val_dim
+        x = self.qkv(x if normed else self.norm(x))  # on a map: a 1x1 conv in ONNX graphs
+        # Heads along the channels, tokens last: [b, h, 2 kd + vd, n] (timm's view(B, N, h, -1)
+        # transposed). The products below then only swap their operands' last two axes, which
+        # ONNX runtimes fold into MatMul, and on a map the layout pass keeps qkv and proj NCHW
+        # convs with no transpose between them and the heads (edgejax.export.layout). Batched
+        # matmuls, not einsums: the same XLA program, but MatMul ops in ONNX (much faster there
+        # than Einsum). -1 for the batch: exported graphs get constant shapes.
+        x = x.reshape(-1, n, x.shape[-1]).transpose(0, 2, 1).reshape(-1, h, 2 * kd + vd, n)
+        q, k, v = jnp.split(x, [kd, 2 * kd], axis=2)  # each [b, h, d, n]
+        attn = self._weights(q.transpose(0, 1, 3, 2), k, dtype)  # [b, h, n, n]
+        out = jnp.matmul(v.astype(dtype), attn.transpose(0, 1, 3, 2))  # [b, h, dv, n]
+        out = out.reshape(-1, h * vd, n).transpose(0, 2, 1).reshape(-1, *lead[1:], h * vd)
+        return self.proj(out)
 
     def _weights(self, q, k_t, dtype):
         """Attention weights ``[b, h, n, n]`` from ``q`` ``[b, h, n, d]`` and ``k_t``
@@ -258,24 +260,6 @@ class Attention(nnx.Module):
         bias = self.attention_biases[...][:, relative_bias_index(self.window_size)]  # [h, n, n]
         logits = jnp.matmul(q, k_t).astype(jnp.float32) + bias.astype(jnp.float32)
         return jax.nn.softmax(logits, axis=-1).astype(dtype)
-
-    def call_nchw(self, x):
-        """``__call__`` on windows given as NCHW maps ``[B', dim, ws, ws]``: qkv and proj as 1x1
-        convolutions, heads split along the channels (no token transposes), the attention
-        computed transposed (``v^T attn^T``) so that its output is NCHW again."""
-        b, c, hh, ww = x.shape
-        n = hh * ww
-        if n != self.window_size**2:
-            raise ValueError(
-                f"Attention: expected {self.window_size**2} tokens per window, got {n}"
-            )
-        dtype = self.dtype or x.dtype
-        x = self.qkv.call_nchw(_channels_last_op(self.norm, x).astype(dtype))
-        x = x.reshape(b, self.num_heads, 2 * self.key_dim + self.val_dim, n)
-        q, k, v = jnp.split(x, [self.key_dim, 2 * self.key_dim], axis=2)  # each [b, h, d, n]
-        attn = self._weights(q.transpose(0, 1, 3, 2), k, dtype)
-        out = jnp.matmul(v.astype(dtype), attn.transpose(0, 1, 3, 2))  # [b, h, dv, n]
-        return self.proj.call_nchw(out.reshape(b, self.num_heads * self.val_dim, hh, ww))
 
     def reparameterize(self):
         """Deploy form (``edgejax.deploy.fuse``): the query scale folded into ``qkv``'s query
@@ -305,10 +289,6 @@ class NormMlp(nnx.Module):
     def __call__(self, x):
         x = self._drop(get_act(_ACT)(self.fc1(self.norm(x))))
         return self._drop(self.fc2(x))
-
-    def call_nchw(self, x):
-        x = self._drop(get_act(_ACT)(self.fc1.call_nchw(_channels_last_op(self.norm, x))))
-        return self._drop(self.fc2.call_nchw(x))
 
 
 class TinyVitBlock(nnx.Module):
@@ -355,9 +335,10 @@ class TinyVitBlock(nnx.Module):
         if pad_b or pad_r:
             x = jnp.pad(x, ((0, 0), (0, pad_b), (0, pad_r), (0, 0)))
         nh, nw = (h + pad_b) // ws, (w + pad_r) // ws
-        if nh == nw == 1:  # one window (stages 2-3 at 224 px): no partition, so exported graphs
-            # carry no 6-D transposes (onnxruntime ran each at ~5 ns per element)
-            return self.attn(x.reshape(b, ws * ws, c)).reshape(b, ws, ws, c)[:, :h, :w]
+        if nh == nw == 1:  # one window (stages 2-3 at 224 px): attended as a map, no partition,
+            # so exported graphs carry no 6-D transposes (onnxruntime ran each at ~5 ns per
+            # element) and its qkv / proj are convs on the map
+            return self.attn(x)[:, :h, :w]
         # Without padding the attention's LayerNorm (token-wise) runs before the partition: the
         # same values, and in an exported graph the norm keeps onnxruntime from folding a
         # preceding conv's layout change into the partition (a 6-D transpose with 7-float rows,
@@ -382,20 +363,6 @@ class TinyVitBlock(nnx.Module):
         x = x + self.drop_path1(self._window_attention(x))
         x = self.local_conv(x)
         return x + self.drop_path2(self.mlp(x))
-
-    def call_nchw(self, x):
-        """``__call__`` on an NCHW map (``channels_first`` tracing). A map that is one window is
-        attended in NCHW; several windows go through the channels-last partition."""
-        b, c, h, w = x.shape
-        ws = self.window_size
-        if h <= ws and w <= ws:
-            a = jnp.pad(x, ((0, 0), (0, 0), (0, ws - h), (0, ws - w))) if (h, w) != (ws, ws) else x
-            a = self.attn.call_nchw(a)[:, :, :h, :w]
-        else:
-            a = _channels_last_op(self._window_attention, x)
-        x = x + self.drop_path1(a)
-        x = self.local_conv.call_nchw(x)
-        return x + self.drop_path2(self.mlp.call_nchw(x))
 
 
 class ConvStage(nnx.Module):
@@ -463,17 +430,6 @@ class TinyVitStage(nnx.Module):
 
     def __call__(self, x):
         x = self.downsample(x)
-        ws = self.blocks[0].window_size if len(self.blocks) else 0
-        if channels_first_enabled() and x.shape[1] <= ws and x.shape[2] <= ws:
-            # ONNX export, map of one window: NCHW through the blocks, so that the runtime's
-            # blocked-layout convs absorb the biases and residual adds (see
-            # edgejax.layers.channels_first). Several windows stay channels-last: onnxruntime
-            # would fold the layout change into each window partition, a 6-D transpose with
-            # 7-float rows (~1 ms per block for stage 1 of tiny_vit_21m_224).
-            x = x.transpose(0, 3, 1, 2)
-            for blk in self.blocks:
-                x = blk.call_nchw(x)
-            return x.transpose(0, 2, 3, 1)
         for blk in self.blocks:
             x = blk(x)
         return x
