@@ -25,6 +25,7 @@ __all__ = [
     "list_models",
     "model_info",
     "ModelEntry",
+    "register_variants",
     "get_entry",
     "count_params",
 ]
@@ -72,6 +73,25 @@ def register_model(
     if merged["test_input_size"] is None:
         merged["test_input_size"] = merged["input_size"]
     _REGISTRY[name] = ModelEntry(name, family, builder, cfg, merged)
+
+
+def register_variants(
+    family: str,
+    variants: dict[str, tuple[Any, dict]],
+    builder: Callable[..., nnx.Module],
+    *,
+    defaults: dict | None = None,
+) -> None:
+    """Register a family's variant table, the one shape every family uses: ``{name: (config,
+    info)}``, ``info`` what differs from ``defaults`` (which differ from timm's defaults).
+    ``hf_tag`` in either is timm's default pretrained tag: ``hf_hub_id`` becomes
+    ``timm/<name>.<hf_tag>``."""
+    for name, (cfg, info) in variants.items():
+        merged = {**(defaults or {}), **info}
+        tag = merged.pop("hf_tag", None)
+        if tag is not None:
+            merged["hf_hub_id"] = f"timm/{name}.{tag}"
+        register_model(name, builder, family=family, cfg=cfg, info=merged)
 
 
 def register_alias(alias: str, target: str) -> None:

@@ -52,7 +52,7 @@ from ..layers import (
     Dropout,
 )
 from ..layers.constants import INCEPTION_MEAN
-from ..registry import register_model
+from ..registry import register_variants
 from .base import Classifier
 
 __all__ = ["ConvNeXt", "ConvNeXtConfig", "ConvNeXtBlock", "ConvNeXtStage", "RmsNorm", "SimpleNorm"]
@@ -558,7 +558,8 @@ class ConvNeXt(Classifier):
         return key
 
 
-def _build(cfg: ConvNeXtConfig, *, num_classes, rngs, dtype, **overrides):
+def build_convnext(cfg: ConvNeXtConfig, *, num_classes, rngs, dtype, **overrides):
+    """Registry builder: a :class:`ConvNeXt` from its config."""
     return ConvNeXt(cfg, num_classes=num_classes, rngs=rngs, dtype=dtype, **overrides)
 
 
@@ -569,50 +570,54 @@ _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _HALF = INCEPTION_MEAN  # = INCEPTION_STD
 
+_DEFAULT_INFO = dict(test_input_size=(3, 288, 288), crop_pct=0.875, interpolation="bicubic")
+
 _T = (3, 3, 9, 3)
 _S = (3, 3, 27, 3)
 _A = (2, 2, 6, 2)
 
-# name: (config, default tag, info overrides); info defaults: 224 px, test 288, crop 0.875, bicubic,
-# ImageNet mean/std.
-_VARIANTS: dict[str, tuple[ConvNeXtConfig, str | None, dict]] = {
-    "convnext_atto": (ConvNeXtConfig(_A, (40, 80, 160, 320), conv_mlp=True), "d2_in1k", {}),
+# name: (config, info): what differs from the family's defaults (_DEFAULT_INFO); hf_tag: timm's
+# default pretrained tag.
+VARIANTS: dict[str, tuple[ConvNeXtConfig, dict]] = {
+    "convnext_atto": (
+        ConvNeXtConfig(_A, (40, 80, 160, 320), conv_mlp=True),
+        dict(hf_tag="d2_in1k"),
+    ),
     "convnext_atto_ols": (
         ConvNeXtConfig(_A, (40, 80, 160, 320), conv_mlp=True, stem_type="overlap_tiered"),
-        "a2_in1k",
-        {},
+        dict(hf_tag="a2_in1k"),
     ),
     "convnext_atto_rms": (
         ConvNeXtConfig(_A, (40, 80, 160, 320), conv_mlp=True, norm="rmsnorm"),
-        None,
         dict(test_input_size=(3, 256, 256)),
     ),
-    "convnext_femto": (ConvNeXtConfig(_A, (48, 96, 192, 384), conv_mlp=True), "d1_in1k", {}),
+    "convnext_femto": (
+        ConvNeXtConfig(_A, (48, 96, 192, 384), conv_mlp=True),
+        dict(hf_tag="d1_in1k"),
+    ),
     "convnext_femto_ols": (
         ConvNeXtConfig(_A, (48, 96, 192, 384), conv_mlp=True, stem_type="overlap_tiered"),
-        "d1_in1k",
-        {},
+        dict(hf_tag="d1_in1k"),
     ),
-    "convnext_pico": (ConvNeXtConfig(_A, (64, 128, 256, 512), conv_mlp=True), "d1_in1k", {}),
+    "convnext_pico": (
+        ConvNeXtConfig(_A, (64, 128, 256, 512), conv_mlp=True),
+        dict(hf_tag="d1_in1k"),
+    ),
     "convnext_pico_ols": (
         ConvNeXtConfig(_A, (64, 128, 256, 512), conv_mlp=True, stem_type="overlap_tiered"),
-        "d1_in1k",
-        dict(crop_pct=0.95),
+        dict(hf_tag="d1_in1k", crop_pct=0.95),
     ),
     "convnext_nano": (
         ConvNeXtConfig((2, 2, 8, 2), (80, 160, 320, 640), conv_mlp=True),
-        "in12k_ft_in1k",
-        dict(crop_pct=0.95),
+        dict(hf_tag="in12k_ft_in1k", crop_pct=0.95),
     ),
     "convnext_nano_ols": (
         ConvNeXtConfig((2, 2, 8, 2), (80, 160, 320, 640), conv_mlp=True, stem_type="overlap"),
-        "d1h_in1k",
-        dict(crop_pct=0.95),
+        dict(hf_tag="d1h_in1k", crop_pct=0.95),
     ),
     "convnext_zepto_rms": (
         ConvNeXtConfig((2, 2, 4, 2), (32, 64, 128, 256), conv_mlp=True, norm="simplenorm"),
-        "ra4_e3600_r224_in1k",
-        dict(test_input_size=None, mean=_HALF, std=_HALF),
+        dict(hf_tag="ra4_e3600_r224_in1k", test_input_size=None, mean=_HALF, std=_HALF),
     ),
     "convnext_zepto_rms_ols": (
         ConvNeXtConfig(
@@ -622,30 +627,28 @@ _VARIANTS: dict[str, tuple[ConvNeXtConfig, str | None, dict]] = {
             norm="simplenorm",
             stem_type="overlap_act",
         ),
-        "ra4_e3600_r224_in1k",
-        dict(test_input_size=None, crop_pct=0.9, mean=_HALF, std=_HALF),
+        dict(
+            hf_tag="ra4_e3600_r224_in1k", test_input_size=None, crop_pct=0.9, mean=_HALF, std=_HALF
+        ),
     ),
     "convnext_tiny": (
         ConvNeXtConfig(_T, (96, 192, 384, 768)),
-        "in12k_ft_in1k",
-        dict(crop_pct=0.95, top1=84.192),
+        dict(hf_tag="in12k_ft_in1k", crop_pct=0.95, top1=84.192),
     ),
     "convnext_tiny_hnf": (
         ConvNeXtConfig(_T, (96, 192, 384, 768), conv_mlp=True, head_norm_first=True),
-        "a2h_in1k",
-        dict(crop_pct=0.95),
+        dict(hf_tag="a2h_in1k", crop_pct=0.95),
     ),
     "convnext_small": (
         ConvNeXtConfig(_S, (96, 192, 384, 768)),
-        "in12k_ft_in1k",
-        dict(crop_pct=0.95),
+        dict(hf_tag="in12k_ft_in1k", crop_pct=0.95),
     ),
-    "convnext_base": (ConvNeXtConfig(_S, (128, 256, 512, 1024)), "fb_in22k_ft_in1k", {}),
-    "convnext_large": (ConvNeXtConfig(_S, (192, 384, 768, 1536)), "fb_in22k_ft_in1k", {}),
+    "convnext_base": (ConvNeXtConfig(_S, (128, 256, 512, 1024)), dict(hf_tag="fb_in22k_ft_in1k")),
+    "convnext_large": (ConvNeXtConfig(_S, (192, 384, 768, 1536)), dict(hf_tag="fb_in22k_ft_in1k")),
     "convnext_large_mlp": (
         ConvNeXtConfig(_S, (192, 384, 768, 1536), head_hidden_size=1536),
-        "clip_laion2b_soup_ft_in12k_in1k_320",
         dict(
+            hf_tag="clip_laion2b_soup_ft_in12k_in1k_320",
             input_size=(3, 320, 320),
             test_input_size=None,
             crop_pct=1.0,
@@ -653,11 +656,14 @@ _VARIANTS: dict[str, tuple[ConvNeXtConfig, str | None, dict]] = {
             std=_CLIP_STD,
         ),
     ),
-    "convnext_xlarge": (ConvNeXtConfig(_S, (256, 512, 1024, 2048)), "fb_in22k_ft_in1k", {}),
+    "convnext_xlarge": (
+        ConvNeXtConfig(_S, (256, 512, 1024, 2048)),
+        dict(hf_tag="fb_in22k_ft_in1k"),
+    ),
     "convnext_xxlarge": (
         ConvNeXtConfig((3, 4, 30, 3), (384, 768, 1536, 3072), norm_eps=1e-5),
-        "clip_laion2b_soup_ft_in1k",
         dict(
+            hf_tag="clip_laion2b_soup_ft_in1k",
             input_size=(3, 256, 256),
             test_input_size=None,
             crop_pct=1.0,
@@ -667,14 +673,4 @@ _VARIANTS: dict[str, tuple[ConvNeXtConfig, str | None, dict]] = {
     ),
 }
 
-for _name, (_cfg, _tag, _extra) in _VARIANTS.items():
-    _info = dict(
-        input_size=(3, 224, 224),
-        test_input_size=(3, 288, 288),
-        crop_pct=0.875,
-        interpolation="bicubic",
-        hf_hub_id=f"timm/{_name}.{_tag}" if _tag else None,
-        top1=None,
-    )
-    _info.update(_extra)
-    register_model(_name, _build, family="convnext", cfg=_cfg, info=_info)
+register_variants("convnext", VARIANTS, build_convnext, defaults=_DEFAULT_INFO)

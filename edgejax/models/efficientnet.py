@@ -24,7 +24,7 @@ from flax import nnx
 from ..layers import BatchNorm2d, Linear, Dropout
 from ..layers.blocks import get_act, global_avg_pool
 from ..layers.constants import INCEPTION_MEAN, INCEPTION_STD
-from ..registry import register_model
+from ..registry import register_variants
 from ._efficientnet_blocks import (
     BlockDef,
     SeSpec,
@@ -233,7 +233,7 @@ def _info(size: int, test: int, crop: float = 1.0, **kw) -> dict:
     )
 
 
-_VARIANTS: dict[str, tuple[EfficientNetConfig, dict]] = {
+VARIANTS: dict[str, tuple[EfficientNetConfig, dict]] = {
     "efficientnetv2_rw_t": (
         EfficientNetConfig(ARCH_V2_S, width=0.8, depth=0.9),
         _info(224, 288, hf_hub_id="timm/efficientnetv2_rw_t.ra2_in1k"),
@@ -298,5 +298,4 @@ _VARIANTS: dict[str, tuple[EfficientNetConfig, dict]] = {
     ),
 }
 
-for _name, (_cfg, _info_dict) in _VARIANTS.items():
-    register_model(_name, build_efficientnet, family="efficientnet", cfg=_cfg, info=_info_dict)
+register_variants("efficientnet", VARIANTS, build_efficientnet)

@@ -22,7 +22,7 @@ from flax import nnx
 from ..layers import BatchNorm2d, Linear, Dropout
 from ..layers.blocks import get_act, global_avg_pool
 from ..layers.constants import INCEPTION_MEAN, INCEPTION_STD
-from ..registry import register_model
+from ..registry import register_variants
 from ._efficientnet_blocks import (
     BlockDef,
     SeSpec,
@@ -225,7 +225,7 @@ def build_mobilenetv3(
 _TF = dict(bn_eps=1e-3, pad="same")
 _TF_INFO = dict(interpolation="bilinear", mean=INCEPTION_MEAN, std=INCEPTION_STD)
 
-_VARIANTS: dict[str, tuple[MobileNetV3Config, dict]] = {
+VARIANTS: dict[str, tuple[MobileNetV3Config, dict]] = {
     "mobilenetv3_large_075": (
         MobileNetV3Config(ARCH_LARGE, width=0.75),
         dict(interpolation="bilinear"),
@@ -289,5 +289,4 @@ _VARIANTS: dict[str, tuple[MobileNetV3Config, dict]] = {
     ),
 }
 
-for _name, (_cfg, _info) in _VARIANTS.items():
-    register_model(_name, build_mobilenetv3, family="mobilenetv3", cfg=_cfg, info=_info)
+register_variants("mobilenetv3", VARIANTS, build_mobilenetv3)

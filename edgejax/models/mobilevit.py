@@ -60,7 +60,7 @@ from ..layers import (
     Linear,
 )
 from ..layers.blocks import get_act, make_divisible
-from ..registry import register_alias, register_model
+from ..registry import register_alias, register_variants
 from .base import Classifier
 
 __all__ = [
@@ -689,48 +689,33 @@ def _v1_config(widths, dims, num_features, ratio) -> MobileViTConfig:
     )
 
 
-CONFIGS: dict[str, MobileViTConfig] = {
-    "mobilevit_xxs": _v1_config((16, 24, 48, 64, 80), (64, 80, 96), 320, 2.0),
-    "mobilevit_xs": _v1_config((32, 48, 64, 80, 96), (96, 120, 144), 384, 4.0),
-    "mobilevit_s": _v1_config((32, 64, 96, 128, 160), (144, 192, 240), 640, 4.0),
-    "mobilevitv2_050": _v2_config(0.50),
-    "mobilevitv2_075": _v2_config(0.75),
-    "mobilevitv2_100": _v2_config(1.00),
-    "mobilevitv2_125": _v2_config(1.25),
-    "mobilevitv2_150": _v2_config(1.50),
-    "mobilevitv2_175": _v2_config(1.75),
-    "mobilevitv2_200": _v2_config(2.00),
+# name: (config, info): what differs from _DEFAULT_INFO (timm 1.0.31's default pretrained cfg);
+# top1: ImageNet top-1 of those weights from porting-spec section 4 (None where it gives none).
+_DEFAULT_INFO = dict(
+    input_size=(3, 256, 256),
+    test_input_size=(3, 256, 256),
+    crop_pct=0.888,
+    interpolation="bicubic",
+    mean=(0.0, 0.0, 0.0),
+    std=(1.0, 1.0, 1.0),
+    hf_tag="cvnets_in1k",
+)
+_V1 = dict(crop_pct=0.9)
+
+VARIANTS: dict[str, tuple[MobileViTConfig, dict]] = {
+    "mobilevit_xxs": (_v1_config((16, 24, 48, 64, 80), (64, 80, 96), 320, 2.0), _V1),
+    "mobilevit_xs": (_v1_config((32, 48, 64, 80, 96), (96, 120, 144), 384, 4.0), _V1),
+    "mobilevit_s": (_v1_config((32, 64, 96, 128, 160), (144, 192, 240), 640, 4.0), _V1),
+    "mobilevitv2_050": (_v2_config(0.50), dict(top1=70.156)),
+    "mobilevitv2_075": (_v2_config(0.75), dict(top1=75.612)),
+    "mobilevitv2_100": (_v2_config(1.00), dict(top1=78.088)),
+    "mobilevitv2_125": (_v2_config(1.25), dict(top1=79.682)),
+    "mobilevitv2_150": (_v2_config(1.50), dict(top1=80.380)),
+    "mobilevitv2_175": (_v2_config(1.75), dict(top1=80.870)),
+    "mobilevitv2_200": (_v2_config(2.00), dict(top1=81.148)),
 }
 
-# timm's default pretrained cfg per name (timm 1.0.31), and the ImageNet top-1 of those weights
-# from porting-spec section 4 (None where the spec gives none).
-_TOP1 = {
-    "mobilevitv2_050": 70.156,
-    "mobilevitv2_075": 75.612,
-    "mobilevitv2_100": 78.088,
-    "mobilevitv2_125": 79.682,
-    "mobilevitv2_150": 80.380,
-    "mobilevitv2_175": 80.870,
-    "mobilevitv2_200": 81.148,
-}
-
-for _name, _cfg in CONFIGS.items():
-    register_model(
-        _name,
-        build_mobilevit,
-        family="mobilevit",
-        cfg=_cfg,
-        info=dict(
-            input_size=(3, 256, 256),
-            test_input_size=(3, 256, 256),
-            crop_pct=0.888 if _cfg.version == 2 else 0.9,
-            interpolation="bicubic",
-            mean=(0.0, 0.0, 0.0),
-            std=(1.0, 1.0, 1.0),
-            hf_hub_id=f"timm/{_name}.cvnets_in1k",
-            top1=_TOP1.get(_name),
-        ),
-    )
+register_variants("mobilevit", VARIANTS, build_mobilevit, defaults=_DEFAULT_INFO)
 
 # The study's names (see the module docstring: its code trained v1 under these names).
 register_alias("mobilevitv2_xxs", "mobilevitv2_050")

@@ -17,7 +17,7 @@ from flax import nnx
 
 from ..layers import init
 from ..layers import BatchNorm2d, ClassifierHead, Conv2d, DropPath, Identity, global_avg_pool
-from ..registry import register_model
+from ..registry import register_variants
 from .base import Classifier
 
 __all__ = ["RepVGG", "RepVGGConfig", "RepVggBlock"]
@@ -205,37 +205,29 @@ class RepVGG(Classifier):
         return self.head(x, pre_logits=pre_logits)
 
 
-def _build(cfg: RepVGGConfig, *, num_classes, rngs, dtype, **overrides):
+def build_repvgg(cfg: RepVGGConfig, *, num_classes, rngs, dtype, **overrides):
+    """Registry builder: a :class:`RepVGG` from its config."""
     return RepVGG(cfg, num_classes=num_classes, rngs=rngs, dtype=dtype, **overrides)
 
 
+_DEFAULT_INFO = dict(crop_pct=0.875, interpolation="bilinear", hf_tag="rvgg_in1k")
 _A = (2, 4, 14, 1)
-_VARIANTS = {
-    "repvgg_a0": (RepVGGConfig(_A, (0.75, 0.75, 0.75, 2.5), stem_chs=48), 72.426),
-    "repvgg_a1": (RepVGGConfig(_A, (1, 1, 1, 2.5)), 74.474),
-    "repvgg_a2": (RepVGGConfig(_A, (1.5, 1.5, 1.5, 2.75)), 76.488),
-    "repvgg_b0": (RepVGGConfig(widths=(1, 1, 1, 2.5)), 75.158),
-    "repvgg_b1": (RepVGGConfig(widths=(2, 2, 2, 4)), None),
-    "repvgg_b1g4": (RepVGGConfig(widths=(2, 2, 2, 4), groups=4), None),
-    "repvgg_b2": (RepVGGConfig(widths=(2.5, 2.5, 2.5, 5)), None),
-    "repvgg_b2g4": (RepVGGConfig(widths=(2.5, 2.5, 2.5, 5), groups=4), None),
-    "repvgg_b3": (RepVGGConfig(widths=(3, 3, 3, 5)), None),
-    "repvgg_b3g4": (RepVGGConfig(widths=(3, 3, 3, 5), groups=4), None),
-    "repvgg_d2se": (RepVGGConfig((8, 14, 24, 1), (2.5, 2.5, 2.5, 5), se_ratio=0.0625), None),
+# name: (config, info): what differs from _DEFAULT_INFO (top1: timm's ImageNet-1k figure)
+VARIANTS: dict[str, tuple[RepVGGConfig, dict]] = {
+    "repvgg_a0": (RepVGGConfig(_A, (0.75, 0.75, 0.75, 2.5), stem_chs=48), dict(top1=72.426)),
+    "repvgg_a1": (RepVGGConfig(_A, (1, 1, 1, 2.5)), dict(top1=74.474)),
+    "repvgg_a2": (RepVGGConfig(_A, (1.5, 1.5, 1.5, 2.75)), dict(top1=76.488)),
+    "repvgg_b0": (RepVGGConfig(widths=(1, 1, 1, 2.5)), dict(top1=75.158)),
+    "repvgg_b1": (RepVGGConfig(widths=(2, 2, 2, 4)), {}),
+    "repvgg_b1g4": (RepVGGConfig(widths=(2, 2, 2, 4), groups=4), {}),
+    "repvgg_b2": (RepVGGConfig(widths=(2.5, 2.5, 2.5, 5)), {}),
+    "repvgg_b2g4": (RepVGGConfig(widths=(2.5, 2.5, 2.5, 5), groups=4), {}),
+    "repvgg_b3": (RepVGGConfig(widths=(3, 3, 3, 5)), {}),
+    "repvgg_b3g4": (RepVGGConfig(widths=(3, 3, 3, 5), groups=4), {}),
+    "repvgg_d2se": (
+        RepVGGConfig((8, 14, 24, 1), (2.5, 2.5, 2.5, 5), se_ratio=0.0625),
+        dict(input_size=(3, 320, 320), crop_pct=1.0),
+    ),
 }
 
-for _name, (_cfg, _top1) in _VARIANTS.items():
-    _size = 320 if _name == "repvgg_d2se" else 224
-    register_model(
-        _name,
-        _build,
-        family="repvgg",
-        cfg=_cfg,
-        info=dict(
-            input_size=(3, _size, _size),
-            crop_pct=1.0 if _name == "repvgg_d2se" else 0.875,
-            interpolation="bilinear",
-            hf_hub_id=f"timm/{_name}.rvgg_in1k",
-            top1=_top1,
-        ),
-    )
+register_variants("repvgg", VARIANTS, build_repvgg, defaults=_DEFAULT_INFO)

@@ -42,8 +42,7 @@ from ..layers import (
     cast,
     get_act,
 )
-from ..layers.constants import IMAGENET_MEAN, IMAGENET_STD
-from ..registry import register_model
+from ..registry import register_variants
 from .base import Classifier
 
 __all__ = [
@@ -628,44 +627,30 @@ _5M = dict(embed_dims=(64, 128, 160, 320), num_heads=(2, 4, 5, 10))
 _11M = dict(embed_dims=(64, 128, 256, 448), num_heads=(2, 4, 8, 14))
 _21M = dict(embed_dims=(96, 192, 384, 576), num_heads=(3, 6, 12, 18))
 
-TINY_VIT_CONFIGS: dict[str, TinyVitConfig] = {
-    "tiny_vit_5m_224": TinyVitConfig(**_5M, drop_path_rate=0.0),
-    "tiny_vit_11m_224": TinyVitConfig(**_11M, drop_path_rate=0.1),
-    "tiny_vit_21m_224": TinyVitConfig(**_21M, drop_path_rate=0.2),
-    "tiny_vit_21m_384": TinyVitConfig(**_21M, window_sizes=(12, 12, 24, 12), drop_path_rate=0.1),
-    "tiny_vit_21m_512": TinyVitConfig(**_21M, window_sizes=(16, 16, 32, 16), drop_path_rate=0.1),
+# name: (config, info): what differs from _DEFAULT_INFO. timm's default tag for each name: the
+# 224 px defaults are the ImageNet-22k distilled weights with a 21,841-class head (no ImageNet-1k
+# top-1); the 1k tags are `.in1k` and `.dist_in22k_ft_in1k`. top1: none of the default tags has
+# an ImageNet-1k figure in the porting spec's section 4 (its 384/512 figures are the paper's).
+_DEFAULT_INFO = dict(crop_pct=0.95, crop_mode="center", interpolation="bicubic")
+_IN22K = dict(hf_tag="dist_in22k", num_classes=21841)
+
+VARIANTS: dict[str, tuple[TinyVitConfig, dict]] = {
+    "tiny_vit_5m_224": (TinyVitConfig(**_5M, drop_path_rate=0.0), _IN22K),
+    "tiny_vit_11m_224": (TinyVitConfig(**_11M, drop_path_rate=0.1), _IN22K),
+    "tiny_vit_21m_224": (TinyVitConfig(**_21M, drop_path_rate=0.2), _IN22K),
+    "tiny_vit_21m_384": (
+        TinyVitConfig(**_21M, window_sizes=(12, 12, 24, 12), drop_path_rate=0.1),
+        dict(hf_tag="dist_in22k_ft_in1k", input_size=(3, 384, 384), crop_pct=1.0),
+    ),
+    "tiny_vit_21m_512": (
+        TinyVitConfig(**_21M, window_sizes=(16, 16, 32, 16), drop_path_rate=0.1),
+        dict(
+            hf_tag="dist_in22k_ft_in1k",
+            input_size=(3, 512, 512),
+            crop_pct=1.0,
+            crop_mode="squash",
+        ),
+    ),
 }
 
-# timm's default tag for each name. The 224 px defaults are the ImageNet-22k distilled weights
-# with a 21,841-class head (no ImageNet-1k top-1); the 1k tags are `.in1k` and
-# `.dist_in22k_ft_in1k`. top1: none of the default tags has an ImageNet-1k figure in the
-# porting spec's section 4 (its 384/512 figures are the paper's, not timm's).
-_INFO = {
-    "tiny_vit_5m_224": dict(hf_hub_id="timm/tiny_vit_5m_224.dist_in22k", num_classes=21841),
-    "tiny_vit_11m_224": dict(hf_hub_id="timm/tiny_vit_11m_224.dist_in22k", num_classes=21841),
-    "tiny_vit_21m_224": dict(hf_hub_id="timm/tiny_vit_21m_224.dist_in22k", num_classes=21841),
-    "tiny_vit_21m_384": dict(
-        hf_hub_id="timm/tiny_vit_21m_384.dist_in22k_ft_in1k", input_size=(3, 384, 384), crop_pct=1.0
-    ),
-    "tiny_vit_21m_512": dict(
-        hf_hub_id="timm/tiny_vit_21m_512.dist_in22k_ft_in1k",
-        input_size=(3, 512, 512),
-        crop_pct=1.0,
-        crop_mode="squash",
-    ),
-}
-
-for _name, _cfg in TINY_VIT_CONFIGS.items():
-    _info = dict(
-        input_size=(3, 224, 224),
-        crop_pct=0.95,
-        crop_mode="center",
-        interpolation="bicubic",
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        num_classes=1000,
-        top1=None,
-    )
-    _info.update(_INFO[_name])
-    register_model(_name, build_tiny_vit, family="tiny_vit", cfg=_cfg, info=_info)
-del _name, _cfg, _info
+register_variants("tiny_vit", VARIANTS, build_tiny_vit, defaults=_DEFAULT_INFO)
