@@ -85,7 +85,7 @@ def test_cli_bad_input(tmp_path, capsys):
     assert (
         export.main(["--model", "repvgg_a0", "--format", "onnx", "--out", out, "--batch", "0"]) == 2
     )
-    assert "--batch must be a positive integer" in capsys.readouterr().err
+    assert "--batch-size must be a positive integer" in capsys.readouterr().err
     assert (
         export.main(
             ["--model", "repvgg_a0", "--format", "onnx", "--out", out, "--resolution", "16"]

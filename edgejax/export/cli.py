@@ -35,7 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="output file")
     b = p.add_mutually_exclusive_group()
-    b.add_argument("--batch", type=int, default=1, help="fixed batch size (default 1)")
+    b.add_argument(
+        "--batch-size",
+        "--batch",
+        dest="batch",
+        type=int,
+        default=1,
+        help="fixed batch size (default 1), as validate and predict take it",
+    )
     b.add_argument(
         "--dynamic-batch", action="store_true", help="symbolic batch dimension (onnx, stablehlo)"
     )
@@ -124,7 +131,7 @@ def _check_flags(args) -> None:
     if args.dtype != "float32" and args.format != "litert":
         raise ValueError("--dtype float16 applies to --format litert only")
     if not args.dynamic_batch and args.batch < 1:
-        raise ValueError(f"--batch must be a positive integer, got {args.batch}")
+        raise ValueError(f"--batch-size must be a positive integer, got {args.batch}")
     if args.quantize:
         if args.format == "stablehlo":
             raise ValueError("--quantize int8 applies to --format onnx or litert")
