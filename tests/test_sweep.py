@@ -540,6 +540,9 @@ def test_workers_racing_to_create_the_tables_open_the_storage(tmp_path, monkeypa
             raise sqlalchemy.exc.IntegrityError("CREATE TABLE studies", {}, Exception(race))
         return real(url, **kw)
 
+    import inspect
+
+    flaky.__signature__ = inspect.signature(real)  # make_storage picks the callback's name by it
     monkeypatch.setattr(optuna.storages, "RDBStorage", flaky)
     monkeypatch.setattr(study.time, "sleep", lambda s: None)
     url = f"sqlite:///{tmp_path / 'race.db'}"
