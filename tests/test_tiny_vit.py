@@ -265,3 +265,33 @@ def test_every_conv_bn_pair_is_declared_for_folding(tiny):
             pairs += 1
     n_bn = sum(isinstance(m, BatchNorm2d) for _, m in _modules(model))
     assert pairs == n_bn > 0
+
+
+def test_both_head_layouts_give_the_same_attention():
+    # heads_along_channels (what ONNX export traces) against the default token-first layout,
+    # for windows given as tokens and as one map; and a whole model, with several windows
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    import edgejax
+    from edgejax.models.tiny_vit import Attention
+
+    attn = Attention(64, 16, 4, 7, rngs=nnx.Rngs(0))
+    attn.attention_biases[...] = jax.random.normal(jax.random.PRNGKey(1), (4, 49))
+    x = jax.random.normal(jax.random.PRNGKey(2), (3, 7, 7, 64))
+    outs = {}
+    for hc in (False, True):
+        attn.heads_along_channels = hc
+        outs[hc] = (np.asarray(attn(x)), np.asarray(attn(x.reshape(3, 49, 64))))
+    for a, b in zip(outs[False], outs[True]):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outs[False][0].reshape(3, 49, 64), outs[False][1], atol=1e-6)
+    model = edgejax.create_model("tiny_vit_5m_224", num_classes=10)
+    model.eval()
+    xm = jax.random.normal(jax.random.PRNGKey(3), (2, 112, 112, 3))
+    ref = np.asarray(model(xm))
+    for _, m in nnx.iter_graph(model):
+        if isinstance(m, Attention):
+            m.heads_along_channels = True
+    np.testing.assert_allclose(np.asarray(model(xm)), ref, rtol=1e-4, atol=1e-5)

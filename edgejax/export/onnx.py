@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -52,7 +53,9 @@ def export_onnx(
     resolution = _default_resolution(model, resolution)
     shape = _input_spec(model, resolution, batch_size, dynamic_batch)
     model.eval()
-    with depthwise_impl(model, "conv"):  # one Conv op per depthwise conv, whatever the backend
+    # one Conv op per depthwise conv whatever the backend, and attention heads laid out along
+    # the channels (TinyViT), which the layout pass keeps between NCHW convs
+    with depthwise_impl(model, "conv"), _heads_along_channels(model):
         graphdef, state = nnx.split(model)
     state = jax.tree.map(lambda v: np.asarray(v) if isinstance(v, jax.Array) else v, state)
 
@@ -79,6 +82,22 @@ def export_onnx(
 
     onnx.save_model(proto, str(path))
     return str(path)
+
+
+@contextlib.contextmanager
+def _heads_along_channels(model):
+    """Set ``heads_along_channels`` on every module that has it, for the ``with`` block."""
+    from flax import nnx
+
+    mods = [m for _, m in nnx.iter_graph(model) if hasattr(m, "heads_along_channels")]
+    old = [m.heads_along_channels for m in mods]
+    try:
+        for m in mods:
+            m.heads_along_channels = True
+        yield
+    finally:
+        for m, v in zip(mods, old):
+            m.heads_along_channels = v
 
 
 def onnx_session(path: str, *, threads: int | None = None):
