@@ -22,6 +22,10 @@ Phases, in order of importance:
 7. ``groups``: ``benchmarks/trial_groups.py`` (K trials in one program vs K runs; batch
    ``--group-batch``, K in ``--group-ks``; targets: K = 8 >= 4x one run for
    mobilenetv3_large_100 and mobilevitv2_050, >= 2x for repvgg_a2).
+8. ``distill``: ``benchmarks/train_throughput.py --teacher T`` for the students of
+   ``--distill-students`` (teacher ``--distill-teacher``, random weights, at its own input
+   size, inside the student's step): img/s of online distillation beside the student alone
+   (the ``train`` phase's figure).
 
 Targets (issue #6, inference): edgejax img/s at batch B >= 1.5x timm eager, latency at batch 1
 <= 2 ms. (Issue #5, training): img/s >= 1.5x timm eager and >= 1.2x timm torch.compile.
@@ -42,7 +46,7 @@ from multiprocessing import get_context
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-PHASES = ("precompile", "infer", "timm", "train", "deploy", "timm-compile", "groups")
+PHASES = ("precompile", "infer", "timm", "train", "deploy", "timm-compile", "groups", "distill")
 INFER_TARGET, LATENCY_TARGET_MS, TRAIN_EAGER_TARGET, TRAIN_COMPILED_TARGET = 1.5, 2.0, 1.5, 1.2
 
 
@@ -271,6 +275,25 @@ def training_table(train: list, eager: dict, compiled: dict, precompiled: dict) 
 # ----------------------------------------------------------------------------------------------
 
 
+def distill_table(distill: list, train: list) -> str:
+    """Student + teacher img/s beside the student alone (the train phase's record)."""
+    alone = {r["model"]: r.get("img_s") for r in train if "error" not in r}
+    lines = [
+        "| student | teacher | img/s distilled | img/s alone | distilled / alone |",
+        "|---|---|---|---|---|",
+    ]
+    for r in distill:
+        if "error" in r:
+            lines.append(f"| {r['model']} | - | {r['error']} | - | - |")
+            continue
+        a = alone.get(r["model"])
+        ratio = f"{r['img_s'] / a:.2f}" if a else "-"
+        lines.append(
+            f"| {r['model']} | {r.get('teacher')} | {r['img_s']:.1f} | {_f(a)} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
@@ -296,6 +319,14 @@ def main(argv=None) -> int:
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--group-batch", type=int, default=128, help="batch of the groups phase")
     p.add_argument("--group-ks", default="1,2,4,8", help="group sizes of the groups phase")
+    p.add_argument(
+        "--distill-students",
+        default="mobilenetv3_large_100,mobilevitv2_050,tiny_vit_21m_224",
+        help="students of the distill phase",
+    )
+    p.add_argument(
+        "--distill-teacher", default="convnext_tiny", help="teacher of the distill phase"
+    )
     p.add_argument("--out-dir", default=None, help="records and logs (default: a temporary dir)")
     args = p.parse_args(argv)
     args.phases = [s for s in args.phases.split(",") if s]
@@ -337,6 +368,7 @@ def main(argv=None) -> int:
             train="train.json",
             timm="timm.jsonl",
             groups="groups.json",
+            distill="distill.json",
             log="phases.log",
             suite="suite.json",
         ).items()
@@ -474,6 +506,30 @@ def main(argv=None) -> int:
                 left(),
                 log,
             )
+        elif phase == "distill":
+            _run(
+                [
+                    py,
+                    os.path.join(HERE, "train_throughput.py"),
+                    "--models",
+                    args.distill_students,
+                    "--teacher",
+                    args.distill_teacher,
+                    "--batch",
+                    str(args.batch),
+                    "--size",
+                    str(args.resolution),
+                    "--dtype",
+                    args.dtype,
+                    "--steps",
+                    str(args.train_steps),
+                    "--json",
+                    paths["distill"],
+                ],
+                env,
+                left(),
+                log,
+            )
         elif phase in ("timm", "timm-compile") and args.baseline:
             names = mlist if phase == "timm" else ""
             comp = "" if phase == "timm" else args.timm_compile
@@ -516,6 +572,7 @@ def main(argv=None) -> int:
     deploy = _load(paths["deploy"], {}).get("records", [])
     train = _load(paths["train"], [])
     groups = _load(paths["groups"], [])
+    distill = _load(paths["distill"], [])
     eager, compiled = _timm_records(paths["timm"])
     env_rec = _load(paths["infer"], {}).get("environment") or _load(paths["deploy"], {}).get(
         "environment"
@@ -530,6 +587,7 @@ def main(argv=None) -> int:
                 deploy=deploy,
                 train=train,
                 groups=groups,
+                distill=distill,
                 timm_eager=eager,
                 timm_compiled=compiled,
                 args=vars(args),
@@ -555,6 +613,9 @@ def main(argv=None) -> int:
 
         print(f"\n## Trial groups, batch {args.group_batch}\n")
         print(groups_table(groups))
+    if distill:
+        print(f"\n## Online distillation, batch {args.batch}\n")
+        print(distill_table(distill, train))
     return 0
 
 

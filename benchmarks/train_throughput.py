@@ -29,10 +29,12 @@ import traceback
 from edgejax.layers.constants import STUDY_MODELS  # noqa: E402
 
 
-def prepare(name: str, batch: int, size: int, dtype: str):
+def prepare(name: str, batch: int, size: int, dtype: str, teacher: str | None = None):
     """Build the production train step for ``name`` and compile it (no step is run).
 
-    Returns ``(compiled step, state, batch on device, compile seconds)``. The same program every
+    ``teacher``: distil from this model (random weights, at its own input size, in eval mode
+    inside the step: the cost of online distillation). Returns ``(step, state, batch on device,
+    compile seconds)``; ``step(state, batch)`` is the compiled program. The same program every
     time for the same arguments, so a persistent compilation cache warmed by one process (see
     ``benchmarks/gpu_suite.py --precompile``) serves the next."""
     import jax
@@ -50,7 +52,13 @@ def prepare(name: str, batch: int, size: int, dtype: str):
     n = jax.device_count()
     if batch % n:
         raise ValueError(f"--batch {batch} must be divisible by the {n} devices")
-    r = build(c, num_classes=1000)
+    t = None
+    if teacher:
+        from edgejax.distill import random_teacher
+
+        c.distill.teacher, c.distill.pretrained = teacher, "random"  # weights given below
+        t = random_teacher(teacher, 1000, dtype=jax.numpy.bfloat16 if dtype == "bfloat16" else None)
+    r = build(c, num_classes=1000, teacher=t)
     rng = np.random.default_rng(0)
     b = r.put_batch(
         {
@@ -59,16 +67,32 @@ def prepare(name: str, batch: int, size: int, dtype: str):
         }
     )
     t0 = time.perf_counter()
-    compiled = r.train_step.lower(r.state, b).compile()
-    return compiled, r.state, b, time.perf_counter() - t0
+    args = (r.state, b) if t is None else (r.state, b, r.teacher_weights)
+    compiled = r.train_step.lower(*args).compile()
+    step = compiled
+    if t is not None:
+
+        def step(s, x):
+            return compiled(s, x, r.teacher_weights)
+
+        step.memory_analysis = compiled.memory_analysis
+    return step, r.state, b, time.perf_counter() - t0
 
 
-def bench(name: str, batch: int, size: int, steps: int, dtype: str, warmup: int = 2) -> dict:
+def bench(
+    name: str,
+    batch: int,
+    size: int,
+    steps: int,
+    dtype: str,
+    warmup: int = 2,
+    teacher: str | None = None,
+) -> dict:
     import jax
 
     import edgejax
 
-    compiled, state, b, compile_s = prepare(name, batch, size, dtype)
+    compiled, state, b, compile_s = prepare(name, batch, size, dtype, teacher)
     for _ in range(warmup):
         state, m = compiled(state, b)
     jax.block_until_ready(m)
@@ -93,6 +117,7 @@ def bench(name: str, batch: int, size: int, steps: int, dtype: str, warmup: int 
         est = None
     return {
         "model": name,
+        "teacher": teacher,
         "params_m": edgejax.model_info(name)["num_params"] / 1e6,
         "img_s": steps * batch / dt,
         "step_ms": 1000 * dt / steps,
@@ -124,8 +149,16 @@ def main():
         default=None,
         help="models timm also runs under torch.compile (default: the baseline's own)",
     )
+    p.add_argument(
+        "--teacher",
+        default=None,
+        help="distil every model from this one (random weights, its own input size): "
+        "the img/s of online distillation, student and teacher in one step",
+    )
     p.add_argument("--json", default=None, help="write the records here (one JSON list)")
     args = p.parse_args()
+    if args.teacher and args.baseline:
+        p.error("--teacher times distillation, which timm's baseline does not run: drop --baseline")
 
     import jax
 
@@ -134,7 +167,12 @@ def main():
     dev = jax.devices()
     print(
         f"# {len(dev)} x {dev[0].device_kind} ({jax.default_backend()}), batch {args.batch}, "
-        f"{args.size} px, {args.dtype}, jax {jax.__version__}",
+        f"{args.size} px, {args.dtype}, jax {jax.__version__}"
+        + (
+            f"; distilled from {args.teacher} (random weights, its own input size)"
+            if args.teacher
+            else ""
+        ),
         flush=True,
     )
     rows = []
@@ -144,7 +182,17 @@ def main():
             rows.append({"model": name, "error": "not registered"})
             continue
         try:
-            rows.append(bench(name, args.batch, args.size, args.steps, args.dtype, args.warmup))
+            rows.append(
+                bench(
+                    name,
+                    args.batch,
+                    args.size,
+                    args.steps,
+                    args.dtype,
+                    args.warmup,
+                    teacher=args.teacher,
+                )
+            )
         except Exception as e:  # one model failing must not hide the others
             traceback.print_exc()
             rows.append({"model": name, "error": f"{type(e).__name__}: {str(e)[:80]}"})

@@ -1,6 +1,8 @@
 """benchmarks/gpu_suite.py orchestrates the GPU figures; here its phases run on the CPU, tiny."""
 
 import json
+
+import pytest
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +65,38 @@ def test_precompiled_programs_are_loaded_not_compiled(tmp_path):
         assert r["compile_s"] < cold[(r["batch_size"], r["deploy"])], r
     assert "| mobilenetv3_small_050 |" in p.stdout and "edgejax b=2 img/s" in p.stdout
     assert (tmp_path / "xla-cache").is_dir()
+
+
+@pytest.mark.slow
+def test_distill_phase_times_student_and_teacher(tmp_path):
+    p = _suite(
+        "--models",
+        "mobilenetv3_small_050",
+        "--batch",
+        "4",
+        "--resolution",
+        "32",
+        "--dtype",
+        "float32",
+        "--phases",
+        "train,distill",
+        "--distill-students",
+        "mobilenetv3_small_050",
+        "--distill-teacher",
+        "mobilenetv3_small_075",
+        "--train-steps",
+        "2",
+        "--budget-s",
+        "400",
+        "--out-dir",
+        str(tmp_path),
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    suite = json.loads((tmp_path / "suite.json").read_text())
+    (rec,) = suite["distill"]
+    assert rec["teacher"] == "mobilenetv3_small_075" and rec["img_s"] > 0
+    assert (
+        "## Online distillation" in p.stdout
+        and "| mobilenetv3_small_050 | mobilenetv3_small_075 |" in p.stdout
+    )

@@ -198,11 +198,26 @@ def test_paper_sweep_configs_load():
         "optimizer": 2,
         "warmup": 2,
         "tune": 40,
+        "distill": 6,
+        "progressive": 12,
     }
     for kind, n in expected.items():
         for model in MODEL_TRAITS:
             s = load_sweep(str(ROOT / f"configs/sweeps/{kind}.py:{model}"))
             assert s.name == f"{kind}_{model}" and default_n_trials(s) == n
+    # the recipes' sweeps give valid trials: a distilled one, a progressive one at the extremes
+    from edgejax.sweep.config import trial_config
+    from edgejax.train.recipes import paper_config
+
+    s = load_sweep(str(ROOT / "configs/sweeps/distill.py:mobilenetv3_large_100"))
+    c = trial_config(paper_config("mobilenetv3_large_100", "optimized"), s.fixed)
+    assert c.distill.teacher == "convnext_tiny" and c.distill.pretrained == "hub"
+    s = load_sweep(str(ROOT / "configs/sweeps/progressive.py:efficientnetv2_s"))
+    c = trial_config(
+        paper_config("efficientnetv2_s", "optimized"),
+        {"progressive.stages": 4, "progressive.start_size": 128},
+    )
+    assert c.progressive.stages == 4
     s = load_sweep(str(ROOT / "configs/sweeps/augment_stack.py:repvgg_a2"))
     stack = s.space[0]["options"]
     assert list(stack) == ["baseline", "+randaugment", "+mixup", "+cutmix", "+label_smoothing"]

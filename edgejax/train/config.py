@@ -123,6 +123,36 @@ def base_config() -> ml_collections.ConfigDict:
     c.ema.decay = 0.0  # 0 = no EMA; e.g. 0.9998
     c.ema.warmup = True  # decay = min(decay, (1 + t) / (10 + t)), as timm's ModelEmaV3
 
+    # Knowledge distillation from a teacher run in eval mode inside the train step (off while
+    # distill.teacher is ""). loss = (1 - alpha) * label loss + alpha * distillation loss, the
+    # latter T^2 * KL(teacher || student) at temperature T, or with distill.hard the cross entropy
+    # against the teacher's argmax (DeiT's hard distillation).
+    c.distill = ml_collections.ConfigDict()
+    c.distill.teacher = ""  # a registered model name; "" = no distillation
+    c.distill.checkpoint = ""  # the teacher's weights: a training run (workdir) of edgejax.train
+    c.distill.pretrained = ""  # ... or timm weights: a .safetensors file, or "hub"
+    c.distill.temperature = 1.0
+    c.distill.alpha = 0.5  # weight of the distillation loss (the label loss gets 1 - alpha)
+    c.distill.hard = False
+    c.distill.image_size = 0  # 0 = the teacher's own (its run's image size, else its model's)
+    c.distill.mean = ()  # () = the teacher's own (its run's, else its model's)
+    c.distill.std = ()
+
+    # Progressive learning (EfficientNetV2): the run is cut into `stages` stages of equal epochs;
+    # the image size grows linearly from start_size to data.image_size, and RandAugment
+    # magnitude, Mixup / CutMix alpha and dropout grow with it from their start_* values to the
+    # config's own (-1 = not ramped). One compiled train program per stage; evaluation runs at
+    # the final size.
+    c.progressive = ml_collections.ConfigDict()
+    c.progressive.stages = 0  # 0 or 1 = off
+    c.progressive.start_size = 0  # image size of the first stage
+    c.progressive.size_multiple = 8  # sizes between the first and last are rounded to this
+    c.progressive.batch_sizes = ()  # one per stage; () = global_batch_size in every stage
+    c.progressive.start_ra_magnitude = -1.0
+    c.progressive.start_mixup_alpha = -1.0
+    c.progressive.start_cutmix_alpha = -1.0
+    c.progressive.start_drop_rate = -1.0
+
     c.eval = ml_collections.ConfigDict()
     c.eval.every_epochs = 1.0  # 0 = only at the end
     c.eval.every_steps = 0  # > 0 overrides every_epochs
@@ -209,12 +239,64 @@ def validate(config) -> ml_collections.ConfigDict:
         (0 <= c.augment.label_smoothing < 1, "augment.label_smoothing must be in [0, 1)"),
         (c.checkpoint.keep >= 1, "checkpoint.keep must be >= 1"),
         (bool(c.model.name), "model.name must be set"),
+        (c.distill.temperature > 0, "distill.temperature must be > 0"),
+        (0 <= c.distill.alpha <= 1, "distill.alpha must be in [0, 1]"),
+        (
+            not c.distill.teacher or bool(c.distill.checkpoint or c.distill.pretrained),
+            f"distill.teacher {c.distill.teacher!r} needs its weights: distill.checkpoint (a "
+            f"training run) or distill.pretrained (a .safetensors file, or hub)",
+        ),
+        (
+            not (c.distill.checkpoint and c.distill.pretrained),
+            "give distill.checkpoint or distill.pretrained, not both",
+        ),
     ]
     for ok, msg in checks:
         if not ok:
             raise ConfigError(f"config: {msg}")
+    _check_progressive(c)
     c.lock()
     return c
+
+
+def _check_progressive(c) -> None:
+    p = c.progressive
+    if p.stages <= 1:
+        return
+    bad = None
+    if p.start_size <= 0:
+        bad = "progressive.start_size must be set (> 0) when progressive.stages > 1"
+    elif c.data.image_size and p.start_size > c.data.image_size:
+        bad = (
+            f"progressive.start_size {p.start_size} is larger than data.image_size "
+            f"{c.data.image_size} (the last stage's size)"
+        )
+    elif p.size_multiple < 1:
+        bad = "progressive.size_multiple must be >= 1"
+    elif c.num_steps > 0:
+        bad = "progressive stages are counted in epochs: set num_epochs, not num_steps"
+    elif c.num_epochs != int(c.num_epochs) or c.num_epochs < p.stages:
+        bad = (
+            f"progressive.stages {p.stages} needs a whole number of epochs of at least as many "
+            f"(num_epochs={c.num_epochs})"
+        )
+    elif p.batch_sizes and len(p.batch_sizes) != p.stages:
+        bad = (
+            f"progressive.batch_sizes has {len(p.batch_sizes)} entries for {p.stages} stages: "
+            f"give one per stage, or none"
+        )
+    elif any(int(b) <= 0 or int(b) % c.optimizer.grad_accum_steps for b in p.batch_sizes):
+        bad = (
+            f"progressive.batch_sizes {tuple(p.batch_sizes)}: each must be > 0 and divisible by "
+            f"optimizer.grad_accum_steps {c.optimizer.grad_accum_steps}"
+        )
+    elif p.start_drop_rate > 0 and c.model.drop_rate <= 0:
+        bad = (
+            "progressive.start_drop_rate ramps the classifier dropout to model.drop_rate, "
+            "which is 0: set model.drop_rate > 0"
+        )
+    if bad:
+        raise ConfigError(f"config: {bad}")
 
 
 def resolve_dtype(config, log=None):

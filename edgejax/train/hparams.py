@@ -26,6 +26,7 @@ from .config import ConfigError, _flat, data_seed, lr_for_batch
 
 __all__ = [
     "HPARAMS",
+    "DISTILL_HPARAMS",
     "PER_TRIAL_KEYS",
     "Features",
     "hparams",
@@ -99,8 +100,18 @@ PER_TRIAL_KEYS = frozenset(
         "model.drop_rate",
         "model.drop_path_rate",
         "ema.decay",
+        "distill.temperature",
+        "distill.alpha",
+        "progressive.start_ra_magnitude",
+        "progressive.start_mixup_alpha",
+        "progressive.start_cutmix_alpha",
+        "progressive.start_drop_rate",
     }
 )
+
+# Present in the hyperparameters of a distilled run only (a run without a teacher keeps the
+# state it always had, so its checkpoints stay readable).
+DISTILL_HPARAMS = ("distill_temperature", "distill_alpha")
 
 
 def total_steps(config, steps_per_epoch: int) -> int:
@@ -128,11 +139,17 @@ class Features:
     def of(cls, configs) -> "Features":
         a = [c.augment for c in configs]
         o = [c.optimizer for c in configs]
+        p = [c.progressive for c in configs]
         return cls(
             rand_augment=any(x.rand_augment for x in a),
             ra_max_ops=max((int(x.ra_num_ops) for x in a if x.rand_augment), default=0),
             random_erasing=any(x.random_erasing > 0 for x in a),
-            mix=any(x.mixup_alpha > 0 or x.cutmix_alpha > 0 for x in a),
+            # a progressive run may ramp mixing from (or to) an alpha of 0
+            mix=any(
+                max(x.mixup_alpha, x.cutmix_alpha) > 0
+                or (q.stages > 1 and max(q.start_mixup_alpha, q.start_cutmix_alpha) > 0)
+                for x, q in zip(a, p)
+            ),
             ema=any(c.ema.decay > 0 for c in configs),
             clip=any(x.clip_grad_norm > 0 for x in o),
             weight_decay=any(x.weight_decay > 0 for x in o),
@@ -178,7 +195,12 @@ def hparams(config, steps_per_epoch: int, total: int) -> dict:
         "drop_rate": config.model.drop_rate,
         "ema_decay": config.ema.decay,
     }
-    return {k: np.float32(values[k]) for k in HPARAMS}
+    keys = HPARAMS
+    if config.distill.teacher:
+        values["distill_temperature"] = config.distill.temperature
+        values["distill_alpha"] = config.distill.alpha
+        keys = HPARAMS + DISTILL_HPARAMS
+    return {k: np.float32(values[k]) for k in keys}
 
 
 def group_key(config) -> dict:

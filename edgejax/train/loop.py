@@ -28,6 +28,7 @@ from .config import ConfigError, data_seed, resolve_dataset, resolve_dtype, vali
 from .hparams import Features, check_group, hparams
 from .logging import MetricLogger
 from .optim import make_optimizer, make_schedule
+from .progressive import make_plan
 from .state import TrainState, init_train_state, split_model
 from .step import make_eval_step, make_train_step
 
@@ -88,6 +89,7 @@ class Run:
         total_steps: int,
         devices=None,
         features: Features | None = None,
+        teacher=None,
     ):
         import edgejax
 
@@ -175,20 +177,35 @@ class Run:
         self.schedule = make_schedule(config, steps_per_epoch, total_steps)
         self.state: TrainState = self.init_state(config)
 
+        # A teacher (distillation): its weights are one more argument of the step, placed once
+        # and shared by every trial of a group (in a vmapped group its forward is one batched
+        # call over the trials' inputs).
+        self.teacher = teacher
         step_fn = make_train_step(
-            config, self.model_def, self.tx, total_steps, self.mean, self.std, self.features
+            config,
+            self.model_def,
+            self.tx,
+            total_steps,
+            self.mean,
+            self.std,
+            self.features,
+            teacher=None if teacher is None else teacher.definition,
         )
         r, b = self.replicated, self.batch_sharding
+        shardings, axes = ((r, b), (0, None))
+        if teacher is not None:
+            self.teacher_weights = _replicate(teacher.weights, r)
+            shardings, axes = (r, b, r), (0, None, None)
         self.train_step = jax.jit(
-            step_fn, in_shardings=(r, b), out_shardings=(r, r), donate_argnums=(0,)
+            step_fn, in_shardings=shardings, out_shardings=(r, r), donate_argnums=(0,)
         )
         eval_fn = make_eval_step(config, self.model_def, self.mean, self.std)
         self.eval_step = jax.jit(eval_fn, in_shardings=(r, r, r, b), out_shardings=r)
         # A trial group in one program: the state (and so the hyperparameters) carry a leading
         # trial axis, the batch is shared.
         self.group_train_step = jax.jit(
-            jax.vmap(step_fn, in_axes=(0, None)),
-            in_shardings=(r, b),
+            jax.vmap(step_fn, in_axes=axes),
+            in_shardings=shardings,
             out_shardings=(r, r),
             donate_argnums=(0,),
         )
@@ -196,9 +213,24 @@ class Run:
             jax.vmap(eval_fn, in_axes=(0, 0, 0, None)), in_shardings=(r, r, r, b), out_shardings=r
         )
 
-    def hparams(self, config) -> dict:
-        """``config``'s per-trial values for this run's length (float32 numpy scalars)."""
-        return hparams(config, self.steps_per_epoch, self.total_steps)
+    def hparams(self, config, stage: int = 0) -> dict:
+        """``config``'s per-trial values for this run's length (float32 numpy scalars), as
+        progressive stage ``stage`` trains them."""
+        from .progressive import stage_config
+
+        return hparams(stage_config(config, stage), self.steps_per_epoch, self.total_steps)
+
+    def step(self, state, batch):
+        """One train step of one trial (with the teacher, when distilling)."""
+        if self.teacher is None:
+            return self.train_step(state, batch)
+        return self.train_step(state, batch, self.teacher_weights)
+
+    def group_step(self, state, batch):
+        """One train step of a vmapped group (state with a leading trial axis)."""
+        if self.teacher is None:
+            return self.group_train_step(state, batch)
+        return self.group_train_step(state, batch, self.teacher_weights)
 
     def init_state(self, config) -> TrainState:
         """A fresh state for ``config``'s seed and hyperparameters (same model and group keys)."""
@@ -227,16 +259,35 @@ def print_once():
 
 
 def build(
-    config, *, num_classes: int, steps_per_epoch: int = 100, total_steps: int = 100, devices=None
+    config,
+    *,
+    num_classes: int,
+    steps_per_epoch: int = 100,
+    total_steps: int = 100,
+    devices=None,
+    teacher=None,
 ) -> Run:
-    """Validate ``config`` and build model, optimizer, state and jitted steps (no data)."""
+    """Validate ``config`` and build model, optimizer, state and jitted steps (no data).
+    ``teacher``: an :class:`edgejax.distill.Teacher` (default: loaded from ``config.distill``
+    when it names one)."""
+    config = resolve_dtype(validate(config), print_once())
+    if teacher is None and config.distill.teacher:
+        teacher = _load_teacher(config, num_classes, None)
     return Run(
-        resolve_dtype(validate(config), print_once()),
+        config,
         num_classes=num_classes,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         devices=devices,
+        teacher=teacher,
     )
+
+
+def _load_teacher(config, num_classes: int, class_names):
+    from edgejax.distill import load_teacher
+
+    dtype = jnp.bfloat16 if config.dtype == "bfloat16" else None
+    return load_teacher(config, num_classes=num_classes, class_names=class_names, dtype=dtype)
 
 
 class _Preemption:
@@ -356,12 +407,12 @@ class _Group:
     def step(self, batch, running: set[int]):
         """Advance every running member on ``batch``; -> {trial: metrics (device arrays)}."""
         if self.mode == "vmap":
-            self.state, m = self.r.group_train_step(self.state, batch)
+            self.state, m = self.r.group_step(self.state, batch)
             return {k: _slice(m, i) for i, k in enumerate(self.members) if k in running}
         out = {}
         for i, k in enumerate(self.members):
             if k in running:
-                self.states[i], out[k] = self.r.train_step(self.states[i], batch)
+                self.states[i], out[k] = self.r.step(self.states[i], batch)
         return out
 
     def trial_state(self, k: int) -> TrainState:
@@ -525,17 +576,20 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
     eval_src, _ = data.build_source(dataset, config.data.eval_split)
     num_classes = int(train_info["num_classes"])
     gbs = int(config.global_batch_size)
-    spe = data.steps_per_epoch(len(train_src), gbs)
-    total = (
-        int(config.num_steps) if config.num_steps > 0 else int(math.ceil(config.num_epochs * spe))
-    )
-    if config.eval.every_steps > 0:
-        eval_every = int(config.eval.every_steps)
-    elif config.eval.every_epochs > 0:
-        eval_every = max(int(round(config.eval.every_epochs * spe)), 1)
-    else:
-        eval_every = total
-    ckpt_every = int(config.checkpoint.every_steps) or eval_every
+    final_size = config.data.image_size or edgejax.model_info(config.model.name)["input_size"][1]
+    plan = make_plan(config, len(train_src), final_size)
+    spe, total = plan.steps_per_epoch, plan.total_steps
+    eval_at = plan.eval_steps(config.eval.every_epochs, config.eval.every_steps)
+    ckpt_at = int(config.checkpoint.every_steps) or eval_at
+
+    if plan.progressive:  # before anything compiles
+        for st in plan.stages:
+            _check_batch(st.batch_size, config)
+            _check_size(st, config.model.name, num_classes)
+
+    def due(step: int, at) -> bool:
+        return step == total or (step % at == 0 if isinstance(at, int) else step in at)
+
     K = len(configs)
     mode = _resolve_mode(mode, K)
 
@@ -555,12 +609,17 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
         if not solo:
             os.makedirs(group_dir, exist_ok=True)
 
+    teacher = None
+    if config.distill.teacher:
+        teacher = _load_teacher(config, num_classes, list(train_info["class_names"]))
+        say(f"edgejax.train: distilling from {teacher.describe()}")
     r = Run(
         config,
         num_classes=num_classes,
         steps_per_epoch=spe,
         total_steps=total,
         features=Features.of(configs),
+        teacher=teacher,
     )
     opts = dict(keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
     if solo:
@@ -617,8 +676,9 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
             f"another --workdir"
         )
     group = _Group(r, mode, members, states)
-    group.set_hparams([r.hparams(configs[k]) for k in members])
     start = group.step_count() if members else 0
+    stage = plan.stage_at(start)
+    group.set_hparams([r.hparams(configs[k], stage.index) for k in members])
 
     progress_here = solo or K == 1
     trials = {
@@ -667,22 +727,39 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
     if start:
         glog.write(
             f"edgejax.train: resuming {group_dir or workdirs[0]} at step {start} "
-            f"(epoch {start / spe:.2f})"
+            f"(epoch {plan.epoch_at(start):.2f})"
         )
     d = config.data
-    train_loader = data.make_train_loader(
-        train_src,
-        global_batch_size=gbs,
-        image_size=r.image_size,
-        seed=data_seed(config),
-        start_step=start,
-        workers=d.workers,
-        scale=tuple(d.scale),
-        ratio=tuple(d.ratio),
-        hflip=d.hflip,
-        interpolation=r.interpolation,
-        sharding=r.batch_sharding,
-    )
+
+    def stage_loader(st, step):
+        """The train batches of stage ``st`` from global step ``step`` on."""
+        return data.make_train_loader(
+            train_src,
+            global_batch_size=st.batch_size,
+            image_size=st.image_size,
+            seed=data_seed(config),
+            start_step=st.loader_step(step),
+            workers=d.workers,
+            scale=tuple(d.scale),
+            ratio=tuple(d.ratio),
+            hflip=d.hflip,
+            interpolation=r.interpolation,
+            sharding=r.batch_sharding,
+        )
+
+    if plan.progressive:
+        glog.write(
+            "edgejax.train: progressive, "
+            + "; ".join(st.describe(len(plan.stages)) for st in plan.stages)
+        )
+    train_loader = _StagedLoader(plan, stage_loader, start)
+
+    def set_batch(batch: int):  # the img/s of the progress bars
+        for t in trials.values():
+            t.logger.batch = batch
+        glog.batch = batch * (1 if solo else K)
+
+    set_batch(stage.batch_size)
     eval_bs = int(config.eval.batch_size) or gbs
     eval_bs = int(math.ceil(eval_bs / jax.device_count()) * jax.device_count())
     eval_loader = data.make_eval_loader(
@@ -698,8 +775,8 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
     def meta(step, t: _Trial | None = None):
         m = {
             "step": step,
-            "epoch": step / spe,
-            "data_position": step * gbs,
+            "epoch": plan.epoch_at(step),
+            "data_position": plan.samples_at(step),
             "global_batch_size": gbs,
             "seed": int(config.seed),
             "data_seed": data_seed(config),
@@ -771,6 +848,12 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
         with _Preemption() as pre:
             it = iter(train_loader)
             while step < total and running:
+                st = plan.stage_at(step)
+                if st.index != stage.index:  # a new progressive stage: its ramped values
+                    stage = st
+                    group.set_hparams([r.hparams(configs[k], st.index) for k in group.members])
+                    set_batch(st.batch_size)
+                    glog.write(f"edgejax.train: {st.describe(len(plan.stages))}")
                 if pre.requested or ckpt.manager.reached_preemption(step):
                     flush()
                     save(step)
@@ -797,22 +880,22 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
                     flush()
                     compiled_at = time.perf_counter() - t_start
                     glog.reset_rate(step)
-                boundary_eval = step % eval_every == 0 or step == total
-                boundary_ckpt = step % ckpt_every == 0 or step == total
+                boundary_eval = due(step, eval_at)
+                boundary_ckpt = due(step, ckpt_at)
                 if step % config.log.every_steps == 0 or boundary_eval or boundary_ckpt:
                     flush()
                     for t in trials.values():
                         if t.window:
                             avg = {n: float(np.mean([w[n] for w in t.window])) for n in t.window[0]}
                             avg["lr"] = t.window[-1]["lr"]
-                            avg["epoch"] = step / spe
+                            avg["epoch"] = plan.epoch_at(step)
                             t.logger.log("train", step, avg)
                             t.window.clear()
                 if boundary_eval and running:
                     eval_skipped = eval_loader.stats["skipped"]
                     results = group.evaluate(eval_loader, trials, running)
                     eval_skipped = eval_loader.stats["skipped"] - eval_skipped
-                    epoch = step / spe
+                    epoch = plan.epoch_at(step)
                     improved = []
                     new_skips = train_loader.stats["skipped"] - train_skips_said
                     if new_skips or eval_skipped:
@@ -886,7 +969,7 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
         summary = {
             "status": t.status,
             "step": t.failed_step or step,
-            "epoch": (t.failed_step or step) / spe,
+            "epoch": plan.epoch_at(t.failed_step or step),
             "total_steps": total,
             "steps_per_epoch": spe,
             "best_top1": best["top1"],
@@ -898,12 +981,21 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
             "num_params": num_params,
             "time_s": round(elapsed, 2),
             "compile_s": round(compiled_at or 0.0, 2),
+            # compiled train programs: one per batch shape (per progressive stage)
+            "train_programs": (
+                r.group_train_step if mode == "vmap" else r.train_step
+            )._cache_size(),
             # records that could not be read or decoded (this process, since it started)
             "skipped_records": {
                 "train": train_loader.stats["skipped"],
                 "eval": eval_loader.stats["skipped"],
             },
         }
+        if plan.progressive:
+            summary["stages"] = plan.summary()
+            summary["eval_image_size"] = r.eval_image_size
+        if teacher is not None:
+            summary["teacher"] = {"model": teacher.definition.name, "weights": teacher.source}
         if not solo:
             summary.update(
                 trial=k,
@@ -924,6 +1016,64 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
                 flush=True,
             )
     return summaries
+
+
+class _StagedLoader:
+    """The train batches of every stage from ``start`` on, one loader per stage (each at its
+    stage's image size and batch size); ``stats`` add up over them."""
+
+    def __init__(self, plan, make, start: int):
+        self.plan, self.make, self.start = plan, make, start
+        self._done: dict = {}
+        self._current = None
+
+    @property
+    def stats(self) -> dict:
+        out = dict(self._done)
+        for k, v in (self._current.stats if self._current is not None else {}).items():
+            out[k] = out.get(k, 0) + v
+        return out if out else {"skipped": 0}
+
+    def __iter__(self):
+        step = self.start
+        for st in self.plan.stages:
+            if step >= st.end_step:
+                continue
+            self._current = self.make(st, step)
+            it = iter(self._current)
+            try:
+                for _ in range(st.end_step - step):
+                    yield next(it)
+                    step += 1
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
+                for k, v in self._current.stats.items():
+                    self._done[k] = self._done.get(k, 0) + v
+                self._current = None
+
+
+def _check_size(st, name: str, num_classes: int) -> None:
+    import edgejax
+
+    model = nnx.eval_shape(lambda: edgejax.create_model(name, num_classes=num_classes, rngs=0))
+    lo, div = int(getattr(model, "min_size", 1)), int(getattr(model, "size_divisor", 1))
+    if st.image_size < lo or (div > 1 and st.image_size % div):
+        need = f"at least {lo} px" + (f" and a multiple of {div}" if div > 1 else "")
+        raise ConfigError(
+            f"progressive stage {st.index + 1} trains at {st.image_size} px, but {name} takes "
+            f"{need}: raise progressive.start_size (or set progressive.size_multiple)"
+        )
+
+
+def _check_batch(batch: int, config) -> None:
+    n = jax.device_count()
+    if batch % n or (batch // config.optimizer.grad_accum_steps) % n:
+        raise ConfigError(
+            f"progressive batch size {batch} (and its micro-batch, / grad_accum_steps) must be "
+            f"divisible by the {n} devices"
+        )
 
 
 # Keys whose change leaves a run's saved state unable to fit the new config: another model, or

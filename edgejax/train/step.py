@@ -87,10 +87,16 @@ def make_train_step(
     mean,
     std,
     features=None,
+    teacher=None,
 ) -> Callable:
-    """Build ``train_step(state, batch) -> (state, metrics)``.
+    """Build ``train_step(state, batch[, teacher_weights]) -> (state, metrics)``.
 
-    ``batch``: {"image": uint8 [B, H, W, 3], "label": int32 [B]} (the global batch).
+    ``batch``: {"image": uint8 [B, H, W, 3], "label": int32 [B]} (the global batch); any image
+    size (a progressive run's stages call the step at theirs: one compiled program each).
+    ``teacher``: a :class:`~edgejax.distill.TeacherDef` to distill from; the step then takes the
+    teacher's weights as a third argument, runs it on the augmented batch and mixes the
+    distillation loss in with ``hparams["distill_alpha"]`` and ``["distill_temperature"]``
+    (metrics gain ``distill_loss``).
     Every hyperparameter a trial may change is read from ``state.hparams``; ``features``
     (:class:`~edgejax.train.hparams.Features`, default: the config's own) fix what is computed.
     A non-finite loss or gradient norm (or ``state.active`` False) leaves the state unchanged
@@ -113,26 +119,38 @@ def make_train_step(
         built_dropout=float(config.model.drop_rate),
     )
 
-    def loss_fn(params, batch_stats, model_state, x, targets, hp):
+    def loss_fn(params, batch_stats, model_state, x, targets, hp, t_logits):
         model = merge(mdef, params, batch_stats, model_state, train=True)
         with train_rates(model, drop_path=hp["drop_path_rate"], dropout=hp["drop_rate"], **built):
             logits = model(x)
         loss = cross_entropy(logits, targets)
+        kd = jnp.zeros((), jnp.float32)
+        if teacher is not None:
+            from edgejax.distill import distill_loss
+
+            kd = distill_loss(logits, t_logits, hp["distill_temperature"], hard=teacher.hard)
+            loss = (1.0 - hp["distill_alpha"]) * loss + hp["distill_alpha"] * kd
         batch_stats, model_state = split_back(model)
-        return loss, (batch_stats, model_state, logits.astype(jnp.float32))
+        return loss, (batch_stats, model_state, logits.astype(jnp.float32), kd)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def train_step(state: TrainState, batch):
+    def train_step(state: TrainState, batch, teacher_weights=None):
         hp = state.hparams
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         labels = batch["label"].astype(jnp.int32)
         x, targets = _augment(
             config, features, hp, num_classes, mean, std, rng, batch["image"], labels
         )
+        t_logits = None
+        if teacher is not None:
+            from edgejax.distill import teacher_logits
+
+            # the teacher sees the student's augmented (and mixed) batch, in its own statistics
+            t_logits = teacher_logits(teacher, teacher_weights, x, mean, std)
         if accum == 1:
-            (loss, (batch_stats, model_state, logits)), grads = grad_fn(
-                state.params, state.batch_stats, state.model_state, x, targets, hp
+            (loss, (batch_stats, model_state, logits, kd)), grads = grad_fn(
+                state.params, state.batch_stats, state.model_state, x, targets, hp, t_logits
             )
             correct = topk_correct(logits, labels, 1)
         else:
@@ -142,19 +160,25 @@ def make_train_step(
                 return t.reshape((t.shape[0] // accum, accum) + t.shape[1:]).swapaxes(0, 1)
 
             def body(carry, mb):
-                g_sum, l_sum, bs, ms = carry
-                (l, (bs, ms, lg)), g = grad_fn(state.params, bs, ms, mb[0], mb[1], hp)
+                g_sum, l_sum, kd_sum, bs, ms = carry
+                (l, (bs, ms, lg, kd)), g = grad_fn(state.params, bs, ms, mb[0], mb[1], hp, mb[3])
                 g_sum = jax.tree.map(jnp.add, g_sum, g)
-                return (g_sum, l_sum + l, bs, ms), topk_correct(lg, mb[2], 1)
+                return (g_sum, l_sum + l, kd_sum + kd, bs, ms), topk_correct(lg, mb[2], 1)
 
             zeros = jax.tree.map(jnp.zeros_like, state.params)
-            (grads, loss, batch_stats, model_state), correct = jax.lax.scan(
+            zero = jnp.zeros((), jnp.float32)
+            (grads, loss, kd, batch_stats, model_state), correct = jax.lax.scan(
                 body,
-                (zeros, jnp.zeros((), jnp.float32), state.batch_stats, state.model_state),
-                (micro(x), micro(targets), micro(labels)),
+                (zeros, zero, zero, state.batch_stats, state.model_state),
+                (
+                    micro(x),
+                    micro(targets),
+                    micro(labels),
+                    None if t_logits is None else micro(t_logits),
+                ),
             )
             grads = jax.tree.map(lambda g: g / accum, grads)
-            loss = loss / accum
+            loss, kd = loss / accum, kd / accum
         lr = schedule_value(schedule_name, state.step, hp, total_steps)
         opt_state = set_hyperparams(state.opt_state, lr, hp)
         updates, opt_state = tx.update(grads, opt_state, state.params)
@@ -180,6 +204,8 @@ def make_train_step(
             "update_norm": _global_norm(updates).astype(jnp.float32),
             "param_norm": _global_norm(params).astype(jnp.float32),
         }
+        if teacher is not None:
+            metrics["distill_loss"] = kd.astype(jnp.float32)
         new_state = state.replace(
             step=state.step + 1,
             params=keep(params, state.params),

@@ -1,0 +1,337 @@
+"""The families' own recipes: knowledge distillation (a teacher inside the train step) and
+progressive learning (image size and regularisation grown over stages), CPU, small."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+import edgejax
+from edgejax.train import ConfigError, build, run, run_group, validate
+from edgejax.train.checkpoint import load_weights
+from edgejax.train.progressive import make_plan, stage_config
+from test_train_core import _fixed_batch, tiny_config
+from test_train_group import _assert_same, _group_trial
+
+MODEL = "mobilenetv3_small_050"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """An ImageFolder of 3 classes (36 train / 12 val images, 40 px, a colour per class)."""
+    root = tmp_path_factory.mktemp("recipes_data")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("val", 4)):
+        for c, name in enumerate(("red", "green", "blue")):
+            d = root / split / name
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 90, (40, 40, 3), np.uint8)
+                img[..., c] += 120
+                Image.fromarray(img).save(d / f"{i}.png")
+    return str(root)
+
+
+def _config(folder, **kw):
+    base = {
+        "data.dataset": folder,
+        "num_steps": 0,
+        "global_batch_size": 12,
+        "checkpoint.keep_best": False,
+        "data.seed": 0,
+    }
+    return tiny_config(MODEL, **{**base, **kw})
+
+
+# ---------------------------------------------------------------- progressive learning
+def test_progressive_plan_sizes_batches_epochs_and_ramps():
+    c = validate(
+        tiny_config(
+            MODEL,
+            size=64,
+            num_steps=0,
+            num_epochs=7.0,
+            global_batch_size=16,
+            **{
+                "progressive.stages": 4,
+                "progressive.start_size": 32,
+                "progressive.batch_sizes": (32, 16, 16, 8),
+                "augment.rand_augment": True,
+                "augment.ra_magnitude": 15.0,
+                "progressive.start_ra_magnitude": 5.0,
+                "augment.mixup_alpha": 0.3,
+                "progressive.start_mixup_alpha": 0.0,
+                "model.drop_rate": 0.3,
+                "progressive.start_drop_rate": 0.1,
+            },
+        )
+    )
+    plan = make_plan(c, 100, 64)
+    # epochs 7 in 4 stages: 0-2, 2-4, 4-5, 5-7 (round(i * 7 / 4)); sizes 32 -> 64 by multiples of 8
+    assert [(s.first_epoch, s.end_epoch) for s in plan.stages] == [(0, 2), (2, 4), (4, 5), (5, 7)]
+    assert [s.image_size for s in plan.stages] == [32, 40, 56, 64]
+    assert [s.batch_size for s in plan.stages] == [32, 16, 16, 8]
+    assert [s.steps_per_epoch for s in plan.stages] == [3, 6, 6, 12]
+    assert [(s.start_step, s.end_step) for s in plan.stages] == [
+        (0, 6),
+        (6, 18),
+        (18, 24),
+        (24, 48),
+    ]
+    assert plan.total_steps == 48 and plan.steps_per_epoch == 48 / 7
+    assert plan.epoch_at(20) == 4 + 2 / 6 and plan.samples_at(20) == 6 * 32 + 12 * 16 + 2 * 16
+    # a stage's loader reads its epochs' batches: stage 2 step 7 is batch 2 * 6 + 1 at batch 16
+    assert plan.stages[1].loader_step(7) == 13
+    assert plan.eval_steps(1.0, 0) == {3, 6, 12, 18, 24, 36, 48}
+    assert plan.eval_steps(0.0, 5) == 5
+    ramps = [stage_config(c, i) for i in range(4)]
+    assert [x.augment.ra_magnitude for x in ramps] == pytest.approx([5, 5 + 10 / 3, 5 + 20 / 3, 15])
+    assert [x.augment.mixup_alpha for x in ramps] == pytest.approx([0, 0.1, 0.2, 0.3])
+    assert [x.model.drop_rate for x in ramps] == pytest.approx([0.1, 0.1667, 0.2333, 0.3], abs=1e-4)
+    assert ramps[0].augment.cutmix_alpha == 0.0  # not ramped: the config's own
+    # the stage's values reach the step's hyperparameters (mixing off at alpha 0: probability 0)
+    r = build(c, num_classes=3, steps_per_epoch=plan.steps_per_epoch, total_steps=48)
+    hp0, hp3 = r.hparams(c, 0), r.hparams(c, 3)
+    assert hp0["mix_prob"] == 0 and hp3["mix_prob"] == 1 and hp3["mixup_alpha"] == np.float32(0.3)
+    assert hp0["ra_magnitude"] == 5 and hp0["drop_rate"] == np.float32(0.1)
+    # without stages: one stage, the loader's stream from step 0
+    one = make_plan(validate(tiny_config(MODEL, num_steps=0, num_epochs=2.5)), 100, 32)
+    assert len(one.stages) == 1 and one.total_steps == 15 and one.eval_steps(1.0, 0) == 6
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"progressive.start_size": 0}, "start_size must be set"),
+        ({"progressive.start_size": 64}, "larger than data.image_size 48"),
+        ({"num_steps": 10}, "set num_epochs, not num_steps"),
+        ({"num_epochs": 2.0}, "whole number of epochs of at least"),
+        ({"num_epochs": 3.5}, "whole number of epochs"),
+        ({"progressive.batch_sizes": (16, 16)}, "2 entries for 3 stages"),
+        ({"progressive.start_drop_rate": 0.1}, "set model.drop_rate > 0"),
+    ],
+)
+def test_progressive_config_errors(overrides, message):
+    kw = {"num_steps": 0, "num_epochs": 3.0, "progressive.stages": 3, "progressive.start_size": 32}
+    with pytest.raises(ConfigError, match=message):
+        validate(tiny_config(MODEL, size=48, **{**kw, **overrides}))
+
+
+def test_progressive_stage_below_the_models_minimum_fails_before_compiling(folder, tmp_path):
+    c = _config(
+        folder,
+        size=48,
+        num_epochs=2.0,
+        **{"progressive.stages": 2, "progressive.start_size": 16},
+    )
+    with pytest.raises(ConfigError, match="stage 1 trains at 16 px.*at least 32 px"):
+        run(c, tmp_path / "w")
+
+
+def test_progressive_run_one_program_per_stage_resumes_exactly(folder, tmp_path):
+    """Three stages (32 / 40 / 48 px, batch 12 / 6 / 12, Mixup ramped in): exactly three train
+    programs; SIGTERM in the middle of stage 2 and resumed equals the uninterrupted run bit for
+    bit; evaluation at the final size."""
+    c = _config(
+        folder,
+        size=48,
+        num_epochs=3.0,
+        **{
+            "progressive.stages": 3,
+            "progressive.start_size": 32,
+            "progressive.batch_sizes": (12, 6, 12),
+            "augment.mixup_alpha": 0.4,
+            "progressive.start_mixup_alpha": 0.0,
+            "eval.every_steps": 2,
+            "checkpoint.every_steps": 2,
+        },
+    )
+    whole = run(c, tmp_path / "whole")
+    assert whole["status"] == "completed" and whole["step"] == whole["total_steps"] == 12
+    assert whole["train_programs"] == 3 and whole["eval_image_size"] == 48
+    assert [s["image_size"] for s in whole["stages"]] == [32, 40, 48]
+    assert [s["steps"] for s in whole["stages"]] == [[0, 3], [3, 9], [9, 12]]
+
+    def sigterm_at_4(epoch, metrics):
+        if metrics["step"] == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # saved at the next step boundary
+        return False
+
+    first = run(c, tmp_path / "cut", report_fn=sigterm_at_4)
+    assert first["status"] == "preempted" and first["step"] == 4  # inside stage 2 (steps 3-9)
+    second = run(c, tmp_path / "cut")
+    assert second["status"] == "completed" and second["train_programs"] == 2  # stages 2 and 3
+    assert second["last_eval"] == whole["last_eval"]
+    _assert_same(
+        load_weights(tmp_path / "cut" / "checkpoints"),
+        load_weights(tmp_path / "whole" / "checkpoints"),
+        "resumed: ",
+    )
+    evals = [json.loads(x) for x in open(tmp_path / "whole" / "metrics.jsonl")]
+    assert [e["epoch"] for e in evals if e["kind"] == "eval"] == pytest.approx(
+        [2 / 3, 1 + 1 / 6, 1.5, 1 + 5 / 6, 2 + 1 / 3, 3]
+    )
+
+
+# ---------------------------------------------------------------- distillation
+def _save_timm(model, path):
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v) for k, v in edgejax.convert.to_timm(model).items()}, path)
+
+
+def test_distill_loss_and_teacher_input():
+    from edgejax.distill import distill_loss, load_teacher, teacher_logits
+
+    rng = np.random.default_rng(0)
+    s, t = rng.normal(size=(6, 5)).astype(np.float32), rng.normal(size=(6, 5)).astype(np.float32)
+    T = 2.5
+
+    def softmax(z):
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    ps, pt = softmax(s / T), softmax(t / T)
+    want = T * T * np.mean(np.sum(pt * (np.log(pt) - np.log(ps)), -1))
+    np.testing.assert_allclose(distill_loss(s, t, T, hard=False), want, rtol=1e-5)
+    hard = -np.mean(np.log(softmax(s)[np.arange(6), t.argmax(-1)]))
+    np.testing.assert_allclose(distill_loss(s, t, T, hard=True), hard, rtol=1e-5)
+    assert float(distill_loss(t, t, T, hard=False)) == pytest.approx(0.0, abs=1e-6)
+
+    # The teacher sees the student's batch in its own statistics and size: the same logits as
+    # the teacher model run on the images normalised its way and resized.
+    tmodel = edgejax.create_model("mobilenetv3_small_075", num_classes=3, rngs=1)
+    c = validate(
+        tiny_config(
+            MODEL,
+            **{
+                "distill.teacher": "mobilenetv3_small_075",
+                "distill.pretrained": "unused",
+                "distill.image_size": 48,
+                "distill.mean": (0.5, 0.5, 0.5),
+                "distill.std": (0.25, 0.25, 0.25),
+            },
+        )
+    )
+    from edgejax.distill import Teacher, TeacherDef
+    from edgejax.train.state import split_model
+    from edgejax.data import augment
+
+    mdef, *weights = split_model(tmodel)
+    tmodel.eval()
+    tdef = TeacherDef("mobilenetv3_small_075", mdef, 48, (0.5,) * 3, (0.25,) * 3, False)
+    images = jnp.asarray(_fixed_batch(4, 32)["image"])
+    mean, std = edgejax.model_info(MODEL)["mean"], edgejax.model_info(MODEL)["std"]
+    got = teacher_logits(tdef, tuple(weights), augment.normalize(images, mean, std), mean, std)
+    xt = augment.normalize(images, (0.5,) * 3, (0.25,) * 3)
+    xt = jax.image.resize(xt, (4, 48, 48, 3), "bilinear", antialias=True)
+    np.testing.assert_allclose(got, tmodel(xt), rtol=1e-4, atol=1e-5)
+    assert isinstance(Teacher(tdef, tuple(weights)).describe(), str)
+    with pytest.raises(ConfigError, match="pretrained file unused does not exist"):
+        load_teacher(c, num_classes=3)
+
+
+def test_distill_step_loss_is_the_mixed_loss(tmp_path):
+    """alpha = 1: the step's loss is T^2 KL(teacher || student) on the batch; alpha = 0: the
+    step is the undistilled step, bit for bit."""
+    from edgejax.train.step import cross_entropy
+
+    teacher = edgejax.create_model("mobilenetv3_small_075", num_classes=10, rngs=3)
+    _save_timm(teacher, tmp_path / "t.safetensors")
+    kw = {
+        "distill.teacher": "mobilenetv3_small_075",
+        "distill.pretrained": str(tmp_path / "t.safetensors"),
+        "distill.image_size": 64,
+    }
+    batch = _fixed_batch(16, 32)
+    plain = build(tiny_config(MODEL), num_classes=10)
+    ref_state, ref_m = plain.train_step(plain.state, plain.put_batch(batch))
+
+    zero = build(tiny_config(MODEL, **kw, **{"distill.alpha": 0.0}), num_classes=10)
+    state, m = zero.step(zero.state, zero.put_batch(batch))
+    _assert_same(state.params, ref_state.params, "alpha 0: ")
+    assert float(m["loss"]) == float(ref_m["loss"]) and float(m["distill_loss"]) > 0
+
+    one = build(
+        tiny_config(MODEL, **kw, **{"distill.alpha": 1.0, "distill.temperature": 3.0}),
+        num_classes=10,
+    )
+    from edgejax.data import augment
+    from edgejax.distill import distill_loss
+    from edgejax.train.state import merge
+
+    st = one.state
+    model = merge(one.model_def, st.params, st.batch_stats, st.model_state, train=True)
+    x = augment.normalize(jnp.asarray(batch["image"]), one.mean, one.std)
+    tinfo = edgejax.model_info("mobilenetv3_small_075")
+    teacher.eval()
+    xt = augment.normalize(jnp.asarray(batch["image"]), tinfo["mean"], tinfo["std"])
+    xt = jax.image.resize(xt, (16, 64, 64, 3), "bilinear", antialias=True)  # distill.image_size
+    s_logits, t_logits = model(x), teacher(xt)
+    want = float(distill_loss(s_logits, t_logits, 3.0, hard=False))
+    _, m = one.step(one.state, one.put_batch(batch))
+    assert float(m["loss"]) == pytest.approx(want, rel=1e-4)
+    assert float(m["distill_loss"]) == pytest.approx(want, rel=1e-4)
+    assert float(cross_entropy(s_logits, jax.nn.one_hot(batch["label"], 10))) != pytest.approx(want)
+
+
+def test_distilled_group_from_a_run_equals_solo_and_bad_teachers_are_named(folder, tmp_path):
+    """A teacher trained by edgejax.train (its run's size and statistics), two students of one
+    group at other temperatures / weights: each equals its solo run bit for bit. A teacher of
+    another class count, or a run of another model, is refused before compiling."""
+    teacher_run = tmp_path / "teacher"
+    run(
+        _config(
+            folder, num_steps=2, **{"model.name": "mobilenetv3_small_075", "data.image_size": 40}
+        ),
+        teacher_run,
+    )
+    kw = {
+        "distill.teacher": "mobilenetv3_small_075",
+        "distill.checkpoint": str(teacher_run),
+        "num_steps": 3,
+        "eval.every_steps": 3,
+    }
+    trials = [
+        _config(folder, **kw, **{"distill.temperature": 1.0, "distill.alpha": 0.5, "seed": 0}),
+        _config(folder, **kw, **{"distill.temperature": 4.0, "distill.alpha": 0.9, "seed": 1}),
+    ]
+    group = run_group(
+        trials, [tmp_path / "s0", tmp_path / "s1"], group_dir=tmp_path / "g", mode="sequential"
+    )
+    assert [s["status"] for s in group] == ["completed", "completed"]
+    assert group[1]["teacher"]["model"] == "mobilenetv3_small_075"
+    solo = run(trials[1], tmp_path / "solo")
+    assert solo["last_eval"] == group[1]["last_eval"]
+    _assert_same(
+        _group_trial(tmp_path / "g", 1),
+        load_weights(tmp_path / "solo" / "checkpoints"),
+        "trial 1: ",
+    )
+    rows = [json.loads(x) for x in open(tmp_path / "solo" / "metrics.jsonl")]
+    assert all("distill_loss" in r for r in rows if r["kind"] == "train")
+
+    wrong_model = _config(folder, **{**kw, "distill.teacher": "mobilenetv3_small_100"})
+    with pytest.raises(ConfigError, match="is a run of 'mobilenetv3_small_075', not of teacher"):
+        run(wrong_model, tmp_path / "x")
+    ten = edgejax.create_model("mobilenetv3_small_075", num_classes=10, rngs=0)
+    _save_timm(ten, tmp_path / "ten.safetensors")
+    wrong_head = _config(
+        folder,
+        num_steps=1,
+        **{
+            "distill.teacher": "mobilenetv3_small_075",
+            "distill.pretrained": str(tmp_path / "ten.safetensors"),
+        },
+    )
+    with pytest.raises(ConfigError, match="10-class head, the student 3 classes"):
+        run(wrong_head, tmp_path / "y")
+    with pytest.raises(ConfigError, match="needs its weights"):
+        validate(tiny_config(MODEL, **{"distill.teacher": "mobilenetv3_small_075"}))
