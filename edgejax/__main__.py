@@ -13,6 +13,7 @@ COMMANDS = (
     ("validate", "top-1 / top-5 / loss of a run, timm weights or an exported file on a dataset"),
     ("predict", "top-k classes of image files from a run, timm weights or an exported model"),
     ("data.prepare", "re-encode an ImageFolder or TFDS dataset as sharded ArrayRecord"),
+    ("distill.cache", "write a teacher's sparse targets for a run, to distil without the teacher"),
 )
 
 

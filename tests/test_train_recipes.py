@@ -335,3 +335,111 @@ def test_distilled_group_from_a_run_equals_solo_and_bad_teachers_are_named(folde
         run(wrong_head, tmp_path / "y")
     with pytest.raises(ConfigError, match="needs its weights"):
         validate(tiny_config(MODEL, **{"distill.teacher": "mobilenetv3_small_075"}))
+
+
+def test_distill_cache_replays_the_teachers_inputs_and_resumes(folder, tmp_path):
+    """The cache holds, per sample, the teacher's top-K of the very input the student is fed
+    (RandAugment and Mixup on): training from it sees each input bit for bit (the step's digest
+    check), an interrupted cache is finished identically, a cache of another run is refused."""
+    from edgejax.data import build_source
+    from edgejax.distill import load_teacher, teacher_logits
+    from edgejax.distill.cache import DistillCache, sparse_probs, write_cache
+    from edgejax.train.hparams import Features
+    from edgejax.train.loop import train_batches
+    from edgejax.train.state import augment_rng
+    from edgejax.train.step import augment_batch, batch_key, input_digest
+
+    _save_timm(
+        edgejax.create_model("mobilenetv3_small_075", num_classes=3, rngs=5), tmp_path / "t.st"
+    )
+    kw = {
+        "num_epochs": 2.0,
+        "distill.teacher": "mobilenetv3_small_075",
+        "distill.pretrained": str(tmp_path / "t.st"),
+        "distill.image_size": 32,
+        "distill.temperature": 2.0,
+        "augment.rand_augment": True,
+        "augment.mixup_alpha": 0.5,
+    }
+    c = validate(_config(folder, **kw))
+    out = tmp_path / "cache"
+    meta = write_cache(c, str(out), top_k=2, progress=False)
+    assert meta["epochs"] == [[0, 0, 3], [1, 3, 6]] and meta["samples"] == 72
+
+    # step 4's records: the teacher's top-2 of the input the train step builds at step 4
+    src, info = build_source(folder, "train")
+    from edgejax.train.progressive import make_plan
+
+    plan = make_plan(c, len(src), 32)
+    cache = DistillCache(str(out), c, plan, info["class_names"])
+    got = cache.batch(4)
+    interp = edgejax.model_info(MODEL)["interpolation"]
+    batch = next(iter(train_batches(c, plan, src, 4, interpolation=interp)))
+    mean, std = edgejax.model_info(MODEL)["mean"], edgejax.model_info(MODEL)["std"]
+    r = build(c, num_classes=3)
+    x, _ = augment_batch(
+        r.config,
+        Features.of([c]),
+        r.hparams(c),
+        3,
+        mean,
+        std,
+        batch_key(augment_rng(0), 4),
+        jnp.asarray(batch["image"]),
+        jnp.asarray(batch["label"]),
+    )
+    teacher = load_teacher(c, num_classes=3)
+    t = np.asarray(teacher_logits(teacher.definition, teacher.weights, x, mean, std))
+    np.testing.assert_array_equal(got["kd_digest"], np.asarray(input_digest(x)))
+    np.testing.assert_array_equal(got["kd_indices"], np.argsort(-t, axis=1)[:, :2])
+    np.testing.assert_allclose(got["kd_values"], -np.sort(-t, axis=1)[:, :2], rtol=1e-3)
+    p = np.asarray(sparse_probs({k: jnp.asarray(v) for k, v in got.items()}, 2.0, 3))
+    want = np.exp(t / 2) / np.exp(t / 2).sum(1, keepdims=True)
+    np.testing.assert_allclose(p, want, rtol=2e-3, atol=1e-4)  # K = 2 of 3: the rest is exact too
+
+    # interrupted: epoch 1 lost, a torn temporary left; the command finishes it identically
+    last = out / "epoch-00001.array_record"
+    before = last.read_bytes()
+    last.unlink()
+    (out / "epoch-00001.array_record.tmp").write_bytes(b"torn")
+    lines = []
+    write_cache(c, str(out), top_k=2, progress=False, say=lines.append)
+    assert "has 1 of 2 epochs" in lines[0] and last.read_bytes() == before
+
+    summary = run(_config(folder, **kw, **{"distill.cache": str(out)}), tmp_path / "student")
+    assert summary["status"] == "completed" and summary["cache_mismatch"] == 0
+    assert summary["teacher"]["weights"] == f"cache {out}"
+
+    with pytest.raises(ConfigError, match="written for another run.*seed 0 -> 3"):
+        run(_config(folder, **kw, **{"distill.cache": str(out), "seed": 3}), tmp_path / "x")
+    with pytest.raises(ConfigError, match="holds the cache of another run"):
+        write_cache(validate(_config(folder, **{**kw, "seed": 3})), str(out), progress=False)
+    with pytest.raises(ConfigError, match="train its run alone"):
+        g = _config(folder, **kw, **{"distill.cache": str(out)})
+        run_group([g, g], [tmp_path / "g0", tmp_path / "g1"])
+
+
+def test_distill_cache_command_says_what_is_wrong(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.py"
+    cfg.write_text(
+        "from edgejax.train.config import base_config\n"
+        "def get_config(arg=None):\n"
+        "    return base_config()\n"
+    )
+
+    def cache(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "edgejax.distill.cache", *args],
+            capture_output=True,
+            text=True,
+        )
+
+    p = cache(f"--config={cfg}")
+    assert p.returncode == 2 and "--config and --out are required" in p.stderr
+    p = cache(f"--config={cfg}", "--out", str(tmp_path / "o"), "--config.distill.tempreature=2")
+    assert p.returncode == 2 and "Did you mean distill.temperature" in p.stderr
+    p = cache(f"--config={cfg}", "--out", str(tmp_path / "o"))
+    assert p.returncode == 1 and "distill.teacher is not set" in p.stderr

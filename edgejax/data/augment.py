@@ -24,6 +24,7 @@ import math
 from typing import Sequence
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 
 from edgejax.layers.constants import IMAGENET_MEAN, IMAGENET_STD
@@ -130,7 +131,8 @@ def op_argument(name: str, magnitude: jax.Array, sign: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- LUT ops (per image)
-_I = jnp.arange(256, dtype=jnp.int32)
+# numpy, not jnp: a module first imported inside a traced function must not hold a tracer
+_I = np.arange(256, dtype=np.int32)
 
 
 def _lut_identity(image, arg):

@@ -174,16 +174,21 @@ def teacher_logits(tdef: TeacherDef, weights, x, mean, std):
     return jax.lax.stop_gradient(model(xt.astype(dtype)).astype(jnp.float32))
 
 
-def distill_loss(logits, t_logits, temperature, *, hard: bool):
+def distill_loss(logits, t_logits, temperature, *, hard: bool, probs: bool = False):
     """Mean distillation loss over the batch: with ``hard``, the cross entropy against the
     teacher's argmax; else ``T^2 * KL(softmax(t / T) || softmax(s / T))`` (Hinton et al.; the
-    T^2 keeps its gradients' scale independent of T)."""
+    T^2 keeps its gradients' scale independent of T). ``probs``: ``t_logits`` holds the
+    teacher's probabilities at temperature T instead of its logits (a sparse cache's)."""
     logits = logits.astype(jnp.float32)
     if hard:
         labels = jnp.argmax(t_logits, axis=-1)
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
     t = jnp.asarray(temperature, jnp.float32)
     log_s = jax.nn.log_softmax(logits / t, axis=-1)
-    log_t = jax.nn.log_softmax(t_logits / t, axis=-1)
-    kl = jnp.sum(jnp.exp(log_t) * (log_t - log_s), axis=-1)
+    if probs:
+        p_t = t_logits.astype(jnp.float32)
+        kl = jnp.sum(jax.scipy.special.xlogy(p_t, p_t) - p_t * log_s, axis=-1)
+    else:
+        log_t = jax.nn.log_softmax(t_logits / t, axis=-1)
+        kl = jnp.sum(jnp.exp(log_t) * (log_t - log_s), axis=-1)
     return t * t * jnp.mean(kl)

@@ -137,6 +137,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.distill.image_size = 0  # 0 = the teacher's own (its run's image size, else its model's)
     c.distill.mean = ()  # () = the teacher's own (its run's, else its model's)
     c.distill.std = ()
+    # A directory written by `python -m edgejax.distill.cache` for this run: the teacher's sparse
+    # targets are read from it instead of running the teacher ("" = run the teacher).
+    c.distill.cache = ""
 
     # Progressive learning (EfficientNetV2): the run is cut into `stages` stages of equal epochs;
     # the image size grows linearly from start_size to data.image_size, and RandAugment
@@ -245,6 +248,10 @@ def validate(config) -> ml_collections.ConfigDict:
             not c.distill.teacher or bool(c.distill.checkpoint or c.distill.pretrained),
             f"distill.teacher {c.distill.teacher!r} needs its weights: distill.checkpoint (a "
             f"training run) or distill.pretrained (a .safetensors file, or hub)",
+        ),
+        (
+            not c.distill.cache or bool(c.distill.teacher),
+            "distill.cache is read with the config that wrote it: set its distill.teacher too",
         ),
         (
             not (c.distill.checkpoint and c.distill.pretrained),

@@ -181,6 +181,7 @@ class Run:
         # and shared by every trial of a group (in a vmapped group its forward is one batched
         # call over the trials' inputs).
         self.teacher = teacher
+        cached = teacher is not None and teacher.weights is None  # targets read from a cache
         step_fn = make_train_step(
             config,
             self.model_def,
@@ -190,10 +191,11 @@ class Run:
             self.std,
             self.features,
             teacher=None if teacher is None else teacher.definition,
+            cached=cached,
         )
         r, b = self.replicated, self.batch_sharding
         shardings, axes = ((r, b), (0, None))
-        if teacher is not None:
+        if teacher is not None and not cached:
             self.teacher_weights = _replicate(teacher.weights, r)
             shardings, axes = (r, b, r), (0, None, None)
         self.train_step = jax.jit(
@@ -222,13 +224,13 @@ class Run:
 
     def step(self, state, batch):
         """One train step of one trial (with the teacher, when distilling)."""
-        if self.teacher is None:
+        if self.teacher is None or self.teacher.weights is None:
             return self.train_step(state, batch)
         return self.train_step(state, batch, self.teacher_weights)
 
     def group_step(self, state, batch):
         """One train step of a vmapped group (state with a leading trial axis)."""
-        if self.teacher is None:
+        if self.teacher is None or self.teacher.weights is None:
             return self.group_train_step(state, batch)
         return self.group_train_step(state, batch, self.teacher_weights)
 
@@ -609,8 +611,21 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
         if not solo:
             os.makedirs(group_dir, exist_ok=True)
 
-    teacher = None
-    if config.distill.teacher:
+    teacher = cache = None
+    if config.distill.cache:
+        from edgejax.distill.cache import DistillCache
+
+        if K > 1:
+            raise ConfigError(
+                "config distill.cache: a cache holds one run's inputs and targets; train its "
+                "run alone (or distil a group online, without distill.cache)"
+            )
+        cache = DistillCache(config.distill.cache, config, plan, list(train_info["class_names"]))
+        teacher = cache.teacher()
+        say(
+            f"edgejax.train: distilling from the targets of {teacher.definition.name} in {cache.path}"
+        )
+    elif config.distill.teacher:
         teacher = _load_teacher(config, num_classes, list(train_info["class_names"]))
         say(f"edgejax.train: distilling from {teacher.describe()}")
     r = Run(
@@ -730,29 +745,14 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
             f"(epoch {plan.epoch_at(start):.2f})"
         )
     d = config.data
-
-    def stage_loader(st, step):
-        """The train batches of stage ``st`` from global step ``step`` on."""
-        return data.make_train_loader(
-            train_src,
-            global_batch_size=st.batch_size,
-            image_size=st.image_size,
-            seed=data_seed(config),
-            start_step=st.loader_step(step),
-            workers=d.workers,
-            scale=tuple(d.scale),
-            ratio=tuple(d.ratio),
-            hflip=d.hflip,
-            interpolation=r.interpolation,
-            sharding=r.batch_sharding,
-        )
-
     if plan.progressive:
         glog.write(
             "edgejax.train: progressive, "
             + "; ".join(st.describe(len(plan.stages)) for st in plan.stages)
         )
-    train_loader = _StagedLoader(plan, stage_loader, start)
+    train_loader = train_batches(
+        config, plan, train_src, start, interpolation=r.interpolation, sharding=r.batch_sharding
+    )
 
     def set_batch(batch: int):  # the img/s of the progress bars
         for t in trials.values():
@@ -795,6 +795,7 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
             ckpt.save(group.trial_state(0) if solo else group.stacked(), meta(step))
 
     pending = None
+    mismatched = [0]
     step = start
     train_skips_said = 0
     t_start = time.perf_counter()
@@ -826,6 +827,15 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
             if k not in running:
                 continue
             host = {n: float(v) for n, v in m.items()}
+            if host.get("cache_mismatch"):
+                mismatched[0] += int(host["cache_mismatch"])
+                if mismatched[0] == int(host["cache_mismatch"]):  # the first: said once
+                    glog.write(
+                        f"edgejax.train: step {s}: {int(host['cache_mismatch'])} input(s) differ "
+                        f"from those the teacher saw when {config.distill.cache} was written "
+                        f"(another data or XLA version?): their cached targets belong to other "
+                        f"inputs; the count goes to summary.json"
+                    )
             if not (math.isfinite(host["loss"]) and math.isfinite(host["grad_norm"])):
                 fail(k, s, host)
                 continue
@@ -872,6 +882,8 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
                         f"{e}. Saved step {step} in {ckpt.dir}: run the same command again to "
                         f"resume"
                     ) from None
+                if cache is not None:
+                    batch = {**batch, **r.put_batch(cache.batch(step, _process_rows(batch)))}
                 metrics = group.step(batch, running)
                 flush()  # the previous step's metrics, while this one runs
                 step += 1
@@ -996,6 +1008,8 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
             summary["eval_image_size"] = r.eval_image_size
         if teacher is not None:
             summary["teacher"] = {"model": teacher.definition.name, "weights": teacher.source}
+        if cache is not None:
+            summary["cache_mismatch"] = mismatched[0]
         if not solo:
             summary.update(
                 trial=k,
@@ -1016,6 +1030,39 @@ def _train(configs, workdirs, *, report_fn, mode: str, group_dir: str | None) ->
                 flush=True,
             )
     return summaries
+
+
+def _process_rows(batch) -> slice | None:
+    """This process's rows of the global batch (None on one process)."""
+    if jax.process_count() == 1:
+        return None
+    n = batch["label"].shape[0] // jax.process_count()
+    return slice(jax.process_index() * n, (jax.process_index() + 1) * n)
+
+
+def train_batches(config, plan, train_src, start: int, *, interpolation: str, sharding=None):
+    """The run's train batches from global step ``start`` to its end, stage after stage (one
+    loader each, at its image size and batch size): the stream every run of ``config`` reads."""
+    from edgejax import data
+
+    d = config.data
+
+    def stage_loader(st, step):
+        return data.make_train_loader(
+            train_src,
+            global_batch_size=st.batch_size,
+            image_size=st.image_size,
+            seed=data_seed(config),
+            start_step=st.loader_step(step),
+            workers=d.workers,
+            scale=tuple(d.scale),
+            ratio=tuple(d.ratio),
+            hflip=d.hflip,
+            interpolation=interpolation,
+            sharding=sharding,
+        )
+
+    return _StagedLoader(plan, stage_loader, start)
 
 
 class _StagedLoader:

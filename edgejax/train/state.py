@@ -16,7 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
-__all__ = ["TrainState", "ModelDef", "split_model", "init_train_state", "to_keys", "from_keys"]
+__all__ = [
+    "TrainState",
+    "ModelDef",
+    "split_model",
+    "init_train_state",
+    "augment_rng",
+    "to_keys",
+    "from_keys",
+]
 
 
 @struct.dataclass
@@ -101,6 +109,12 @@ def split_back(model: nnx.Module):
     return nnx.to_pure_dict(bs), from_keys(nnx.to_pure_dict(rest))
 
 
+def augment_rng(seed):
+    """The uint32 key data a run with ``seed`` keys its on-device augmentation with (folded with
+    the step: :func:`edgejax.train.step.batch_key`)."""
+    return jax.random.key_data(jax.random.key(jnp.asarray(seed, jnp.uint32) ^ np.uint32(0x5EED)))
+
+
 def init_train_state(
     params, batch_stats, model_state, tx, *, seed, ema: bool, hparams: dict
 ) -> TrainState:
@@ -115,7 +129,7 @@ def init_train_state(
         opt_state=tx.init(params),
         ema_params=copy(params) if ema else None,
         ema_batch_stats=copy(batch_stats) if ema else None,
-        rng=jax.random.key_data(jax.random.key(jnp.asarray(seed, jnp.uint32) ^ np.uint32(0x5EED))),
+        rng=augment_rng(seed),
         hparams={k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()},
         active=jnp.ones((), bool),
     )

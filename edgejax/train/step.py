@@ -21,7 +21,15 @@ from .state import ModelDef, TrainState, merge, split_back
 # optax >= 0.2.5 has optax.tree.norm; optax.global_norm (deprecated since) for older ones
 _global_norm = getattr(getattr(optax, "tree", None), "norm", None) or optax.global_norm
 
-__all__ = ["make_train_step", "make_eval_step", "cross_entropy", "topk_correct"]
+__all__ = [
+    "make_train_step",
+    "make_eval_step",
+    "cross_entropy",
+    "topk_correct",
+    "augment_batch",
+    "batch_key",
+    "input_digest",
+]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -36,6 +44,25 @@ def topk_correct(logits, labels, k: int):
     k = min(k, logits.shape[-1])
     top = jax.lax.top_k(logits, k)[1]
     return jnp.any(top == labels[:, None], axis=-1)
+
+
+def batch_key(rng_data, step):
+    """The key of step ``step``'s batch-level augmentation (``rng_data``: a state's ``rng``)."""
+    return jax.random.fold_in(jax.random.wrap_key_data(rng_data), step)
+
+
+def input_digest(x):
+    """uint32 [B]: a digest of each sample's exact bits (the input the model is given), to tell
+    whether two programs fed a model the same batch."""
+    bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32).reshape(x.shape[0], -1)
+    weights = (jnp.arange(bits.shape[1], dtype=jnp.uint32) * jnp.uint32(2654435761)) | jnp.uint32(1)
+    return jnp.sum(bits * weights, axis=1, dtype=jnp.uint32)
+
+
+def augment_batch(config, features, hp, num_classes, mean, std, rng, images, labels):
+    """The train step's batch-level augmentation (see :func:`_augment`): what the model is fed
+    at a step, for tools that must see the same inputs (the distillation cache)."""
+    return _augment(config, features, hp, num_classes, mean, std, rng, images, labels)
 
 
 def _augment(config, features, hp, num_classes, mean, std, rng, images, labels):
@@ -88,6 +115,7 @@ def make_train_step(
     std,
     features=None,
     teacher=None,
+    cached: bool = False,
 ) -> Callable:
     """Build ``train_step(state, batch[, teacher_weights]) -> (state, metrics)``.
 
@@ -96,7 +124,10 @@ def make_train_step(
     ``teacher``: a :class:`~edgejax.distill.TeacherDef` to distill from; the step then takes the
     teacher's weights as a third argument, runs it on the augmented batch and mixes the
     distillation loss in with ``hparams["distill_alpha"]`` and ``["distill_temperature"]``
-    (metrics gain ``distill_loss``).
+    (metrics gain ``distill_loss``). With ``cached``, the teacher does not run: its sparse
+    targets come in the batch (``kd_values`` / ``kd_indices`` / ``kd_lse`` / ``kd_digest``,
+    :mod:`edgejax.distill.cache`), and metrics gain ``cache_mismatch``, the samples whose input
+    differs from the one the teacher saw when the cache was written.
     Every hyperparameter a trial may change is read from ``state.hparams``; ``features``
     (:class:`~edgejax.train.hparams.Features`, default: the config's own) fix what is computed.
     A non-finite loss or gradient norm (or ``state.active`` False) leaves the state unchanged
@@ -128,7 +159,10 @@ def make_train_step(
         if teacher is not None:
             from edgejax.distill import distill_loss
 
-            kd = distill_loss(logits, t_logits, hp["distill_temperature"], hard=teacher.hard)
+            # t_logits: the teacher's logits, or (cached) its probabilities at the temperature
+            kd = distill_loss(
+                logits, t_logits, hp["distill_temperature"], hard=teacher.hard, probs=cached
+            )
             loss = (1.0 - hp["distill_alpha"]) * loss + hp["distill_alpha"] * kd
         batch_stats, model_state = split_back(model)
         return loss, (batch_stats, model_state, logits.astype(jnp.float32), kd)
@@ -142,8 +176,13 @@ def make_train_step(
         x, targets = _augment(
             config, features, hp, num_classes, mean, std, rng, batch["image"], labels
         )
-        t_logits = None
-        if teacher is not None:
+        t_logits = mismatch = None
+        if cached:
+            from edgejax.distill.cache import sparse_probs
+
+            t_logits = sparse_probs(batch, hp["distill_temperature"], num_classes)
+            mismatch = jnp.sum(input_digest(x) != batch["kd_digest"].astype(jnp.uint32))
+        elif teacher is not None:
             from edgejax.distill import teacher_logits
 
             # the teacher sees the student's augmented (and mixed) batch, in its own statistics
@@ -206,6 +245,8 @@ def make_train_step(
         }
         if teacher is not None:
             metrics["distill_loss"] = kd.astype(jnp.float32)
+        if cached:
+            metrics["cache_mismatch"] = mismatch.astype(jnp.float32)
         new_state = state.replace(
             step=state.step + 1,
             params=keep(params, state.params),
