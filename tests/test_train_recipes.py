@@ -443,3 +443,30 @@ def test_distill_cache_command_says_what_is_wrong(tmp_path):
     assert p.returncode == 2 and "Did you mean distill.temperature" in p.stderr
     p = cache(f"--config={cfg}", "--out", str(tmp_path / "o"))
     assert p.returncode == 1 and "distill.teacher is not set" in p.stderr
+
+
+@pytest.mark.slow
+def test_distilled_vmapped_group_shares_one_teacher(folder, tmp_path):
+    """A vmapped group (the GPU / TPU default): the teacher's weights are one argument of the
+    step, not stacked per trial, and each trial matches its solo run (float summation order of
+    batched convolutions aside)."""
+    _save_timm(edgejax.create_model("mobilenetv3_small_075", num_classes=3, rngs=2), tmp_path / "t")
+    kw = {
+        "distill.teacher": "mobilenetv3_small_075",
+        "distill.pretrained": str(tmp_path / "t"),
+        "distill.image_size": 48,
+        "num_steps": 2,
+        "eval.every_steps": 2,
+    }
+    trials = [
+        _config(folder, **kw, **{"distill.temperature": 1.0, "seed": 0}),
+        _config(folder, **kw, **{"distill.temperature": 3.0, "distill.alpha": 0.9, "seed": 1}),
+    ]
+    group = run_group(
+        trials, [tmp_path / "v0", tmp_path / "v1"], group_dir=tmp_path / "g", mode="vmap"
+    )
+    solo = run(trials[1], tmp_path / "solo")
+    a, b = _group_trial(tmp_path / "g", 1), load_weights(tmp_path / "solo" / "checkpoints")
+    for x, y in zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"])):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+    assert group[1]["last_eval"]["top1"] == solo["last_eval"]["top1"]

@@ -1131,6 +1131,7 @@ _STATE_KEYS = {
     "optimizer.grad_accum_steps": lambda v: int(v or 1) > 1,
     "optimizer.clip_grad_norm": lambda v: bool(v),
     "ema.decay": lambda v: bool(v),
+    "distill.teacher": lambda v: bool(v),  # a distilled run's state holds its two values
 }
 
 
