@@ -464,13 +464,16 @@ def main(argv=None) -> int:
                     json.dump(merged, f, indent=1)
                 if os.path.exists(extra):
                     os.remove(extra)
-        elif phase == "train":
+        elif phase in ("train", "distill"):
+            # the production train step; in the distill phase with a teacher inside it
+            extra = ["--teacher", args.distill_teacher] if phase == "distill" else []
             _run(
                 [
                     py,
                     os.path.join(HERE, "train_throughput.py"),
                     "--models",
-                    mlist,
+                    mlist if phase == "train" else args.distill_students,
+                    *extra,
                     "--batch",
                     str(args.batch),
                     "--size",
@@ -480,7 +483,7 @@ def main(argv=None) -> int:
                     "--steps",
                     str(args.train_steps),
                     "--json",
-                    paths["train"],
+                    paths[phase],
                 ],
                 env,
                 left(),
@@ -501,30 +504,6 @@ def main(argv=None) -> int:
                     "10",
                     "--json",
                     paths["groups"],
-                ],
-                env,
-                left(),
-                log,
-            )
-        elif phase == "distill":
-            _run(
-                [
-                    py,
-                    os.path.join(HERE, "train_throughput.py"),
-                    "--models",
-                    args.distill_students,
-                    "--teacher",
-                    args.distill_teacher,
-                    "--batch",
-                    str(args.batch),
-                    "--size",
-                    str(args.resolution),
-                    "--dtype",
-                    args.dtype,
-                    "--steps",
-                    str(args.train_steps),
-                    "--json",
-                    paths["distill"],
                 ],
                 env,
                 left(),
