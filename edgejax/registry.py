@@ -145,8 +145,10 @@ def model_info(name: str) -> dict:
     num_params, family, name."""
     entry = get_entry(name)
     info = dict(entry.info)
-    if "num_params" not in info:
-        model = entry.builder(entry.cfg, num_classes=1000, rngs=nnx.Rngs(0), dtype=None)
+    if "num_params" not in info:  # counted on an abstract model: shapes only, nothing allocated
+        model = nnx.eval_shape(
+            lambda: entry.builder(entry.cfg, num_classes=1000, rngs=nnx.Rngs(0), dtype=None)
+        )
         info["num_params"] = count_params(model)
         entry.info["num_params"] = info["num_params"]
     info.update(name=entry.name, family=entry.family)
