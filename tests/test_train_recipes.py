@@ -187,7 +187,7 @@ def _save_timm(model, path):
     save_file({k: np.ascontiguousarray(v) for k, v in edgejax.convert.to_timm(model).items()}, path)
 
 
-def test_distill_loss_and_teacher_input():
+def test_distill_loss_and_teacher_input(tmp_path):
     from edgejax.distill import distill_loss, load_teacher, teacher_logits
 
     rng = np.random.default_rng(0)
@@ -234,6 +234,37 @@ def test_distill_loss_and_teacher_input():
     xt = jax.image.resize(xt, (4, 48, 48, 3), "bilinear", antialias=True)
     np.testing.assert_allclose(got, tmodel(xt), rtol=1e-4, atol=1e-5)
     assert isinstance(Teacher(tdef, tuple(weights)).describe(), str)
+    # a bfloat16 run computes the teacher in bfloat16 (its weights stay float32)
+    _save_timm(tmodel, tmp_path / "t.safetensors")
+    t16 = load_teacher(
+        validate(
+            tiny_config(
+                MODEL,
+                dtype="bfloat16",
+                **{
+                    "distill.teacher": "mobilenetv3_small_075",
+                    "distill.image_size": 48,
+                    "distill.pretrained": str(tmp_path / "t.safetensors"),
+                    "distill.mean": (0.5,) * 3,
+                    "distill.std": (0.25,) * 3,
+                },
+            )
+        ),
+        num_classes=3,
+        dtype=jnp.bfloat16,
+    )
+    x16 = augment.normalize(images, mean, std, jnp.bfloat16)
+    got16 = teacher_logits(t16.definition, t16.weights, x16, mean, std)
+    from flax import nnx
+    from edgejax.train.state import merge
+
+    built = merge(t16.definition.mdef, *t16.weights, train=False)
+    dtypes = {
+        getattr(m, "dtype", None) for _, m in nnx.iter_graph(built) if type(m).__name__ == "Conv2d"
+    }
+    assert dtypes == {jnp.bfloat16}
+    assert got16.dtype == jnp.float32 and not np.array_equal(got16, got)
+    np.testing.assert_allclose(got16, got, rtol=0.1, atol=0.1)
     with pytest.raises(ConfigError, match="pretrained file unused does not exist"):
         load_teacher(c, num_classes=3)
 
