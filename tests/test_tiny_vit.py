@@ -269,7 +269,8 @@ def test_every_conv_bn_pair_is_declared_for_folding(tiny):
 
 def test_both_head_layouts_give_the_same_attention():
     # heads_along_channels (what ONNX export traces) against the default token-first layout,
-    # for windows given as tokens and as one map; and a whole model, with several windows
+    # for a window given as one map and as tokens (which it leaves token-first); and a whole
+    # model, with several windows
     import jax
     import numpy as np
     from flax import nnx

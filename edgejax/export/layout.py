@@ -12,8 +12,8 @@ of the whole map. The pass
    the two transposes (the same sum);
 2. moves each ``Transpose(NCHW -> NHWC)`` down through the element-wise ops that follow it
    (activations; ``Add`` / ``Mul`` / ... of two such maps or of a map and a constant, the
-   constant permuted) and through reductions over the map's axes, to where it meets a
-   ``Transpose(NHWC -> NCHW)``, and removes both;
+   constant permuted), through reductions over the map's axes and through slices (crops), to
+   where it meets a ``Transpose(NHWC -> NCHW)``, and removes both;
 3. keeps one ``Transpose`` back to NHWC for each value that an op which needs it (a
    ``LayerNormalization`` over channels, a ``Reshape``, the graph's output) still reads.
 
@@ -127,6 +127,8 @@ def sink_transposes(model) -> int:
             return rank4(n.output[0])
         if n.op_type in _REDUCE:
             return rank4(n.input[0]) and _reduce_axes(n, gi)[0] is not None
+        if n.op_type == "Slice":  # constant starts / ends / axes / steps
+            return rank4(n.output[0]) and all(not i or i in gi.inits for i in n.input[1:])
         return False
 
     # Values worth having in NCHW: those read by a Transpose to NCHW, by a reduction, or by a
@@ -301,6 +303,16 @@ def _in_nchw(n, gi, nchw, wanted, candidate, new_inits, numpy_helper):
         maps = [i for i in n.input if i and i not in gi.inits]
         if not any(all(candidate(c) for c in gi.consumers.get(i, [])) for i in maps):
             return None
+    if n.op_type == "Slice":  # the same starts, ends and steps, along the permuted axes
+        if n.input[0] not in nchw:
+            return None
+        starts = gi.const(n.input[1])
+        axes = gi.const(n.input[3]) if len(n.input) > 3 and n.input[3] else range(len(starts))
+        name = n.output[0] + "_nchw"
+        new_axes = np.array([TO_NCHW.index(int(a) % 4) for a in np.reshape(axes, -1)], np.int64)
+        new_inits.append(numpy_helper.from_array(new_axes, name + "_axes"))
+        inputs = [nchw[n.input[0]], n.input[1], n.input[2], name + "_axes", *n.input[4:]]
+        return [helper.make_node("Slice", inputs, [name], name=name)]
     if is_reduce:
         if n.input[0] not in nchw:
             return None
@@ -346,9 +358,14 @@ def _in_nchw(n, gi, nchw, wanted, candidate, new_inits, numpy_helper):
             and n.output[0] in wanted
             and any(k in nchw for k in n.input)
             and len(gi.shapes.get(i) or ()) == 4
+            and not any(_read_in_nhwc(k, n, gi, candidate) for k in n.input if k in nchw)
         ):
             # a map only at hand in NHWC (e.g. attention's output, back from tokens) added to
-            # one in NCHW whose sum a conv reads: the Transpose moves from the sum to this input
+            # one in NCHW whose sum a conv reads: the Transpose moves from the sum to this input.
+            # Not where the NCHW operand is read in NHWC too (a LayerNorm): its NHWC copy is
+            # made anyway, so the sum stays NHWC and the conv's Transpose of it is left, which
+            # onnxruntime folds into its layout change before the conv, where this one would be
+            # a transpose of its own and a second copy of that operand.
             pre.append(
                 helper.make_node(
                     "Transpose", [i], [i + "_to_nchw"], name=i + "_to_nchw", perm=TO_NCHW
@@ -360,6 +377,17 @@ def _in_nchw(n, gi, nchw, wanted, candidate, new_inits, numpy_helper):
     kw = {a.name: helper.get_attribute_value(a) for a in n.attribute}
     name = n.output[0] + "_nchw"
     return [*pre, helper.make_node(n.op_type, inputs, [name], name=name, **kw)]
+
+
+def _read_in_nhwc(name, node, gi, candidate) -> bool:
+    """Whether a reader of ``name`` other than ``node`` needs it in NHWC (an op the pass
+    leaves in NHWC, or the graph's output)."""
+    if name in gi.outputs:
+        return True
+    return any(
+        list(c.output) != list(node.output) and not candidate(c) and _perm(c, gi) != TO_NCHW
+        for c in gi.consumers.get(name, [])
+    )
 
 
 def nchw_layout(model) -> tuple[int, int]:

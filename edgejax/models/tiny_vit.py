@@ -199,12 +199,15 @@ class Attention(nnx.Module):
     [heads*kd] blocks. Scale is key_dim^-0.5. Windows as tokens [B', ws*ws, dim] or as maps
     [B', ws, ws, dim], returned in the same form.
 
-    ``heads_along_channels``: how the heads are laid out between qkv and proj, the same values
-    either way. False (the default): tokens first, ``[b, h, n, d]``, what XLA runs fastest (on
-    the CPU the other form is ~5x slower). True: channels first, ``[b, h, d, n]``; the products
-    then only swap their operands' last two axes, which ONNX runtimes fold into MatMul, and on a
-    map the layout pass keeps qkv and proj NCHW convs with no transpose between them and the
-    heads (``edgejax.export.layout``). ONNX export sets it on the model it traces.
+    ``heads_along_channels``: how the heads are laid out between qkv and proj for a window given
+    as a map, the same values either way. False (the default): tokens first, ``[b, h, n, d]``,
+    what XLA runs fastest (on the CPU the other form is ~5x slower). True: channels first,
+    ``[b, h, d, n]``; the products then only swap their operands' last two axes, which ONNX
+    runtimes fold into MatMul, and the layout pass keeps qkv and proj NCHW convs with no
+    transpose between them and the heads (``edgejax.export.layout``). ONNX export sets it on
+    the model it traces. Windows given as tokens are always attended tokens first: there qkv
+    and proj are MatMuls on tokens, and the channels-first form would only add a transpose of
+    qkv's output and make proj read its input transposed.
     """
 
     def __init__(
@@ -247,7 +250,8 @@ class Attention(nnx.Module):
         x = self.qkv(x if normed else self.norm(x))  # on a map: a 1x1 conv in ONNX graphs
         # Batched matmuls, not einsums: the same XLA program, but MatMul ops in ONNX (much
         # faster there than Einsum). -1 for the batch: exported graphs get constant shapes.
-        if self.heads_along_channels:  # timm's view(B, N, h, -1), transposed: [b, h, d, n]
+        if self.heads_along_channels and len(lead) == 3:  # a map; timm's view(B, N, h, -1),
+            # transposed: [b, h, d, n]
             x = x.reshape(-1, n, x.shape[-1]).transpose(0, 2, 1).reshape(-1, h, 2 * kd + vd, n)
             q, k, v = jnp.split(x, [kd, 2 * kd], axis=2)
             attn = self._weights(q.transpose(0, 1, 3, 2), k, dtype)  # [b, h, n, n]
