@@ -36,37 +36,32 @@ decay, random-resized crops (scale 0.35-1) and flips, label smoothing 0.1; ``dat
 so the data order and augmentation draws follow ``seed``.
 """
 
+import importlib.util
+import os
+
+
 PARTS = ("teacher", "student", "student_kd", "fixed", "progressive")
 TEACHER_DIR = "runs/recipes/teacher"
 
 
-def get_config(arg=None):
-    from edgejax.train.config import base_config
+def _deploy_config(arg):
+    # the 32 px CIFAR-10 recipe of configs/cifar10_deploy.py, which this study shortens
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cifar10_deploy.py")
+    spec = importlib.util.spec_from_file_location("cifar10_deploy", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config(arg)
 
+
+def get_config(arg=None):
     part = arg or "student"
     if part not in PARTS:
         raise ValueError(f"cifar10_recipes.py: arg is one of {', '.join(PARTS)}; got {arg!r}")
-    c = base_config()
+    c = _deploy_config(None)
     c.data.dataset = "runs/data/cifar10_5k"
-    c.data.eval_split = "test"
-    c.data.image_size = 32
-    c.data.crop_pct = 1.0
-    c.data.scale = (0.35, 1.0)
-    c.data.ratio = (3 / 4, 4 / 3)
-    c.data.interpolation = "bilinear"
     c.data.seed = -1
-    c.global_batch_size = 128
-    c.optimizer.name = "adamw"
-    c.optimizer.lr = 2e-3
-    c.optimizer.lr_base_batch = 128
-    c.optimizer.weight_decay = 0.05
-    c.schedule.name = "cosine"
     c.schedule.warmup_epochs = 1.0
-    c.augment.label_smoothing = 0.1
-    c.eval.batch_size = 500
-    c.checkpoint.keep = 1
     c.log.every_steps = 10
-    c.log.tensorboard = False
 
     if part == "teacher":
         c.model.name = "convnext_atto"

@@ -30,8 +30,6 @@ import numpy as np
 
 __all__ = ["write_cache", "DistillCache", "sparse_probs", "fingerprint"]
 
-ARRAY_RECORD_OPTIONS = "group_size:1,uncompressed"
-
 
 def record_dtype(k: int) -> np.dtype:
     return np.dtype(
@@ -174,6 +172,8 @@ def write_cache(config, out: str, *, top_k: int = 10, progress: bool = True, say
         return input_digest(x), values.astype(jnp.float16), indices.astype(jnp.int16), lse
 
     from array_record.python.array_record_module import ArrayRecordWriter
+
+    from edgejax.data.sources import ARRAY_RECORD_OPTIONS
 
     rec_dtype = record_dtype(k)
     epochs = _epochs(plan)
@@ -345,7 +345,7 @@ def sparse_probs(batch: dict, temperature, num_classes: int):
 
 
 def main(argv=None) -> int:
-    from absl import app, flags
+    from absl import flags
     from ml_collections import config_flags
 
     flags_ = flags.FlagValues()
@@ -374,7 +374,6 @@ def main(argv=None) -> int:
         return 2
     from edgejax.train.config import ConfigError
 
-    del app
     try:
         write_cache(cfg.value, out.value, top_k=top_k.value, progress=progress.value)
     except (ConfigError, FileNotFoundError) as e:
