@@ -1,4 +1,5 @@
-"""Leaf layers: the CPU depthwise-conv path (shifted multiply-adds) against XLA's grouped conv."""
+"""Leaf layers: the CPU depthwise-conv path (shifted multiply-adds) and LiteRT's (bands of at
+most 25 taps) against XLA's grouped conv."""
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +20,8 @@ CASES = [  # kernel, stride, padding (None = timm symmetric), dilation, input si
     (3, 2, "same", 1, 8),
     (3, 1, None, 2, 11),
     ((3, 5), 1, None, 1, 9),
+    (7, 2, "same", 1, 12),
+    (7, 1, None, 2, 16),
 ]
 
 
@@ -34,13 +37,14 @@ def _run(conv, x, impl):
     return out, gs["kernel"][...], gs["bias"][...], gx
 
 
+@pytest.mark.parametrize("impl", ["shift", "bands"])
 @pytest.mark.parametrize("k,s,p,d,size", CASES)
-def test_depthwise_shift_equals_grouped_conv(k, s, p, d, size):
+def test_depthwise_forms_equal_grouped_conv(k, s, p, d, size, impl):
     c = 6
     conv = Conv2d(c, c, k, stride=s, padding=p, dilation=d, groups=c, bias=True, rngs=nnx.Rngs(0))
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, size, size + 1, c)), jnp.float32)
     ref = _run(conv, x, "conv")
-    got = _run(conv, x, "shift")
+    got = _run(conv, x, impl)
     assert got[0].shape == ref[0].shape
     for a, b in zip(got, ref):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
@@ -49,6 +53,11 @@ def test_depthwise_shift_equals_grouped_conv(k, s, p, d, size):
 def test_depthwise_choice_lives_in_the_layer():
     def traced(m):
         return str(jax.make_jaxpr(lambda v: m(v))(jnp.ones((1, 5, 5, 8))))
+
+    # bands: a 7x7 kernel as three grouped convs of 3, 3 and 1 rows (21, 21, 7 taps); 5x5 as one
+    for k, convs in ((7, 3), (5, 1)):
+        m = Conv2d(8, 8, k, groups=8, depthwise="bands", rngs=nnx.Rngs(0))
+        assert traced(m).count("conv_general_dilated[") == convs, k
 
     conv = Conv2d(8, 8, 3, groups=2, rngs=nnx.Rngs(0))  # grouped, not depthwise: always a conv
     with edgejax.depthwise_impl(conv, "shift"):

@@ -91,6 +91,44 @@ def test_int8_stays_close_to_float(fmt, tmp_path, cal):
     assert 1e-4 < err < 0.1, err  # quantised (not the float graph), and close
 
 
+def _op_names(path):
+    from collections import Counter
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Counter(op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details())
+
+
+def test_litert_activations_gelu_one_op_int8_runs(tmp_path):
+    """Exact GELU goes to LiteRT as its builtin GELU (one op per activation, not erf's
+    polynomial), float and int8, and ConvNeXt's int8 file runs in the runtime (it aborted the
+    process while erf's elementwise ops were quantised); MobileNetV3's int8 hard-swish is kept
+    as elementwise ops (the int8 HARD_SWISH kernel refuses wide input ranges), its float one
+    stays one HARD_SWISH."""
+    x = np.random.default_rng(0).standard_normal((16, 32, 32, 3), dtype=np.float32)
+    cnx = fuse(build_model("convnext_atto"))
+    f32 = export.export_litert(cnx, str(tmp_path / "c.tflite"), resolution=32)
+    ops = _op_names(f32)
+    assert ops["GELU"] == 12 and "EXP" not in ops, ops  # 2 + 2 + 6 + 2 blocks
+    run, _ = export.litert_runner(f32)
+    ref = _jax_logits(cnx, x[:1])
+    assert export.relative_error(run(x[:1]), ref) <= 1e-4
+    q = export.export_litert(
+        cnx, str(tmp_path / "c8.tflite"), resolution=32, quantize="int8", calibration=x
+    )
+    ops = _op_names(q)
+    assert ops["GELU"] == 12 and ops["CONV_2D"] > 0, ops
+    run, _ = export.litert_runner(q)
+    assert 1e-4 < export.relative_error(run(x[:1]), ref) < 0.2
+    mnv3 = fuse(build_model("mobilenetv3_small_050"))
+    f32 = export.export_litert(mnv3, str(tmp_path / "m.tflite"), resolution=32)
+    q = export.export_litert(
+        mnv3, str(tmp_path / "m8.tflite"), resolution=32, quantize="int8", calibration=x
+    )
+    assert _op_names(f32)["HARD_SWISH"] > 0
+    ops = _op_names(q)
+    assert "HARD_SWISH" not in ops and ops["RELU_0_TO_1"] > 0, ops
+
+
 def test_cli_litert_and_int8(tmp_path, capsys):
     base = ["--model", "mobilenetv3_small_050", "--resolution", "32"]
     out = tmp_path / "m16.tflite"

@@ -1,7 +1,7 @@
-"""LiteRT (TFLite) export: the model lowered to StableHLO by ``jax2tf`` (native serialization),
-then converted by TensorFlow's ``TFLiteConverter`` to builtin ops only; float32, float16
-weights, or full-integer int8 from a calibration set. Needs the ``litert`` extra
-(``tensorflow-cpu`` and ``ai-edge-litert``).
+"""LiteRT (TFLite) export: the model exported to StableHLO by ``jax.export``, wrapped in a
+TensorFlow function as one ``XlaCallModule`` op, then converted by TensorFlow's
+``TFLiteConverter`` to builtin ops only; float32, float16 weights, or full-integer int8 from a
+calibration set. Needs the ``litert`` extra (``tensorflow-cpu`` and ``ai-edge-litert``).
 
     from edgejax.export import export_litert, litert_runner
     export_litert(model, "m.tflite", resolution=224)
@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 
+from ..layers.blocks import litert_activations
 from ..layers.core import depthwise_impl
 from .common import _default_resolution, _input_spec
 
@@ -56,10 +57,46 @@ def _tensorflow():
     try:
         with _NativeStderr():
             import tensorflow as tf
-            from jax.experimental import jax2tf
     except ImportError as e:
         raise ImportError(f"LiteRT export needs TensorFlow ({e}): {_EXTRA}") from None
-    return tf, jax2tf
+    return tf
+
+
+def _concrete_function(tf, forward, shape):
+    """``forward`` as a TensorFlow concrete function holding one ``XlaCallModule`` op (what
+    jax2tf's native serialization writes), with the StableHLO serialized at the version JAX
+    guarantees for consumers 12 weeks old: TensorFlow's reader lags JAX's writer, and at the
+    4-week version ``jax.export`` uses, composite ops take a form TensorFlow cannot read."""
+    import jax
+    from jax.extend.mlir.dialects import stablehlo as hlo
+    from tensorflow.compiler.tf2xla.python import xla as tfxla
+
+    exported = jax.export.export(jax.jit(forward), platforms=["cpu"])(
+        jax.ShapeDtypeStruct(shape, np.float32)
+    )
+    target = hlo.get_version_from_compatibility_requirement(
+        hlo.StablehloCompatibilityRequirement.WEEK_12
+    )
+    module = hlo.serialize_portable_artifact_str(exported.mlir_module(), target)
+    (out,) = exported.out_avals
+
+    def call(x):
+        (y,) = tfxla.call_module(
+            [x],
+            version=exported.calling_convention_version,
+            module=module,
+            Tout=[tf.float32],
+            Sout=[out.shape],
+            platforms=["CPU"],
+            disabled_checks=[],
+            use_shardy_partitioner=bool(jax.config.jax_use_shardy_partitioner),
+        )
+        return y
+
+    fn = tf.function(
+        call, input_signature=[tf.TensorSpec(shape, tf.float32, name="input")], autograph=False
+    )
+    return fn, fn.get_concrete_function()
 
 
 def _interpreter_cls():
@@ -96,7 +133,7 @@ def export_litert(
     import jax
     from flax import nnx
 
-    tf, jax2tf = _tensorflow()
+    tf = _tensorflow()
     name = name or type(model).__name__
     if dtype not in LITERT_DTYPES:
         raise ValueError(f"dtype must be one of {LITERT_DTYPES}, got {dtype!r}")
@@ -111,7 +148,7 @@ def export_litert(
     if quantize:
         calibration = _check_calibration(calibration, shape)
     model.eval()
-    with depthwise_impl(model, "conv"):  # one grouped conv per depthwise conv
+    with depthwise_impl(model, "bands"):  # grouped convs XNNPACK has fast kernels for
         graphdef, state = nnx.split(model)
     state = jax.tree.map(lambda v: np.asarray(v) if isinstance(v, jax.Array) else v, state)
 
@@ -120,14 +157,8 @@ def export_litert(
 
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # jax2tf's native_serialization flag
-        fn = tf.function(
-            jax2tf.convert(forward, native_serialization=True, with_gradient=False),
-            input_signature=[tf.TensorSpec(shape, tf.float32, name="input")],
-            autograph=False,
-        )
-        concrete = fn.get_concrete_function()
+    with litert_activations(int8=quantize == "int8"):
+        fn, concrete = _concrete_function(tf, forward, shape)
     conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete], fn)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if dtype == "float16":

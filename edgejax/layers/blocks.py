@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import jax
@@ -10,7 +11,13 @@ from flax import nnx
 
 from .core import Conv2d
 
-__all__ = ["make_divisible", "get_act", "SqueezeExcite", "global_avg_pool"]
+__all__ = [
+    "make_divisible",
+    "get_act",
+    "litert_activations",
+    "SqueezeExcite",
+    "global_avg_pool",
+]
 
 
 def make_divisible(
@@ -28,12 +35,29 @@ def _gelu_exact(x):
     return jax.nn.gelu(x, approximate=False)
 
 
+def _gelu_exact_composite(x):
+    # one `stablehlo.composite "tfl.gelu"` op: LiteRT's converter lowers it to its builtin GELU
+    # (one int8-capable kernel); other consumers run the exact decomposition
+    return jax.lax.composite(_gelu_decomposition, name="tfl.gelu")(x, approximate=False)
+
+
+def _gelu_decomposition(x, approximate):
+    return jax.nn.gelu(x, approximate=approximate)
+
+
 def _hard_sigmoid(x):
     return jax.nn.relu6(x + 3.0) / 6.0
 
 
 def _hard_swish(x):
     return x * jax.nn.relu6(x + 3.0) / 6.0
+
+
+def _hard_swish_unfused(x):
+    # the same function written so that LiteRT's converter keeps MUL / ADD / RELU_0_TO_1 instead
+    # of fusing one HARD_SWISH: the int8 HARD_SWISH kernel refuses an input range over 128x its
+    # output range (a check that aborts the runtime), the elementwise int8 kernels take any range
+    return x * jnp.clip(x * (1.0 / 6.0) + 0.5, 0.0, 1.0)
 
 
 _ACTS: dict[str, Callable] = {
@@ -51,8 +75,31 @@ _ACTS: dict[str, Callable] = {
 }
 
 
+# the activations models trace inside ``litert_activations()``
+_LITERT_ACTS: dict[str, Callable] = {"gelu": _gelu_exact_composite}
+_LITERT_INT8_ACTS: dict[str, Callable] = {**_LITERT_ACTS, "hard_swish": _hard_swish_unfused}
+_override: dict[str, Callable] = {}
+
+
+@contextlib.contextmanager
+def litert_activations(int8: bool = False):
+    """Within the block, models trace their activations in the form LiteRT's converter and
+    runtime want, with the same values: exact GELU as a ``stablehlo.composite "tfl.gelu"`` (one
+    builtin GELU instead of the ~30 elementwise ops of erf's polynomial, whose int8 form the
+    runtime cannot allocate) and, for ``int8``, hard-swish in a form the converter does not fuse
+    into its int8 HARD_SWISH kernel (which refuses wide input ranges)."""
+    global _override
+    old, _override = _override, (_LITERT_INT8_ACTS if int8 else _LITERT_ACTS)
+    try:
+        yield
+    finally:
+        _override = old
+
+
 def get_act(name: str | None) -> Callable:
     """Activation by timm's name; GELU is the exact (erf) form, as in PyTorch."""
+    if name in _override:
+        return _override[name]
     try:
         return _ACTS[name]
     except KeyError:

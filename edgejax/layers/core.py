@@ -9,6 +9,7 @@ Parameters are created in float32 (``param_dtype``); ``dtype`` is the compute dt
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import Sequence
 
@@ -57,7 +58,11 @@ def get_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
 # convolutions, and exported graphs (ONNX, StableHLO, LiteRT) should carry one Conv op, so a
 # ``Conv2d``'s ``depthwise`` is "auto" (the shifted form when traced for the CPU backend), "conv"
 # or "shift"; exporters set "conv" on the model they trace (``depthwise_impl(model, "conv")``).
-DEPTHWISE_CHOICES = ("auto", "conv", "shift")
+# "bands": a kernel of more than 25 taps as a sum of depthwise convs over bands of rows of at most
+# 25 taps each, for LiteRT: XNNPACK's depthwise kernels take up to 25 taps, and a 7x7 one (49
+# taps, ConvNeXt) ran 15x slower per multiply-add there than a 5x5 or three 3x7 bands.
+DEPTHWISE_CHOICES = ("auto", "conv", "shift", "bands")
+BAND_TAPS = 25
 
 
 def _check_depthwise(impl: str) -> str:
@@ -68,8 +73,8 @@ def _check_depthwise(impl: str) -> str:
 
 def set_depthwise_impl(model, impl: str) -> dict:
     """Set how every ``Conv2d`` of ``model`` computes a depthwise convolution: "auto" (shifted
-    multiply-adds when traced for the CPU backend, a grouped convolution elsewhere), "conv" or
-    "shift". In place; returns the previous settings (for ``restore_depthwise_impl``). Takes
+    multiply-adds when traced for the CPU backend, a grouped convolution elsewhere), "conv",
+    "shift" or "bands" (grouped convolutions of at most 25 taps each, for LiteRT). In place; returns the previous settings (for ``restore_depthwise_impl``). Takes
     effect for functions traced afterwards (a ``jit`` keeps what it traced)."""
     _check_depthwise(impl)
     old = {}
@@ -128,6 +133,37 @@ def _depthwise_shift(x, kernel, stride, padding, dilation):
     return out
 
 
+def _depthwise_bands(x, kernel, stride, padding, dilation, feature_group_count):
+    """Depthwise conv as a sum of depthwise convs over bands of kernel rows, each of at most
+    ``BAND_TAPS`` taps, on the once-padded input; one conv when the kernel is that small."""
+    kh, kw = kernel.shape[:2]
+    rows = BAND_TAPS // kw
+    conv = functools.partial(
+        jax.lax.conv_general_dilated,
+        window_strides=stride,
+        rhs_dilation=dilation,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=feature_group_count,
+    )
+    if kh * kw <= BAND_TAPS or rows == 0:
+        return conv(x, kernel, padding=padding)
+    (sh, _), (dh, dw) = stride, dilation
+    if isinstance(padding, str):
+        padding = jax.lax.padtype_to_pads(
+            x.shape[1:3], ((kh - 1) * dh + 1, (kw - 1) * dw + 1), stride, padding
+        )
+    xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    ho = (xp.shape[1] - (kh - 1) * dh - 1) // sh + 1
+    out = None
+    for r0 in range(0, kh, rows):
+        band = kernel[r0 : r0 + rows]
+        top = r0 * dh
+        rows_in = (ho - 1) * sh + (band.shape[0] - 1) * dh + 1
+        y = conv(xp[:, top : top + rows_in], band, padding="VALID")
+        out = y if out is None else out + y
+    return out
+
+
 class Identity(nnx.Module):
     def __call__(self, x):
         return x
@@ -138,7 +174,7 @@ class Conv2d(nnx.Module):
 
     ``padding``: None for timm's symmetric default, an int, or ``'same'`` for TF 'SAME' padding
     (what timm's ``Conv2dSame`` / ``tf_`` variants compute). ``depthwise``: how a depthwise conv
-    is computed, "auto", "conv" or "shift" (see ``set_depthwise_impl``).
+    is computed, "auto", "conv", "shift" or "bands" (see ``set_depthwise_impl``).
     """
 
     def __init__(
@@ -193,13 +229,23 @@ class Conv2d(nnx.Module):
 
     def __call__(self, x):
         dtype = self.dtype or x.dtype
-        if self.groups > 1 and self.groups == self.in_chs == self.out_chs and self._shift():
+        depthwise = self.groups > 1 and self.groups == self.in_chs == self.out_chs
+        if depthwise and self._shift():
             y = _depthwise_shift(
                 cast(x, dtype),
                 cast(self.kernel[...], dtype),
                 self.stride,
                 self.padding,
                 self.dilation,
+            )
+        elif depthwise and self.depthwise == "bands":
+            y = _depthwise_bands(
+                cast(x, dtype),
+                cast(self.kernel[...], dtype),
+                self.stride,
+                self.padding,
+                self.dilation,
+                self.groups,
             )
         else:
             y = jax.lax.conv_general_dilated(
