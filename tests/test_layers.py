@@ -22,6 +22,7 @@ CASES = [  # kernel, stride, padding (None = timm symmetric), dilation, input si
     ((3, 5), 1, None, 1, 9),
     (7, 2, "same", 1, 12),
     (7, 1, None, 2, 16),
+    (7, 1, None, 1, 1),  # a 1x2 map: bands that read only padding are left out
 ]
 
 

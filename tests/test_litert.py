@@ -129,6 +129,32 @@ def test_litert_activations_gelu_one_op_int8_runs(tmp_path):
     assert "HARD_SWISH" not in ops and ops["RELU_0_TO_1"] > 0, ops
 
 
+def test_litert_int8_ranges_clip_outliers(tmp_path, cal):
+    """Percentile ranges (the default) leave out a few outlier values that set min/max ranges:
+    one bright pixel in 32 calibration images widens the min/max input scale, not the
+    percentile one."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = fuse(build_model("mobilenetv3_small_050"))
+    wild = cal.copy()
+    wild[0, 5, 5, :] = 1000.0
+    scale = {}
+    for method in ("percentile", "minmax"):
+        path = export.export_litert(
+            model,
+            str(tmp_path / f"{method}.tflite"),
+            resolution=32,
+            quantize="int8",
+            calibration=wild,
+            calibration_method=method,
+            int8_io=True,
+        )
+        scale[method] = Interpreter(model_path=path).get_input_details()[0]["quantization"][0]
+    assert scale["minmax"] > 1000 / 256 > 10 * scale["percentile"], scale
+    with pytest.raises(ValueError, match="calibration method must be one of"):
+        export.export_litert(model, "x.tflite", quantize="int8", calibration_method="entropy")
+
+
 def test_cli_litert_and_int8(tmp_path, capsys):
     base = ["--model", "mobilenetv3_small_050", "--resolution", "32"]
     out = tmp_path / "m16.tflite"
@@ -230,7 +256,7 @@ def test_bad_calibration_input_is_named(tmp_path, capsys):
                 "--calibration-method",
                 "entropy",
             ],
-            "min/max only",
+            "percentile or minmax, not entropy",
         ),
         (["--format", "onnx", "--calibration-method", "minmax"], "needs --quantize"),
         (

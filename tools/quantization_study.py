@@ -40,6 +40,11 @@ FORMS = [
     ),
     ("LiteRT float32", "fp32.tflite", ["--format", "litert", "--deploy"]),
     ("LiteRT int8", "int8.tflite", ["--format", "litert", "--quantize", "int8"]),
+    (
+        "LiteRT int8, min/max ranges",
+        "int8_minmax.tflite",
+        ["--format", "litert", "--quantize", "int8", "--calibration-method", "minmax"],
+    ),
 ]
 EXTRA = {  # a model whose fused form quantises badly gets the unfused form measured too
     "repvgg": [
@@ -168,10 +173,10 @@ edgejax.export` from their checkpoints and validated with `edgejax.validate` on 
 {results and next(iter(results.values()))[0].get("count", 0)} held-out test images (split
 `{env["split"]}` of `{env["data"]}`). int8: full-integer post-training quantization from
 {env["calibration_samples"]} training images (ONNX: onnxruntime static QDQ, per-channel int8
-weights, int8 activations; LiteRT: the converter's representative dataset, per-channel weights).
+weights, int8 activations; LiteRT: the converter's full-integer quantizer, per-channel weights).
 Float files are exported fused (`--deploy`: BatchNorms folded, RepVGG re-parameterised), as int8
-files are unless the row says unfused (`--no-fuse`). ONNX int8 clips activation ranges at the
-99.99th percentile unless the row says min/max (`--calibration-method minmax`).
+files are unless the row says unfused (`--no-fuse`). int8 clips activation ranges at the
+0.01th / 99.99th percentiles unless the row says min/max (`--calibration-method minmax`).
 
 Command (after the training commands in `tools/quantization_study.py`):
 

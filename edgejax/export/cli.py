@@ -84,8 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         "--calibration-method",
         choices=("percentile", "minmax", "entropy"),
         default=None,
-        help="onnx: activation ranges from the 99.99th percentile "
-        "(default), min/max or entropy; litert: min/max only",
+        help="activation ranges from the 0.01th-99.99th percentiles "
+        "(default), min/max, or (onnx only) entropy",
     )
     q.add_argument(
         "--no-fuse",
@@ -155,8 +155,8 @@ def _check_flags(args) -> None:
                 raise ValueError(f"--{flag.replace('_', '-')} needs --quantize int8")
     if args.int8_io and args.format != "litert":
         raise ValueError("--int8-io applies to --format litert only")
-    if args.format == "litert" and args.calibration_method not in (None, "minmax"):
-        raise ValueError("LiteRT's converter calibrates by min/max only: drop --calibration-method")
+    if args.format == "litert" and args.calibration_method == "entropy":
+        raise ValueError("LiteRT calibration takes percentile or minmax, not entropy")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -244,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 quantize=args.quantize,
                 calibration=cal,
                 int8_io=args.int8_io,
+                calibration_method=args.calibration_method or "percentile",
                 name=name,
                 **kw,
             )

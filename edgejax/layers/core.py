@@ -154,10 +154,14 @@ def _depthwise_bands(x, kernel, stride, padding, dilation, feature_group_count):
         )
     xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
     ho = (xp.shape[1] - (kh - 1) * dh - 1) // sh + 1
+    pt, h = padding[0][0], x.shape[1]
     out = None
     for r0 in range(0, kh, rows):
         band = kernel[r0 : r0 + rows]
         top = r0 * dh
+        read = {o * sh + top + r * dh for o in range(ho) for r in range(band.shape[0])}
+        if all(i < pt or i >= pt + h for i in read):
+            continue  # a band that reads only padding adds zeros (small maps, e.g. 1x1)
         rows_in = (ho - 1) * sh + (band.shape[0] - 1) * dh + 1
         y = conv(xp[:, top : top + rows_in], band, padding="VALID")
         out = y if out is None else out + y
