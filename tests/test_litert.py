@@ -102,8 +102,8 @@ def test_litert_activations_gelu_one_op_int8_runs(tmp_path):
     """Exact GELU goes to LiteRT as its builtin GELU (one op per activation, not erf's
     polynomial), float and int8, and ConvNeXt's int8 file runs in the runtime (it aborted the
     process while erf's elementwise ops were quantised); MobileNetV3's int8 hard-swish is kept
-    as elementwise ops (the int8 HARD_SWISH kernel refuses wide input ranges), its float one
-    stays one HARD_SWISH."""
+    as elementwise ops XNNPACK runs (the int8 HARD_SWISH kernel refuses wide input ranges), its
+    float one stays one HARD_SWISH."""
     x = np.random.default_rng(0).standard_normal((16, 32, 32, 3), dtype=np.float32)
     cnx = fuse(build_model("convnext_atto"))
     f32 = export.export_litert(cnx, str(tmp_path / "c.tflite"), resolution=32)
@@ -126,7 +126,13 @@ def test_litert_activations_gelu_one_op_int8_runs(tmp_path):
     )
     assert _op_names(f32)["HARD_SWISH"] > 0
     ops = _op_names(q)
-    assert "HARD_SWISH" not in ops and ops["RELU_0_TO_1"] > 0, ops
+    assert "HARD_SWISH" not in ops and "RELU_0_TO_1" not in ops, ops
+    # and XNNPACK takes the whole int8 graph: one delegate node once the tensors are allocated
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=q)
+    it.allocate_tensors()
+    assert sum(op["op_name"] == "DELEGATE" for op in it._get_ops_details()) == 1
 
 
 def test_litert_int8_ranges_clip_outliers(tmp_path, cal):

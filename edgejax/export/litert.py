@@ -185,6 +185,9 @@ def export_litert(
             conv.inference_input_type = conv.inference_output_type = tf.int8
         if calibration_method == "percentile":
             try:
+                # the converter's calibrator sees one batch (it marks which tensors take ranges);
+                # the ranges come from every batch in _set_ranges
+                conv.representative_dataset = lambda: ([b] for b in batches[:1])
                 flat = _run_converter(conv, name, calibrate_only=True)
                 flat = _quantize_with_ranges(tf, flat, batches, int8_io, name)
                 _check_loads(flat, name)
@@ -199,6 +202,7 @@ def export_litert(
                 )
                 calibration_method = "minmax"
         if calibration_method == "minmax":
+            conv.representative_dataset = lambda: ([b] for b in batches)
             flat = _run_converter(conv, name)
             _check_loads(flat, name)
     else:

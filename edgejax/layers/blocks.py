@@ -54,10 +54,11 @@ def _hard_swish(x):
 
 
 def _hard_swish_unfused(x):
-    # the same function written so that LiteRT's converter keeps MUL / ADD / RELU_0_TO_1 instead
-    # of fusing one HARD_SWISH: the int8 HARD_SWISH kernel refuses an input range over 128x its
-    # output range (a check that aborts the runtime), the elementwise int8 kernels take any range
-    return x * jnp.clip(x * (1.0 / 6.0) + 0.5, 0.0, 1.0)
+    # the same function written so that LiteRT's converter writes ADD (with a fused RELU6) and two
+    # MULs instead of one HARD_SWISH: the int8 HARD_SWISH kernel refuses an input range over 128x
+    # its output range (a check that aborts the runtime) and XNNPACK does not take it, nor the
+    # RELU_0_TO_1 of x * clip(x / 6 + 1/2, 0, 1); it takes these three
+    return (jax.nn.relu6(x + 3.0) * x) * (1.0 / 6.0)
 
 
 _ACTS: dict[str, Callable] = {
