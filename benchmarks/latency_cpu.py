@@ -21,9 +21,11 @@ torch + timm; this script itself needs no torch).
   faster counts).
 - ONNX int8: that export through ``edgejax.export.quantize_onnx`` (onnxruntime static
   quantization, QDQ, per-channel int8 weights, int8 activations).
-- LiteRT: ``edgejax.export.export_litert`` float32 and int8 (full integer, float I/O), run by
-  ``ai_edge_litert``'s interpreter with its default XNNPACK delegate and ``threads`` threads;
-  the float16 file is written for its size only. An int8 file the runtime cannot load is
+- LiteRT: ``edgejax.export.export_litert`` float32 and int8 (float I/O), run by
+  ``ai_edge_litert``'s interpreter with its default XNNPACK delegate and ``threads`` threads.
+  int8 twice: export's default (``LITERT_FLOAT_OPS`` and the normalisations' statistics kept
+  float32, the rest int8) and ``full_integer=True`` (every op int8); the float16 file is
+  written for its size only. An int8 file the runtime cannot load is
   reported as such. Calibration here is random images: ranges do not change the speed (the
   accuracy of int8 files is measured on real data in docs/results/quantization.md).
 - timm: ``timm.create_model(name)``, eval, ``timm.utils.reparameterize_model`` (RepVGG's
@@ -216,8 +218,9 @@ def main(argv=None):
                 ("fp32", {}),
                 ("fp16", {"dtype": "float16"}),
                 ("int8", {"quantize": "int8", "calibration": cal}),
+                ("int8_full", {"quantize": "int8", "calibration": cal, "full_integer": True}),
             ):
-                if kind == "int8" and a.no_int8:
+                if kind.startswith("int8") and a.no_int8:
                     continue
                 f = os.path.join(tmp, f"{name}_{kind}.tflite")
                 try:
@@ -229,8 +232,8 @@ def main(argv=None):
                 if kind == "fp16":
                     continue
                 run, _ = litert_runner(f, threads=a.threads)
-                if kind == "int8":
-                    int8_runs["litert_int8"] = lambda r=run: r(x)
+                if kind.startswith("int8"):
+                    int8_runs[f"litert_{kind}"] = lambda r=run: r(x)
                 else:
                     sessions["litert_fp32"] = run
                 if kind == "fp32":
@@ -291,6 +294,7 @@ def main(argv=None):
             litert_rel_err=errs.get("litert_fp32"),
             onnx_int8_ms=ms.get("onnx_int8"),
             litert_int8_ms=ms.get("litert_int8"),
+            litert_int8_full_ms=ms.get("litert_int8_full"),
             best_float=best,
             best_int8=best8,
             sizes_mb={k: v / 2**20 for k, v in sizes.items()},
@@ -318,6 +322,9 @@ def main(argv=None):
     def f(v, fmt="{:.2f}"):
         return "-" if v is None else fmt.format(v)
 
+    def loaded(r, key):
+        return "does not load" if key in r["notes"] else f(r[f"{key}_ms"])
+
     def yes(v):
         return "-" if v is None else ("yes" if v else "no")
 
@@ -331,7 +338,7 @@ def main(argv=None):
         "per round q25-q75",
         f"float <= {float_target}",
         "onnx int8 ms",
-        "litert int8 ms",
+        "litert int8 ms (default / full integer)",
         "best int8 / timm",
         f"int8 <= {int8_target}" if int8_target else "int8 target",
         "MB onnx fp32 / int8",
@@ -348,7 +355,7 @@ def main(argv=None):
             f"{r['best_ratio']:.2f} ({r['best_float']}) | "
             f"{r['round_ratio_q'][0]:.2f}-{r['round_ratio_q'][2]:.2f} | "
             f"{yes(r['float_target_met'])} | {f(r['onnx_int8_ms'])} | "
-            f"{f(r['litert_int8_ms']) if 'litert_int8' not in r['notes'] else 'does not load'} | "
+            f"{loaded(r, 'litert_int8')} / {loaded(r, 'litert_int8_full')} | "
             f"{f(r['int8_ratio'])}{b8} | "
             f"{yes(r['int8_target_met'])} | "
             f"{f(mb.get('onnx_fp32'), '{:.1f}')} / {f(mb.get('onnx_int8'), '{:.1f}')} | "

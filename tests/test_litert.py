@@ -98,10 +98,30 @@ def _op_names(path):
     return Counter(op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details())
 
 
+def _delegate_nodes(path):
+    """Delegate nodes once the tensors are allocated: the pieces XNNPACK runs the graph in."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    return sum(op["op_name"] == "DELEGATE" for op in it._get_ops_details())
+
+
+def _out_dtype(path, op_name):
+    """The dtypes of the outputs of every ``op_name`` op in the file."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    dtypes = {t["index"]: t["dtype"] for t in it.get_tensor_details()}
+    ops = [op for op in it._get_ops_details() if op["op_name"] == op_name]
+    return {dtypes[i] for op in ops for i in op["outputs"]}
+
+
 def test_litert_activations_gelu_one_op_int8_runs(tmp_path):
     """Exact GELU goes to LiteRT as its builtin GELU (one op per activation, not erf's
     polynomial), float and int8, and ConvNeXt's int8 file runs in the runtime (it aborted the
-    process while erf's elementwise ops were quantised); MobileNetV3's int8 hard-swish is kept
+    process while erf's elementwise ops were quantised), in one XNNPACK piece unless every op is
+    int8 (full_integer); MobileNetV3's int8 hard-swish is kept
     as elementwise ops XNNPACK runs (the int8 HARD_SWISH kernel refuses wide input ranges), its
     float one stays one HARD_SWISH."""
     x = np.random.default_rng(0).standard_normal((16, 32, 32, 3), dtype=np.float32)
@@ -112,13 +132,26 @@ def test_litert_activations_gelu_one_op_int8_runs(tmp_path):
     run, _ = export.litert_runner(f32)
     ref = _jax_logits(cnx, x[:1])
     assert export.relative_error(run(x[:1]), ref) <= 1e-4
-    q = export.export_litert(
-        cnx, str(tmp_path / "c8.tflite"), resolution=32, quantize="int8", calibration=x
-    )
-    ops = _op_names(q)
-    assert ops["GELU"] == 12 and ops["CONV_2D"] > 0, ops
-    run, _ = export.litert_runner(q)
-    assert 1e-4 < export.relative_error(run(x[:1]), ref) < 0.2
+    # int8: by default GELU and the LayerNorms' statistics stay float and XNNPACK takes the
+    # whole graph; full_integer quantises them too and the graph falls apart into pieces
+    for full, want_delegates in ((False, 1), (True, None)):
+        q = export.export_litert(
+            cnx,
+            str(tmp_path / f"c8{full}.tflite"),
+            resolution=32,
+            quantize="int8",
+            calibration=x,
+            full_integer=full,
+        )
+        ops = _op_names(q)
+        assert ops["GELU"] == 12 and ops["CONV_2D"] > 0, ops
+        want = {np.int8 if full else np.float32}
+        assert _out_dtype(q, "GELU") | _out_dtype(q, "RSQRT") == want
+        assert _out_dtype(q, "CONV_2D") == {np.int8}
+        delegates = _delegate_nodes(q)
+        assert delegates == want_delegates if want_delegates else delegates > 10, delegates
+        run, _ = export.litert_runner(q)
+        assert 1e-4 < export.relative_error(run(x[:1]), ref) < 0.2
     mnv3 = fuse(build_model("mobilenetv3_small_050"))
     f32 = export.export_litert(mnv3, str(tmp_path / "m.tflite"), resolution=32)
     q = export.export_litert(
@@ -127,12 +160,7 @@ def test_litert_activations_gelu_one_op_int8_runs(tmp_path):
     assert _op_names(f32)["HARD_SWISH"] > 0
     ops = _op_names(q)
     assert "HARD_SWISH" not in ops and "RELU_0_TO_1" not in ops, ops
-    # and XNNPACK takes the whole int8 graph: one delegate node once the tensors are allocated
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=q)
-    it.allocate_tensors()
-    assert sum(op["op_name"] == "DELEGATE" for op in it._get_ops_details()) == 1
+    assert _delegate_nodes(q) == 1  # XNNPACK takes the whole int8 graph
 
 
 def test_litert_int8_ranges_clip_outliers(tmp_path, cal):
@@ -217,6 +245,12 @@ def test_bad_calibration_input_is_named(tmp_path, capsys):
         (
             ["--format", "onnx", "--quantize", "int8", "--calibration", "digits", "--int8-io"],
             "--int8-io applies to --format litert",
+        ),
+        (["--format", "litert", "--full-integer"], "--full-integer needs --quantize int8"),
+        (
+            ["--format", "onnx", "--quantize", "int8", "--calibration", "digits"]
+            + ["--full-integer"],
+            "--full-integer applies to --format litert",
         ),
         (
             [

@@ -45,6 +45,11 @@ FORMS = [
         "int8_minmax.tflite",
         ["--format", "litert", "--quantize", "int8", "--calibration-method", "minmax"],
     ),
+    (
+        "LiteRT int8, full integer",
+        "int8_full.tflite",
+        ["--format", "litert", "--quantize", "int8", "--full-integer"],
+    ),
 ]
 EXTRA = {  # a model whose fused form quantises badly gets the unfused form measured too
     "repvgg": [
@@ -173,7 +178,9 @@ edgejax.export` from their checkpoints and validated with `edgejax.validate` on 
 {results and next(iter(results.values()))[0].get("count", 0)} held-out test images (split
 `{env["split"]}` of `{env["data"]}`). int8: full-integer post-training quantization from
 {env["calibration_samples"]} training images (ONNX: onnxruntime static QDQ, per-channel int8
-weights, int8 activations; LiteRT: the converter's full-integer quantizer, per-channel weights).
+weights, int8 activations; LiteRT: the converter's quantizer, per-channel weights, with attention's
+matmuls and softmax, GELU and the normalisations' statistics in float32 unless the row says full
+integer (`--full-integer`)).
 Float files are exported fused (`--deploy`: BatchNorms folded, RepVGG re-parameterised), as int8
 files are unless the row says unfused (`--no-fuse`). int8 clips activation ranges at the
 0.01th / 99.99th percentiles unless the row says min/max (`--calibration-method minmax`).

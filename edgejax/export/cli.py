@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="litert: int8 input and output tensors too (default float32)",
     )
+    q.add_argument(
+        "--full-integer",
+        action="store_true",
+        help="litert: every op int8, for integer-only runtimes (microcontrollers, NPUs); by "
+        "default attention's matmuls and softmax, GELU and the normalisations' statistics "
+        "stay float32, which XNNPACK (LiteRT's CPU runtime) has no int8 kernels for",
+    )
     p.add_argument(
         "--winograd",
         action="store_true",
@@ -150,11 +157,12 @@ def _check_flags(args) -> None:
                 "transforms widen the value ranges int8 must cover)"
             )
     else:
-        for flag in ("calibration", "int8_io", "no_fuse", "calibration_method"):
+        for flag in ("calibration", "int8_io", "no_fuse", "calibration_method", "full_integer"):
             if getattr(args, flag):
                 raise ValueError(f"--{flag.replace('_', '-')} needs --quantize int8")
-    if args.int8_io and args.format != "litert":
-        raise ValueError("--int8-io applies to --format litert only")
+    for flag in ("int8_io", "full_integer"):
+        if getattr(args, flag) and args.format != "litert":
+            raise ValueError(f"--{flag.replace('_', '-')} applies to --format litert only")
     if args.format == "litert" and args.calibration_method == "entropy":
         raise ValueError("LiteRT calibration takes percentile or minmax, not entropy")
 
@@ -245,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 calibration=cal,
                 int8_io=args.int8_io,
                 calibration_method=args.calibration_method or "percentile",
+                full_integer=args.full_integer,
                 name=name,
                 **kw,
             )

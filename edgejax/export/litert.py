@@ -1,7 +1,8 @@
 """LiteRT (TFLite) export: the model exported to StableHLO by ``jax.export``, wrapped in a
 TensorFlow function as one ``XlaCallModule`` op, then converted by TensorFlow's
 ``TFLiteConverter`` to builtin ops only; float32, float16 weights, or full-integer int8 from a
-calibration set. Needs the ``litert`` extra (``tensorflow-cpu`` and ``ai-edge-litert``).
+calibration set (by default with the few ops XNNPACK has no int8 kernels for left in float32,
+``LITERT_FLOAT_OPS``; ``full_integer=True`` for integer-only targets). Needs the ``litert`` extra (``tensorflow-cpu`` and ``ai-edge-litert``).
 
     from edgejax.export import export_litert, litert_runner
     export_litert(model, "m.tflite", resolution=224)
@@ -23,11 +24,25 @@ from ..layers.blocks import litert_activations
 from ..layers.core import depthwise_impl
 from .common import _default_resolution, _input_spec
 
-__all__ = ["export_litert", "litert_runner", "LITERT_DTYPES", "LITERT_CALIBRATION_METHODS"]
+__all__ = [
+    "export_litert",
+    "litert_runner",
+    "LITERT_DTYPES",
+    "LITERT_CALIBRATION_METHODS",
+    "LITERT_FLOAT_OPS",
+]
 
 log = logging.getLogger("edgejax.export")
 LITERT_DTYPES = ("float32", "float16")
 LITERT_CALIBRATION_METHODS = ("percentile", "minmax")
+# Ops an int8 file keeps in float32 unless full_integer: XNNPACK, LiteRT's CPU runtime, has no
+# int8 kernels for them, so int8 they run in the builtin reference kernels and cut the graph
+# into many XNNPACK partitions with a round trip through the interpreter between each (attention
+# and normalisation models were slower in int8 than in float32, docs/results/cpu_latency.md).
+# Float, XNNPACK runs them and the whole graph stays one partition; the convs and dense layers,
+# where the multiply-adds are, stay int8. The statistics of each normalisation (sum of squares /
+# n + eps, whose tiny eps XNNPACK's int8 ADD refuses) are kept float with them.
+LITERT_FLOAT_OPS = ("BATCH_MATMUL", "SOFTMAX", "GELU", "SUM", "RSQRT")
 _EXTRA = "pip install 'edgejax[litert]' (tensorflow-cpu and ai-edge-litert)"
 
 
@@ -121,6 +136,7 @@ def export_litert(
     calibration: np.ndarray | None = None,
     int8_io: bool = False,
     calibration_method: str = "percentile",
+    full_integer: bool = False,
     name: str | None = None,
 ) -> str:
     """Write ``model`` (eval mode) as a LiteRT flatbuffer; returns ``path``.
@@ -132,7 +148,10 @@ def export_litert(
     C], e.g. ``calibration_images``) by ``calibration_method``: "percentile" (each tensor's
     range from its 0.01th to 99.99th percentile, as the ONNX quantizer's default) or "minmax"
     (the converter's own rule); ``int8_io`` makes the input and output int8 too (their
-    scale and zero point are in the file; ``litert_runner`` applies them). Fuse the model first
+    scale and zero point are in the file; ``litert_runner`` applies them). The ops of
+    ``LITERT_FLOAT_OPS`` and the normalisations' statistics stay float32 (XNNPACK runs the whole
+    graph), unless ``full_integer``: every op int8, for integer-only runtimes (microcontrollers,
+    NPUs). Fuse the model first
     (``edgejax.deploy.fuse``): folded BatchNorms quantise as one conv. An int8 file the runtime
     cannot load raises a ``RuntimeError`` naming the model, and nothing is written.
     """
@@ -149,6 +168,8 @@ def export_litert(
         raise ValueError("int8 quantization starts from float32 weights: drop dtype=float16")
     if int8_io and not quantize:
         raise ValueError("int8 input/output needs quantize='int8'")
+    if full_integer and not quantize:
+        raise ValueError("full_integer needs quantize='int8'")
     if calibration_method not in LITERT_CALIBRATION_METHODS:
         raise ValueError(
             f"LiteRT calibration method must be one of {LITERT_CALIBRATION_METHODS}, "
@@ -179,32 +200,33 @@ def export_litert(
             for i in range(0, len(calibration) - batch_size + 1, batch_size)
         ]
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([b] for b in batches)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io:
             conv.inference_input_type = conv.inference_output_type = tf.int8
-        if calibration_method == "percentile":
+        # the converter's calibrator sees one batch (it marks which tensors take ranges); the
+        # ranges come from every batch in _set_ranges
+        conv.representative_dataset = lambda: ([b] for b in batches[:1])
+        calibrated = _run_converter(conv, name, calibrate_only=True)
+        methods = [calibration_method] + (["minmax"] if calibration_method != "minmax" else [])
+        for method in methods:
             try:
-                # the converter's calibrator sees one batch (it marks which tensors take ranges);
-                # the ranges come from every batch in _set_ranges
-                conv.representative_dataset = lambda: ([b] for b in batches[:1])
-                flat = _run_converter(conv, name, calibrate_only=True)
-                flat = _quantize_with_ranges(tf, flat, batches, int8_io, name)
-                _check_loads(flat, name)
-            except RuntimeError:
-                # the percentile-ranged file of a few graphs is refused by the runtime (seen:
-                # ConvNeXt on random weights, XNNPACK "failed to create runtime"); the
-                # converter's own quantizer (min/max ranges) is the fallback, said in one line
-                log.warning(
-                    "%s: the int8 file with percentile ranges does not run in the LiteRT "
-                    "runtime; quantised with the converter's min/max ranges instead",
-                    name,
+                flat = _quantize_with_ranges(
+                    tf, calibrated, batches, method, int8_io, full_integer, name
                 )
-                calibration_method = "minmax"
-        if calibration_method == "minmax":
-            conv.representative_dataset = lambda: ([b] for b in batches)
-            flat = _run_converter(conv, name)
-            _check_loads(flat, name)
+                _check_loads(flat, name)
+                break
+            except RuntimeError:
+                if method == methods[-1]:
+                    raise
+                # the percentile-ranged file of a few graphs has been refused by the runtime
+                # (seen: ConvNeXt on random weights, XNNPACK "failed to create runtime");
+                # min/max ranges are the fallback, said in one line
+                log.warning(
+                    "%s: the int8 file with %s ranges does not run in the LiteRT runtime; "
+                    "quantised with min/max ranges instead",
+                    name,
+                    method,
+                )
     else:
         flat = _run_converter(conv, name)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -226,17 +248,58 @@ def _run_converter(conv, name: str, *, calibrate_only: bool = False) -> bytes:
             raise RuntimeError(_converter_message(name, e)) from None
 
 
-def _quantize_with_ranges(tf, calibrated: bytes, batches, int8_io: bool, name: str) -> bytes:
-    """Full-integer quantization of the converter's calibrated model with percentile ranges."""
+def _quantize_with_ranges(
+    tf, calibrated: bytes, batches, method: str, int8_io: bool, full_integer: bool, name: str
+) -> bytes:
+    """Int8 quantization of the converter's calibrated model, each activation's range set by
+    ``method`` (``_set_ranges``), by the converter's own quantizer (``mlir_quantize``)."""
     from tensorflow.lite.python.convert import mlir_quantize
 
     io_type = tf.int8 if int8_io else tf.float32
-    ranged = _set_ranges(calibrated, batches, "percentile")
+    ranged = _set_ranges(calibrated, batches, method)
+    float_ops = None if full_integer else list(LITERT_FLOAT_OPS)
+    float_nodes = None if full_integer else _statistics_nodes(ranged)
     try:
         with _NativeStderr():
-            return mlir_quantize(ranged, input_data_type=io_type, output_data_type=io_type)
+            return mlir_quantize(
+                ranged,
+                input_data_type=io_type,
+                output_data_type=io_type,
+                denylisted_ops=float_ops,
+                denylisted_nodes=float_nodes,
+            )
     except Exception as e:
         raise RuntimeError(_converter_message(name, e)) from None
+
+
+def _statistics_nodes(flat: bytes) -> list[str]:
+    """Names of the ops computing each normalisation's 1/sqrt(variance + eps) from its sum of
+    squares (SUM -> MUL by 1/n -> ADD eps -> RESHAPE -> RSQRT, walked back from each RSQRT): the
+    quantizer takes ops to keep float by their output tensor's name."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = flatbuffer_utils.convert_bytearray_to_object(flat)
+    graph = model.subgraphs[0]
+
+    def op_name(op):
+        code = model.operatorCodes[op.opcodeIndex]
+        return names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+
+    producer = {t: op for op in graph.operators for t in op.outputs}
+    nodes = []
+    for op in graph.operators:
+        if op_name(op) != "RSQRT":
+            continue
+        cur = producer.get(op.inputs[0])
+        while cur is not None and op_name(cur) in ("RESHAPE", "ADD", "MUL", "SUM"):
+            nodes.append(graph.tensors[cur.outputs[0]].name.decode())
+            if op_name(cur) == "SUM":
+                break
+            cur = producer.get(cur.inputs[0])
+    return nodes
 
 
 def _set_ranges(calibrated: bytes, batches, method: str, samples: int = 1 << 16) -> bytes:
