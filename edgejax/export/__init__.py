@@ -29,7 +29,7 @@ from .common import load_model, relative_error
 from .graph import WINOGRAD_MIN_CHANNELS, WINOGRAD_TILES, winograd_convs
 from .onnx import export_onnx, onnx_session, run_onnx
 from .stablehlo import export_stablehlo, load_stablehlo
-from .litert import export_litert, litert_runner
+from .litert import LITERT_FLOAT_OPS, export_litert, litert_runner
 from .quantize import calibration_images, quantize_onnx
 from .cli import FORMATS, main
 
@@ -48,6 +48,7 @@ __all__ = [
     "WINOGRAD_TILES",
     "export_litert",
     "litert_runner",
+    "LITERT_FLOAT_OPS",
     "calibration_images",
     "quantize_onnx",
 ]
