@@ -400,8 +400,10 @@ class LinearSelfAttention(nnx.Module):
         d = self.embed_dim
         qkv = self.qkv_proj(x)
         q, k, v = qkv[..., :1], qkv[..., 1 : 1 + d], qkv[..., 1 + d :]
-        scores = jax.nn.softmax(q.astype(jnp.float32), axis=2).astype(x.dtype)  # over N
-        context = jnp.sum(k * scores, axis=2, keepdims=True)
+        # softmax over N as the last axis (same values): LiteRT's converter writes one softmax
+        # op, not max / sub / exp / sum / div over axis 2
+        scores = jax.nn.softmax(q[..., 0].astype(jnp.float32), axis=-1).astype(x.dtype)
+        context = jnp.sum(k * scores[..., None], axis=2, keepdims=True)  # [B, P, 1, C]
         return self.out_proj(jax.nn.relu(v) * context)
 
 
