@@ -41,10 +41,11 @@ LITERT_CALIBRATION_METHODS = ("percentile", "minmax")
 # and normalisation models were slower in int8 than in float32, docs/results/cpu_latency.md).
 # Float, XNNPACK runs them and the whole graph stays one partition; the convs and dense layers,
 # where the multiply-adds are, stay int8. The statistics of each normalisation (sum of squares /
-# n + eps, whose tiny eps XNNPACK's int8 ADD refuses) are kept float with them. A RELU left as an
-# op of its own (MobileViT v2's relu(v); the others are fused into convs) gets an output scale of
-# its own, which XNNPACK's int8 clamp refuses (it keeps its input's).
-LITERT_FLOAT_OPS = ("BATCH_MATMUL", "SOFTMAX", "GELU", "SUM", "RSQRT", "RELU")
+# n + eps, whose tiny eps XNNPACK's int8 ADD refuses) are kept float with them
+# (``_statistics_nodes``; other sums, e.g. squeeze-excitation's mean, stay int8). A RELU left as
+# an op of its own (MobileViT v2's relu(v); the others are fused into convs) gets an output scale
+# of its own, which XNNPACK's int8 clamp refuses (it keeps its input's).
+LITERT_FLOAT_OPS = ("BATCH_MATMUL", "SOFTMAX", "GELU", "RSQRT", "RELU")
 _EXTRA = "pip install 'edgejax[litert]' (tensorflow-cpu and ai-edge-litert)"
 
 
