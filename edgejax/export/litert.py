@@ -2,7 +2,8 @@
 TensorFlow function as one ``XlaCallModule`` op, then converted by TensorFlow's
 ``TFLiteConverter`` to builtin ops only; float32, float16 weights, or full-integer int8 from a
 calibration set (by default with the few ops XNNPACK has no int8 kernels for left in float32,
-``LITERT_FLOAT_OPS``; ``full_integer=True`` for integer-only targets). Needs the ``litert`` extra (``tensorflow-cpu`` and ``ai-edge-litert``).
+``LITERT_FLOAT_OPS``; ``full_integer=True`` for integer-only targets). Needs the ``litert``
+extra (``tensorflow-cpu`` and ``ai-edge-litert``).
 
     from edgejax.export import export_litert, litert_runner
     export_litert(model, "m.tflite", resolution=224)
@@ -37,8 +38,8 @@ LITERT_DTYPES = ("float32", "float16")
 LITERT_CALIBRATION_METHODS = ("percentile", "minmax")
 # Ops an int8 file keeps in float32 unless full_integer: XNNPACK, LiteRT's CPU runtime, has no
 # int8 kernels for them, so int8 they run in the builtin reference kernels and cut the graph
-# into many XNNPACK partitions with a round trip through the interpreter between each (attention
-# and normalisation models were slower in int8 than in float32, docs/results/cpu_latency.md).
+# into many XNNPACK partitions with a round trip through the interpreter between each (TinyViT's
+# int8 file was slower than its float32 one, docs/results/cpu_latency.md).
 # Float, XNNPACK runs them and the whole graph stays one partition; the convs and dense layers,
 # where the multiply-adds are, stay int8. The statistics of each normalisation (sum of squares /
 # n + eps, whose tiny eps XNNPACK's int8 ADD refuses) are kept float with them
