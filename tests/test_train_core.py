@@ -523,6 +523,9 @@ def test_report_fn_prunes_and_rerun_resumes(tmp_path, caplog):
             if os.path.isfile(f) and os.path.basename(os.path.dirname(f)) == "d":
                 open(f, "r+b").truncate(8)
 
+    # a reader asked for another model than the run trained: named before any weights are read
+    with pytest.raises(ValueError, match=f"{tmp_path} is a run of {c.model.name}, not repvgg_a0"):
+        load_model(str(tmp_path), "repvgg_a0")
     (best,) = [p for p in os.listdir(tmp_path / "best") if p.isdigit()]
     torn = tmp_path / "best" / best / "state" / "_METADATA"  # torn metadata, arrays intact
     torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])

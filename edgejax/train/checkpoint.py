@@ -392,14 +392,23 @@ def load_model(
         ]
     else:
         workdir = os.path.dirname(path)
+    cfg_path = os.path.join(workdir, "config.json")
+    run_model = None
+    if os.path.exists(cfg_path):
+        with open(cfg_path) as f:
+            run_model = json.load(f)["model"]["name"]
     if model_name is None:
-        cfg_path = os.path.join(workdir, "config.json")
-        if not os.path.exists(cfg_path):
+        if run_model is None:
             raise FileNotFoundError(
                 f"{path}: no config.json beside the checkpoint; pass model_name"
             )
-        with open(cfg_path) as f:
-            model_name = json.load(f)["model"]["name"]
+        model_name = run_model
+    elif run_model is not None:
+        from ..registry import get_entry
+
+        if get_entry(model_name).name != get_entry(run_model).name:
+            # the weights would not fit: say which model the run trained, not which key is missing
+            raise ValueError(f"{path} is a run of {run_model}, not {model_name}")
     weights, ckpt = _newest_readable(path, dirs)
     use_ema = weights.get("ema_params") is not None if ema is None else ema
     if use_ema and weights.get("ema_params") is None:
