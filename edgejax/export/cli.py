@@ -102,8 +102,9 @@ def _parser() -> argparse.ArgumentParser:
         "--full-integer",
         action="store_true",
         help="litert: every op int8, for integer-only runtimes (microcontrollers, NPUs); by "
-        "default attention's matmuls and softmax, GELU and the normalisations' statistics "
-        "stay float32, which XNNPACK (LiteRT's CPU runtime) has no int8 kernels for",
+        "default attention's matmuls and softmax, GELU, standalone ReLUs and the "
+        "normalisations' statistics stay float32, which XNNPACK (LiteRT's CPU runtime) cannot "
+        "run in int8",
     )
     p.add_argument(
         "--winograd",

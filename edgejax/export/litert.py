@@ -151,7 +151,7 @@ def export_litert(
     quantization, activation ranges from ``calibration`` (normalised float32 images [N, H, W,
     C], e.g. ``calibration_images``) by ``calibration_method``: "percentile" (each tensor's
     range from its 0.01th to 99.99th percentile, as the ONNX quantizer's default) or "minmax"
-    (the converter's own rule); ``int8_io`` makes the input and output int8 too (their
+    (its extremes); ``int8_io`` makes the input and output int8 too (their
     scale and zero point are in the file; ``litert_runner`` applies them). The ops of
     ``LITERT_FLOAT_OPS`` and the normalisations' statistics stay float32 (XNNPACK runs the whole
     graph), unless ``full_integer``: every op int8, for integer-only runtimes (microcontrollers,
@@ -211,11 +211,12 @@ def export_litert(
         # ranges come from every batch in _set_ranges
         conv.representative_dataset = lambda: ([b] for b in batches[:1])
         calibrated = _run_converter(conv, name, calibrate_only=True)
+        float_nodes = None if full_integer else _statistics_nodes(calibrated)
         methods = [calibration_method] + (["minmax"] if calibration_method != "minmax" else [])
         for method in methods:
             try:
                 flat = _quantize_with_ranges(
-                    tf, calibrated, batches, method, int8_io, full_integer, name
+                    tf, calibrated, batches, method, int8_io, full_integer, float_nodes, name
                 )
                 _check_loads(flat, name)
                 break
@@ -253,16 +254,24 @@ def _run_converter(conv, name: str, *, calibrate_only: bool = False) -> bytes:
 
 
 def _quantize_with_ranges(
-    tf, calibrated: bytes, batches, method: str, int8_io: bool, full_integer: bool, name: str
+    tf,
+    calibrated: bytes,
+    batches,
+    method: str,
+    int8_io: bool,
+    full_integer: bool,
+    float_nodes: list[str] | None,
+    name: str,
 ) -> bytes:
     """Int8 quantization of the converter's calibrated model, each activation's range set by
-    ``method`` (``_set_ranges``), by the converter's own quantizer (``mlir_quantize``)."""
+    ``method`` (``_set_ranges``), by the converter's own quantizer (``mlir_quantize``); the ops
+    of ``LITERT_FLOAT_OPS`` and ``float_nodes`` (by output name) stay float32 unless
+    ``full_integer``."""
     from tensorflow.lite.python.convert import mlir_quantize
 
     io_type = tf.int8 if int8_io else tf.float32
     ranged = _set_ranges(calibrated, batches, method)
     float_ops = None if full_integer else list(LITERT_FLOAT_OPS)
-    float_nodes = None if full_integer else _statistics_nodes(ranged)
     try:
         with _NativeStderr():
             return mlir_quantize(
