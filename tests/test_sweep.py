@@ -357,6 +357,7 @@ def test_dead_worker_trial_is_requeued(tmp_path):
 
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", dead.pid)
+    trial.set_user_attr("pid_trial", trial.number)  # as a worker records the attempt it runs
     out = runner.run()
     assert out["complete"] + out["pruned"] == 4
     study = runner.study

@@ -417,6 +417,11 @@ class SweepRunner:
             pid = t.user_attrs.get("pid")
             if t.user_attrs.get("host") != host or pid is None or pid == os.getpid():
                 continue
+            # a re-queued trial carries its first attempt's user attributes (Optuna's retry
+            # callback copies them): until the worker that took it records itself, its pid is
+            # the dead worker's, and failing it would take the trial from under that worker
+            if t.user_attrs.get("pid_trial") != t.number:
+                continue
             if _pid_alive(int(pid)):
                 continue
             if self.storage.set_trial_state_values(t._trial_id, S.FAIL):
@@ -443,6 +448,7 @@ class SweepRunner:
         workdir = trial_workdir(self.study_dir, root)
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("pid_trial", trial.number)  # which attempt the pid belongs to
         trial.set_user_attr("workdir", str(workdir))
         params, sampled = sample(trial, list(s.space))
         trial.set_user_attr("overrides", {k: _jsonable(v) for k, v in sampled.items()})
